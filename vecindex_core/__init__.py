@@ -1,0 +1,74 @@
+"""vecindex core: many vector indexes behind one contract, with stable uint64 ids.
+
+Quick start::
+
+    import numpy as np, vecindex_core as vc
+    index = vc.create("flat", dim=384, metric="cosine")
+    ids = index.add(np.random.rand(1000, 384).astype("float32"))
+    result = index.search(np.random.rand(384), k=10)   # scores, ids, counts
+"""
+
+from __future__ import annotations
+
+from . import errors, registry
+from ._threads import get_num_threads, set_num_threads
+from .api import create, load
+from .base import Moves, VectorIndex
+from .errors import (
+    BackendError,
+    DimensionMismatchError,
+    DuplicateIdError,
+    EmptyInputError,
+    IndexFormatError,
+    InvalidArgumentError,
+    InvalidDtypeError,
+    InvalidParameterError,
+    NonFiniteError,
+    NotSupportedError,
+    NotTrainedError,
+    UnknownIdError,
+    UnknownIndexError,
+    VecIndexError,
+)
+from .flat import FlatIndex
+from .idmap import IdMapIndex
+from .registry import get_kind, list_indexes
+from .types import METRICS, MISSING, FloatMatrix, IdArray, Metric, SearchResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METRICS",
+    "MISSING",
+    "BackendError",
+    "DimensionMismatchError",
+    "DuplicateIdError",
+    "EmptyInputError",
+    "FlatIndex",
+    "FloatMatrix",
+    "IdArray",
+    "IdMapIndex",
+    "IndexFormatError",
+    "InvalidArgumentError",
+    "InvalidDtypeError",
+    "InvalidParameterError",
+    "Metric",
+    "Moves",
+    "NonFiniteError",
+    "NotSupportedError",
+    "NotTrainedError",
+    "SearchResult",
+    "UnknownIdError",
+    "UnknownIndexError",
+    "VecIndexError",
+    "VectorIndex",
+    "__version__",
+    "create",
+    "errors",
+    "get_kind",
+    "get_num_threads",
+    "list_indexes",
+    "load",
+    "registry",
+    "set_num_threads",
+]

@@ -1,0 +1,1 @@
+"""Kernels: numba/numpy functions over plain arrays. No classes, no I/O."""

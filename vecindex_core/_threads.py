@@ -1,0 +1,50 @@
+"""Thread count used by vecindex kernels, and a shared pool for nogil kernels.
+
+The default is ``VECINDEX_NUM_THREADS`` when set, else the number of CPUs. BLAS threads are
+not changed here; pin them with ``threadpoolctl`` (the benchmark runner does).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["get_num_threads", "map_chunks", "set_num_threads"]
+
+_lock = threading.Lock()
+_num_threads = max(1, int(os.environ.get("VECINDEX_NUM_THREADS", 0)) or (os.cpu_count() or 1))
+_pool: ThreadPoolExecutor | None = None
+
+
+def get_num_threads() -> int:
+    """Number of threads kernels may use."""
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads kernels may use (``n >= 1``)."""
+    global _num_threads, _pool
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        from .errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"num_threads must be an integer >= 1, got {n!r}")
+    with _lock:
+        _num_threads = n
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+            _pool = None
+
+
+def map_chunks(fn: Callable[[int, int], None], n: int, nthreads: int) -> None:
+    """Run ``fn(start, stop)`` over ``nthreads`` contiguous chunks of ``range(n)``."""
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_num_threads, thread_name_prefix="vecindex")
+        pool = _pool
+    step = -(-n // nthreads)
+    futures = [pool.submit(fn, s, min(s + step, n)) for s in range(0, n, step)]
+    for f in futures:
+        f.result()

@@ -1,0 +1,340 @@
+"""The positional index contract, :class:`VectorIndex`.
+
+Rows are slots ``0..ntotal-1``. Public methods validate their inputs once, here, and then
+call the ``_``-prefixed hooks that each kind implements with clean arrays: float32
+C-contiguous vectors (L2-normalised for ``cosine``), sorted unique int64 slots, and a bool
+mask or None. A public call that raises has changed nothing.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from . import io
+from .errors import InvalidArgumentError, NotSupportedError, NotTrainedError
+from .registry import format_spec, get_kind
+from .types import FloatMatrix, Metric, SearchResult, SlotArray
+from .validation import as_float_matrix, as_mask, as_slots, check_k, check_metric
+
+if TYPE_CHECKING:
+    from .registry import IndexKind
+
+__all__ = ["Moves", "VectorIndex", "normalize_rows", "swap_remove_plan"]
+
+
+class Moves(NamedTuple):
+    """Slot moves made by a swap-remove: row ``src[i]`` now lives at ``dst[i]``.
+
+    Every other surviving slot is unchanged; slots ``>= ntotal`` after the call are gone.
+    """
+
+    src: SlotArray
+    dst: SlotArray
+
+
+def swap_remove_plan(ntotal: int, slots: SlotArray) -> Moves:
+    """Plan a swap-remove of sorted unique ``slots`` from ``ntotal`` rows in O(len(slots)).
+
+    The holes below the new size are filled with the surviving rows above it, taken from the
+    end, exactly as removing one slot at a time from the highest down would.
+    """
+    new_n = ntotal - slots.size
+    holes = slots[slots < new_n]
+    tail_removed = slots[slots >= new_n]
+    keep = np.ones(ntotal - new_n, dtype=bool)
+    keep[tail_removed - new_n] = False
+    sources = (np.flatnonzero(keep) + new_n)[::-1]
+    return Moves(np.ascontiguousarray(sources[: holes.size]), holes)
+
+
+def normalize_rows(x: FloatMatrix) -> FloatMatrix:
+    """Return ``x / ||x||`` row by row (float32); all-zero rows stay zero."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms[norms == 0] = 1
+    return np.ascontiguousarray(x / norms, dtype=np.float32)
+
+
+class VectorIndex(abc.ABC):
+    """Positional vector index: the contract every kind implements.
+
+    Parameters
+    ----------
+    dim : int
+        Number of dimensions, ``>= 1``.
+    metric : {"cosine", "ip", "l2"}
+        Scores are always "higher is better": cosine similarity, inner product, or the
+        negated squared L2 distance.
+    **params
+        The kind's declared parameters (see ``vecindex_core.registry``); search-time knobs
+        given here become the defaults of ``search``.
+
+    Attributes
+    ----------
+    dim, metric, ntotal, is_trained, spec
+    params : mapping
+        All construction parameters, defaults filled in.
+    """
+
+    kind: ClassVar[IndexKind]
+
+    def __init__(self, dim: int, metric: Metric = "cosine", **params: Any) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise InvalidArgumentError(f"dim must be an integer >= 1, got {dim!r}")
+        self.dim = int(dim)
+        self.metric: Metric = check_metric(metric)
+        validated = self.kind.validate_params(params)
+        self.params: Mapping[str, Any] = MappingProxyType(validated)
+        self.search_defaults: Mapping[str, Any] = MappingProxyType(
+            {p.name: validated[p.name] for p in self.kind.search_params}
+        )
+
+    # ----------------------------------------------------------------- properties
+    @property
+    @abc.abstractmethod
+    def ntotal(self) -> int:
+        """Number of rows (slots) in the index."""
+
+    @property
+    def is_trained(self) -> bool:
+        """Whether the index can accept ``add``; kinds that need training override this."""
+        return True
+
+    @property
+    def min_train_size(self) -> int:
+        """Vectors needed by ``train``; 0 for kinds that need no training."""
+        return 0
+
+    @property
+    def keeps_vectors(self) -> bool:
+        """Whether :meth:`get_vectors` can return the stored (metric-prepared) vectors."""
+        return False
+
+    @property
+    def spec(self) -> str:
+        """Spec string that recreates this index with :func:`vecindex_core.create`."""
+        return format_spec(self.kind.name, self.params)
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(spec={self.spec!r}, dim={self.dim}, metric={self.metric!r}, "
+            f"ntotal={self.ntotal})"
+        )
+
+    # ----------------------------------------------------------------- public API
+    def prepare(self, x: object, *, name: str = "x") -> FloatMatrix:
+        """Validate vectors and apply the metric's input transform (unit norm for cosine)."""
+        arr = as_float_matrix(x, self.dim, name=name)
+        return normalize_rows(arr) if self.metric == "cosine" else arr
+
+    def train(self, x: object) -> None:
+        """Learn the index's parameters from sample vectors ``x`` (float (n, dim))."""
+        xp = self.prepare(x)
+        if xp.shape[0] < self.min_train_size:
+            raise InvalidArgumentError(
+                f"{self.spec} needs at least {self.min_train_size} training vectors, "
+                f"got {xp.shape[0]}"
+            )
+        self._train(xp)
+
+    def add(self, x: object) -> None:
+        """Append vectors ``x`` (float (n, dim), or one (dim,) vector) as new slots."""
+        self._require_trained("add")
+        self._add(self.prepare(x))
+
+    def search(
+        self,
+        q: object,
+        k: int,
+        *,
+        params: Any = None,
+        mask: object = None,
+    ) -> SearchResult:
+        """Find the ``k`` best slots for each query.
+
+        Parameters
+        ----------
+        q : array_like, shape (nq, dim) or (dim,)
+            Queries; a 1-D query is one row and still returns 2-D results.
+        k : int
+            Number of results per query; ``k > ntotal`` pads, never raises.
+        params : dict or the kind's ``SearchParams``, optional
+            Search-time knobs; unknown keys raise listing the valid ones.
+        mask : bool array of shape (ntotal,), optional
+            Only slots where ``mask`` is true can be returned; applied inside the scan.
+
+        Returns
+        -------
+        SearchResult
+            ``scores`` float32 (nq, k), ``ids`` int64 slots (nq, k) padded with ``-1``
+            (scores ``-inf``), ``counts`` int64 (nq,).
+        """
+        qp = self.prepare(q, name="q")
+        kk = check_k(k)
+        sp = self.kind.validate_search_params(params, self.search_defaults)
+        m = None if mask is None else as_mask(mask, self.ntotal)
+        if self.ntotal == 0 or (m is not None and not m.any()):
+            return _empty_result(qp.shape[0], kk)
+        self._require_trained("search")
+        scores, slots, counts = self._search(qp, min(kk, self.ntotal), sp, m)
+        return _pad_result(scores, slots, counts, kk)
+
+    def remove(self, slots: object) -> Moves:
+        """Remove ``slots`` by swap-remove; returns the :class:`Moves` it made."""
+        s = as_slots(slots, self.ntotal)
+        if s.size == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return Moves(empty, empty)
+        moves = swap_remove_plan(self.ntotal, s)
+        self._remove(s, moves)
+        return moves
+
+    def get_vectors(self, slots: object) -> FloatMatrix:
+        """Stored vectors of ``slots`` (after the metric transform), float32 (n, dim)."""
+        if not self.keeps_vectors:
+            raise NotSupportedError(f"{self.spec} does not keep the original vectors")
+        return self._get_vectors(as_slots(slots, self.ntotal, unique=False))
+
+    @abc.abstractmethod
+    def memory_bytes(self) -> int:
+        """Bytes of memory held by the index's arrays."""
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index atomically to ``path`` in the vecindex format."""
+        io.write_index(path, *self._to_file())
+
+    def to_bytes(self) -> bytes:
+        """The exact bytes :meth:`save` writes."""
+        data = io.write_index(None, *self._to_file())
+        assert data is not None
+        return data
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> VectorIndex:
+        """Load a positional index saved by :meth:`save` (or the index inside an id map)."""
+        header, arrays = io.read_index(path)
+        return index_from_file(header, arrays, f"index file {os.fspath(path)!r}")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> VectorIndex:
+        """Inverse of :meth:`to_bytes`."""
+        header, arrays = io.read_index_bytes(data)
+        return index_from_file(header, arrays, "index bytes")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_index_from_bytes, (self.to_bytes(),))
+
+    def __copy__(self) -> VectorIndex:
+        return self.from_bytes(self.to_bytes())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> VectorIndex:
+        return self.__copy__()
+
+    def _to_file(self, prefix: str = "index/") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        state, arrays = self._get_state()
+        header = {
+            "kind": self.kind.name,
+            "spec": self.spec,
+            "params": dict(self.params),
+            "dim": self.dim,
+            "metric": self.metric,
+            "dtype": "float32",
+            "ntotal": self.ntotal,
+            "state": state,
+        }
+        return header, {prefix + k: v for k, v in arrays.items()}
+
+    # ----------------------------------------------------------------- hooks
+    def _require_trained(self, op: str) -> None:
+        if not self.is_trained:
+            raise NotTrainedError(
+                f"{self.spec} must be trained before {op}: call train() with at least "
+                f"{self.min_train_size} vectors (IdMapIndex and Collection do this for you)"
+            )
+
+    def _train(self, x: FloatMatrix) -> None:
+        """Learn from prepared vectors; kinds that need training override this."""
+
+    @abc.abstractmethod
+    def _add(self, x: FloatMatrix) -> None:
+        """Append prepared vectors."""
+
+    @abc.abstractmethod
+    def _search(
+        self, q: FloatMatrix, k: int, params: Mapping[str, Any], mask: npt.NDArray[np.bool_] | None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Top-``k`` (``1 <= k <= ntotal``) over prepared queries; rows best first."""
+
+    @abc.abstractmethod
+    def _remove(self, slots: SlotArray, moves: Moves) -> None:
+        """Apply a swap-remove: copy row ``moves.src[i]`` to ``moves.dst[i]``, then truncate."""
+
+    def _get_vectors(self, slots: SlotArray) -> FloatMatrix:
+        raise NotSupportedError(f"{self.spec} does not keep the original vectors")
+
+    @abc.abstractmethod
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON-serialisable state and named arrays that :meth:`_set_state` restores."""
+
+    @abc.abstractmethod
+    def _set_state(self, state: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        """Restore what :meth:`_get_state` returned (on a freshly constructed index)."""
+
+
+def _empty_result(nq: int, k: int) -> SearchResult:
+    return SearchResult(
+        np.full((nq, k), -np.inf, dtype=np.float32),
+        np.full((nq, k), -1, dtype=np.int64),
+        np.zeros(nq, dtype=np.int64),
+    )
+
+
+def _pad_result(
+    scores: npt.NDArray[np.float32],
+    slots: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+    k: int,
+) -> SearchResult:
+    nq, have = scores.shape
+    if have == k:
+        return SearchResult(scores, slots, counts)
+    out = _empty_result(nq, k)
+    out.scores[:, :have] = scores
+    out.ids[:, :have] = slots
+    return SearchResult(out.scores, out.ids, counts)
+
+
+def index_from_file(
+    header: Mapping[str, Any], arrays: Mapping[str, np.ndarray], where: str
+) -> VectorIndex:
+    """Rebuild a positional index from a file's header and arrays."""
+    from .errors import IndexFormatError
+
+    try:
+        kind = get_kind(header["kind"])
+        index = kind.cls(dim=header["dim"], metric=header["metric"], **header["params"])
+        inner = {k[6:]: v for k, v in arrays.items() if k.startswith("index/")}
+        index._set_state(header["state"], inner)
+    except IndexFormatError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise IndexFormatError(f"{where} holds an index that cannot be rebuilt: {e}") from e
+    if index.ntotal != header["ntotal"]:
+        raise IndexFormatError(
+            f"{where} is corrupt: header says {header['ntotal']} rows, arrays hold {index.ntotal}"
+        )
+    return index
+
+
+def _index_from_bytes(data: bytes) -> VectorIndex:
+    return VectorIndex.from_bytes(data)
