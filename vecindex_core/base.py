@@ -148,8 +148,12 @@ class VectorIndex(abc.ABC):
 
     def add(self, x: object) -> None:
         """Append vectors ``x`` (float (n, dim), or one (dim,) vector) as new slots."""
+        self._add_prepared(self.prepare(x))
+
+    def _add_prepared(self, x: FloatMatrix) -> None:
+        """``add`` for vectors that already went through :meth:`prepare`."""
         self._require_trained("add")
-        self._add(self.prepare(x))
+        self._add(x)
 
     def search(
         self,
@@ -262,7 +266,7 @@ class VectorIndex(abc.ABC):
                 f"{self.min_train_size} vectors (IdMapIndex and Collection do this for you)"
             )
 
-    def _train(self, x: FloatMatrix) -> None:
+    def _train(self, x: FloatMatrix) -> None:  # noqa: B027 - optional hook
         """Learn from prepared vectors; kinds that need training override this."""
 
     @abc.abstractmethod

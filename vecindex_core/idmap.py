@@ -15,7 +15,7 @@ from .base import VectorIndex, index_from_file
 from .errors import DuplicateIdError, IndexFormatError, InvalidArgumentError, UnknownIdError
 from .flat import FlatIndex
 from .types import MISSING, FloatMatrix, IdArray, Metric, SearchResult
-from .validation import as_float_matrix, as_ids, as_mask
+from .validation import as_ids, as_mask
 
 __all__ = ["Allow", "IdMapIndex"]
 
@@ -180,7 +180,8 @@ class IdMapIndex:
         DuplicateIdError
             An id repeats inside the batch or is already present; nothing is added.
         """
-        xv = as_float_matrix(x, self.dim)
+        active = self._active
+        xv = active.prepare(x)
         n = xv.shape[0]
         if ids is None:
             if self._next_id + n > MISSING:
@@ -203,7 +204,7 @@ class IdMapIndex:
                     f"ids {new_ids[present][:10].tolist()} are already in the index; "
                     "nothing was added (remove them first to replace)"
                 )
-        self._active.add(xv)
+        active._add_prepared(xv)
         self._append_ids(new_ids)
         if new_ids.size:
             self._next_id = max(self._next_id, int(new_ids.max()) + 1)
@@ -362,7 +363,9 @@ class IdMapIndex:
         self._staging = None
         if staged:
             staging = FlatIndex(inner.dim, inner.metric)
-            staging._set_state({}, {"vectors": arrays.get("staging/vectors")})
+            if "staging/vectors" not in arrays:
+                raise IndexFormatError(f"{where} is staged but holds no staging vectors")
+            staging._set_state({}, {"vectors": arrays["staging/vectors"]})
             self._staging = staging
         n = self.ntotal
         if ids.dtype != np.uint64 or ids.shape != (n,):

@@ -50,6 +50,14 @@ _DTYPES = frozenset(
 ) | {"|b1", "|u1", "|i1"}
 
 PathLike = str | os.PathLike[str]
+_Reader = io.RawIOBase | io.BufferedIOBase
+
+
+def _bytes_view(arr: np.ndarray) -> memoryview:
+    """Writable byte view of a C-contiguous array (empty arrays give an empty view)."""
+    if arr.size == 0:
+        return memoryview(bytearray())
+    return memoryview(arr.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
 
 
 def _pad(n: int) -> int:
@@ -75,7 +83,7 @@ def _write(f: IO[bytes], header: Mapping[str, Any], arrays: Mapping[str, np.ndar
     blobs = [np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")) for a in arrays.values()]
     crc = 0
     for blob in blobs:
-        crc = zlib.crc32(memoryview(blob).cast("B"), crc)
+        crc = zlib.crc32(_bytes_view(blob), crc)
         crc = zlib.crc32(bytes(_pad(blob.nbytes)), crc)
     head = json.dumps({**header, "arrays": table}, sort_keys=True).encode()
     f.write(
@@ -84,7 +92,7 @@ def _write(f: IO[bytes], header: Mapping[str, Any], arrays: Mapping[str, np.ndar
     f.write(head)
     f.write(bytes(_pad(_PREFIX.size + len(head))))
     for blob in blobs:
-        f.write(memoryview(blob).cast("B"))
+        f.write(_bytes_view(blob))
         f.write(bytes(_pad(blob.nbytes)))
 
 
@@ -128,14 +136,16 @@ def write_index(
     return None
 
 
-def _read_exact(f: IO[bytes], n: int, where: str, what: str) -> bytes:
+def _read_exact(f: _Reader, n: int, where: str, what: str) -> bytes:
     data = f.read(n)
     if len(data) != n:
-        raise IndexFormatError(f"{where} is truncated: expected {n} bytes of {what}, got {len(data)}")
+        raise IndexFormatError(
+            f"{where} is truncated: expected {n} bytes of {what}, got {len(data)}"
+        )
     return data
 
 
-def _read(f: IO[bytes], where: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _read(f: _Reader, where: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     prefix = f.read(_PREFIX.size)
     if len(prefix) < 8 or prefix[:8] != MAGIC:
         raise IndexFormatError(
@@ -175,8 +185,8 @@ def _read(f: IO[bytes], where: str) -> tuple[dict[str, Any], dict[str, np.ndarra
             arr = np.empty(shape, dtype=np.dtype(dtype))
             if arr.nbytes != nbytes:
                 raise IndexFormatError(f"{where} is corrupt: size mismatch for array {name!r}")
-            view = memoryview(arr).cast("B") if arr.size else memoryview(b"")
-            if arr.size and f.readinto(view) != nbytes:  # type: ignore[attr-defined]
+            view = _bytes_view(arr)
+            if arr.size and f.readinto(view) != nbytes:
                 raise IndexFormatError(f"{where} is truncated inside array {name!r}")
             crc = zlib.crc32(view, crc)
             gap = _read_exact(f, _pad(nbytes), where, f"padding after {name!r}")
@@ -188,7 +198,9 @@ def _read(f: IO[bytes], where: str) -> tuple[dict[str, Any], dict[str, np.ndarra
             raise
         raise IndexFormatError(f"{where} is corrupt: bad array table ({e})") from e
     if pos != payload_len:
-        raise IndexFormatError(f"{where} is corrupt: payload is {pos} bytes, header says {payload_len}")
+        raise IndexFormatError(
+            f"{where} is corrupt: payload is {pos} bytes, header says {payload_len}"
+        )
     if crc != payload_crc:
         raise IndexFormatError(f"{where} is corrupt: payload checksum mismatch")
     if f.read(1):
@@ -201,7 +213,7 @@ def read_index(path: PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     where = f"index file {os.fspath(path)!r}"
     try:
         with open(path, "rb", buffering=0) as f:
-            return _read(f, where)  # type: ignore[arg-type]
+            return _read(f, where)
     except FileNotFoundError:
         raise
     except IsADirectoryError as e:

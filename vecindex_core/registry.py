@@ -70,9 +70,9 @@ class Param:
         )
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok_type = float(value), True
-        if not ok_type and self.type is int and hasattr(value, "__index__"):
-            if not isinstance(value, bool):
-                value, ok_type = int(value), True
+        is_index = hasattr(value, "__index__") and not isinstance(value, bool)
+        if not ok_type and self.type is int and is_index:
+            value, ok_type = int(value), True
         if not ok_type:
             raise InvalidParameterError(
                 f"{owner}: parameter {self.name}={value!r} has type {type(value).__name__}, "
@@ -137,7 +137,9 @@ class IndexKind:
     SearchParams: type = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        fields = [(p.name, p.type, dataclasses.field(default=p.default)) for p in self.search_params]
+        fields = [
+            (p.name, p.type, dataclasses.field(default=p.default)) for p in self.search_params
+        ]
         cls_name = "".join(w.title() for w in self.name.split("_")) + "SearchParams"
         object.__setattr__(
             self, "SearchParams", dataclasses.make_dataclass(cls_name, fields, frozen=True)

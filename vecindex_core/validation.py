@@ -21,7 +21,7 @@ from .errors import (
     InvalidDtypeError,
     NonFiniteError,
 )
-from .types import MISSING, METRICS, FloatMatrix, IdArray, Metric, SlotArray
+from .types import METRICS, MISSING, FloatMatrix, IdArray, Metric, SlotArray
 
 __all__ = [
     "MAX_K",
@@ -148,7 +148,7 @@ def check_k(k: object) -> int:
     if isinstance(k, bool) or is_torch_tensor(k):
         raise InvalidDtypeError(f"k must be an integer, got {k!r} of type {type(k).__name__}")
     try:
-        value = operator.index(k)  # type: ignore[call-overload]
+        value = operator.index(k)  # type: ignore[arg-type]
     except TypeError:
         raise InvalidDtypeError(
             f"k must be an integer, got {k!r} of type {type(k).__name__}"
@@ -164,7 +164,7 @@ def check_metric(metric: object) -> Metric:
         raise InvalidArgumentError(
             f"unknown metric {metric!r}, expected one of {', '.join(map(repr, METRICS))}"
         )
-    return metric  # type: ignore[return-value]
+    return metric
 
 
 def _integer_array(x: object, name: str) -> np.ndarray:

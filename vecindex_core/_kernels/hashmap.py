@@ -45,7 +45,9 @@ def ht_get(keys: np.ndarray, vals: np.ndarray, query: np.ndarray, out: np.ndarra
 
 
 @numba.njit(nogil=True, cache=True)
-def ht_insert(keys: np.ndarray, vals: np.ndarray, new_keys: np.ndarray, new_vals: np.ndarray) -> None:
+def ht_insert(
+    keys: np.ndarray, vals: np.ndarray, new_keys: np.ndarray, new_vals: np.ndarray
+) -> None:
     """Insert absent keys (the caller has checked they are absent and unique)."""
     mask = np.uint64(keys.shape[0] - 1)
     for i in range(new_keys.shape[0]):

@@ -205,7 +205,7 @@ def dense_topk(
         As :func:`finalize_heaps`. Memory is bounded by one ``QUERY_BLOCK x DB_BLOCK`` tile
         per thread whatever ``nq`` and ``n`` are.
     """
-    nq, n = queries.shape[0], data.shape[0]
+    nq = queries.shape[0]
     hs, hi = init_heaps(nq, k)
     use_mask = mask is not None
     mask_arr = mask if mask is not None else np.ones(1, dtype=np.bool_)

@@ -1,0 +1,37 @@
+# make demo: build every registered index over the bundled sample and compare with peers.
+# make test: lint (ruff, mypy) and the whole test suite.
+# Both create .venv on first use; torch (CPU build) is installed before anything that
+# could pull a CUDA build of it.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH := torch==2.13.0
+
+.PHONY: demo test lint pytest bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,torch]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/vecindex demo --out demo-out
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest
+
+test: lint pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/flat_vs_faiss.py
+
+clean:
+	rm -rf $(VENV) demo-out build *.egg-info
