@@ -10,7 +10,7 @@ Quick start::
 
 from __future__ import annotations
 
-from . import errors, registry
+from . import datasets, errors, registry
 from ._threads import get_num_threads, set_num_threads
 from .api import create, load
 from .base import Moves, VectorIndex
@@ -64,6 +64,7 @@ __all__ = [
     "VectorIndex",
     "__version__",
     "create",
+    "datasets",
     "errors",
     "get_kind",
     "get_num_threads",
