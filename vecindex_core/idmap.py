@@ -274,9 +274,10 @@ class IdMapIndex:
             params = None
         mask = self._allow_mask(allow)
         res = active.search(q, k, params=params, mask=mask)
-        slots = res.ids
-        ids = np.where(slots >= 0, self._ids[np.maximum(slots, 0)], np.uint64(MISSING))
-        return SearchResult(res.scores, ids.astype(np.uint64, copy=False), res.counts)
+        ids = np.full(res.ids.shape, MISSING, dtype=np.uint64)
+        found = res.ids >= 0
+        ids[found] = self._ids[res.ids[found]]
+        return SearchResult(res.scores, ids, res.counts)
 
     def _allow_mask(self, allow: Allow) -> npt.NDArray[np.bool_] | None:
         if allow is None:

@@ -124,7 +124,8 @@ def as_float_matrix(
         raise InvalidArgumentError(f"{name} has shape {arr.shape}: vectors need at least 1 dim")
     if arr.shape[0] == 0 and not allow_empty:
         raise EmptyInputError(f"{name} is an empty batch (shape {arr.shape}), expected n >= 1")
-    out = np.ascontiguousarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore"):  # overflow to inf is reported just below
+        out = np.ascontiguousarray(arr, dtype=np.float32)
     finite = np.isfinite(out)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
