@@ -102,7 +102,7 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(saved, monkeypatch):
 
 
 def test_loading_never_unpickles(saved, monkeypatch):
-    index, path = saved
+    _, path = saved
 
     def forbidden(*args, **kwargs):
         raise AssertionError("pickle used while loading")

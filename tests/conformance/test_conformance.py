@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import vecindex_core as vc
-from vecindex_core import MISSING, METRICS, get_kind, list_indexes
+from vecindex_core import METRICS, MISSING, get_kind, list_indexes
 
 from .tolerances import KNOWN_GAPS, TOLERANCES
 
