@@ -46,6 +46,10 @@ def swap_remove_plan(ntotal: int, slots: SlotArray) -> Moves:
     end, exactly as removing one slot at a time from the highest down would.
     """
     new_n = ntotal - slots.size
+    if slots.size == 1:  # the common single-id case, without temporaries
+        s = int(slots[0])
+        pair = np.array([new_n] if s != new_n else [], dtype=np.int64)
+        return Moves(pair, slots if s != new_n else pair)
     holes = slots[slots < new_n]
     tail_removed = slots[slots >= new_n]
     keep = np.ones(ntotal - new_n, dtype=bool)
@@ -194,12 +198,15 @@ class VectorIndex(abc.ABC):
 
     def remove(self, slots: object) -> Moves:
         """Remove ``slots`` by swap-remove; returns the :class:`Moves` it made."""
-        s = as_slots(slots, self.ntotal)
-        if s.size == 0:
+        return self._remove_slots(as_slots(slots, self.ntotal))
+
+    def _remove_slots(self, slots: SlotArray) -> Moves:
+        """``remove`` for slots that are already sorted, unique and in range."""
+        if slots.size == 0:
             empty = np.empty(0, dtype=np.int64)
             return Moves(empty, empty)
-        moves = swap_remove_plan(self.ntotal, s)
-        self._remove(s, moves)
+        moves = swap_remove_plan(self.ntotal, slots)
+        self._remove(slots, moves)
         return moves
 
     def get_vectors(self, slots: object) -> FloatMatrix:

@@ -213,13 +213,15 @@ class IdMapIndex:
 
     def remove(self, ids: object) -> int:
         """Remove ids; ids that are not present are ignored. Returns how many were removed."""
-        wanted = np.unique(as_ids(ids))
+        wanted = as_ids(ids)
+        if wanted.size > 1:
+            wanted = np.unique(wanted)
         slots = self._table.get(wanted)
         found = slots >= 0
         if not found.any():
             return 0
         gone = wanted[found]
-        moves = self._active.remove(slots[found])
+        moves = self._active._remove_slots(np.sort(slots[found]))
         moved_ids = self._ids[moves.src]
         self._ids[moves.dst] = moved_ids
         self._table.delete(gone)
@@ -373,9 +375,11 @@ class IdMapIndex:
             raise IndexFormatError(
                 f"{where} has {ids.shape} {ids.dtype} ids for {n} rows, expected ({n},) uint64"
             )
-        if np.unique(ids).size != n or (n and int(ids.max()) >= max(next_id, 1)):
-            raise IndexFormatError(f"{where} has duplicate ids or ids beyond its id counter")
+        if n and int(ids.max()) >= next_id:
+            raise IndexFormatError(f"{where} has ids beyond its id counter {next_id}")
         self._append_ids(ids)
+        if (self._table.get(ids) != np.arange(n)).any():  # a repeated id maps to its first slot
+            raise IndexFormatError(f"{where} has duplicate ids")
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:

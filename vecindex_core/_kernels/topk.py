@@ -29,6 +29,9 @@ DB_BLOCK = 4096
 SMALL_BATCH = 8
 #: Rows scored per step of the fused kernel (one float32 buffer of this size per query).
 _FUSED_CHUNK = 256
+#: Below this many rows per thread, a small batch is scanned by one thread (measured: the
+#: hand-off costs more than it saves on a few thousand rows).
+_MIN_ROWS_PER_THREAD = 16384
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
@@ -237,7 +240,7 @@ def _fused_topk(
     nthreads: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     nq, n = queries.shape[0], data.shape[0]
-    parts = nthreads if n >= 4 * _FUSED_CHUNK * nthreads else 1
+    parts = max(1, min(nthreads, n // _MIN_ROWS_PER_THREAD))
     heaps = [init_heaps(nq, k) for _ in range(parts)]
     if parts == 1:
         _fused_rows(queries, data, 0, n, mask, use_mask, qn, xn, l2, *heaps[0])
