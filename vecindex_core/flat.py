@@ -25,7 +25,7 @@ GATHER_FRACTION = 0.25
 class FlatIndex(VectorIndex):
     """Exact brute-force search for ``cosine``, ``ip`` and ``l2``.
 
-    Batches of queries run a blocked BLAS matmul (tiles of at most 1024 x 4096 scores, so
+    Batches of queries run a blocked BLAS matmul (tiles of at most 512 x 2048 scores, so
     memory stays bounded for any batch) fused with a heap top-k; batches smaller than
     ``SMALL_BATCH`` use a single-pass kernel that reads the data once. Ties are broken by
     the lower slot. Batched scores equal numpy's ``q @ x.T`` (``l2``:

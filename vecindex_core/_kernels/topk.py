@@ -22,8 +22,8 @@ from .._threads import get_num_threads, map_chunks
 __all__ = ["SMALL_BATCH", "dense_topk", "finalize_heaps", "init_heaps", "sq_norms"]
 
 #: Query and database block sizes of the blocked matmul; a tile is at most QB*DB floats.
-QUERY_BLOCK = 1024
-DB_BLOCK = 4096
+QUERY_BLOCK = 512
+DB_BLOCK = 2048
 #: Batches smaller than this use the fused single-pass kernel instead of BLAS (measured:
 #: BLAS gemv/gemm on a handful of rows reads the data at a third of the fused speed).
 SMALL_BATCH = 8
@@ -33,6 +33,8 @@ _FUSED_CHUNK = 256
 #: hand-off costs more than it saves on a few thousand rows).
 _MIN_ROWS_PER_THREAD = 16384
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+#: Columns per step of the tile scan (one vectorised max decides whether to look closer).
+_SCAN_CHUNK = 64
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -59,6 +61,28 @@ def _sift_down(hs: np.ndarray, hi: np.ndarray, r: int, k: int, s: float, i: int)
     hi[r, pos] = i
 
 
+@numba.njit(nogil=True, cache=True, fastmath={"nnan", "nsz"})
+def _chunk_scores(
+    tile: np.ndarray, r: int, c0: int, c1: int, offset: int, qn: np.ndarray, xn: np.ndarray,
+    l2: bool, buf: np.ndarray,
+) -> float:
+    """Write the scores of tile row ``r``, columns ``c0:c1``, into ``buf``; return their max.
+
+    No reassociation or contraction is allowed here, so each score is bit-identical to the
+    numpy expression; the flags only let the max reduction vectorise.
+    """
+    two = np.float32(2.0)
+    zero = np.float32(0.0)
+    best = np.float32(-np.inf)
+    for j in range(c0, c1):
+        s = tile[r, j]
+        if l2:
+            s = -max((qn[r] + xn[offset + j]) - two * s, zero)
+        buf[j - c0] = s
+        best = max(best, s)
+    return best
+
+
 @numba.njit(nogil=True, cache=True)
 def _update_rows(
     tile: np.ndarray,
@@ -77,21 +101,23 @@ def _update_rows(
 
     With ``l2`` the tile holds inner products and each score is computed here as
     ``-max(qn[r] + xn[j] - 2 * ip, 0)`` in float32, so no extra pass over the tile is needed.
+    Columns go in chunks of ``_SCAN_CHUNK``: a chunk whose best score does not beat the heap's
+    worst is skipped after one vectorised max, which is most chunks once the heap is warm.
     """
     k = hs.shape[1]
     n = tile.shape[1]
-    two = np.float32(2.0)
-    zero = np.float32(0.0)
+    buf = np.empty(_SCAN_CHUNK, dtype=np.float32)
     for r in range(r0, r1):
         thr = hs[r, 0]
-        for j in range(n):
-            s = tile[r, j]
-            if l2:
-                d = (qn[r] + xn[offset + j]) - two * s
-                s = -max(d, zero)
-            if s > thr and (not use_mask or mask[offset + j]):
-                _sift_down(hs, hi, r, k, s, offset + j)
-                thr = hs[r, 0]
+        for c0 in range(0, n, _SCAN_CHUNK):
+            c1 = min(c0 + _SCAN_CHUNK, n)
+            if _chunk_scores(tile, r, c0, c1, offset, qn, xn, l2, buf) <= thr:
+                continue
+            for j in range(c0, c1):
+                s = buf[j - c0]
+                if s > thr and (not use_mask or mask[offset + j]):
+                    _sift_down(hs, hi, r, k, s, offset + j)
+                    thr = hs[r, 0]
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
