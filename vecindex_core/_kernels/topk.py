@@ -65,7 +65,7 @@ def _sift_down(hs: np.ndarray, hi: np.ndarray, r: int, k: int, s: float, i: int)
 def _chunk_scores(
     tile: np.ndarray, r: int, c0: int, c1: int, offset: int, qn: np.ndarray, xn: np.ndarray,
     l2: bool, buf: np.ndarray,
-) -> float:
+) -> np.float32:
     """Write the scores of tile row ``r``, columns ``c0:c1``, into ``buf``; return their max.
 
     No reassociation or contraction is allowed here, so each score is bit-identical to the
