@@ -1,12 +1,23 @@
+"""Shared fixtures: the bundled sample, a numpy reference search, and test-only index kinds.
+
+Nothing here reads ``../shared``: the data is the sample that ships inside the package.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pytest
 
+import vecindex_core as vc
+from vecindex_core import registry
 from vecindex_core.datasets import load_sample
+from vecindex_core.registry import Param
 
 
 @pytest.fixture(scope="session")
 def sample():
-    """The bundled real sample (5,000 MiniLM embeddings, 200 queries, exact top-100)."""
+    """The bundled real sample (5,000 MiniLM embeddings, 200 queries, exact top-100 by ip)."""
     return load_sample()
 
 
@@ -19,3 +30,154 @@ def small(sample):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# --------------------------------------------------------------------------- numpy reference
+def numpy_search(x, q, k, metric, mask=None):
+    """Plain numpy top-k: the reference every exact search is compared with.
+
+    Scores follow the library rule (higher is better) and are computed in float32 with the
+    expressions FlatIndex documents: ``q @ x.T``; cosine normalises both sides first; l2 is
+    ``-max(|q|^2 + |x|^2 - 2 q.x, 0)``. Rows are ordered by score descending, then lower slot.
+    Rows not allowed by ``mask`` never appear; missing results are padded with slot ``-1`` and
+    score ``-inf``.
+
+    Returns ``(scores float32 (nq, k), slots int64 (nq, k), counts int64 (nq,))``.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    q = np.atleast_2d(np.asarray(q, dtype=np.float32))
+    if metric == "cosine":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    s = q @ x.T
+    if metric == "l2":
+        qn = np.einsum("ij,ij->i", q, q)
+        xn = np.einsum("ij,ij->i", x, x)
+        s = -np.maximum((qn[:, None] + xn[None, :]) - np.float32(2) * s, np.float32(0))
+    allowed = np.ones(x.shape[0], bool) if mask is None else np.asarray(mask, bool)
+    slots = np.broadcast_to(np.arange(x.shape[0]), s.shape)
+    # disallowed rows sort after every allowed one, whatever their score
+    order = np.lexsort((slots, -s, ~allowed[slots]), axis=-1)[:, :k]
+    scores = np.take_along_axis(s, order, 1).astype(np.float32)
+    ok = allowed[order]
+    n_pad = max(0, k - order.shape[1])
+    scores = np.pad(np.where(ok, scores, -np.inf), ((0, 0), (0, n_pad)), constant_values=-np.inf)
+    ids = np.pad(np.where(ok, order, -1), ((0, 0), (0, n_pad)), constant_values=-1)
+    counts = np.full(q.shape[0], min(k, int(allowed.sum())), dtype=np.int64)
+    return scores.astype(np.float32), ids.astype(np.int64), counts
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """The :func:`numpy_search` reference, as a fixture so every test module can use it."""
+    return numpy_search
+
+
+def ground_truth_f64(x, q, k, metric):
+    """Exact top-k in float64 (used as recall ground truth, not for bit-exact checks)."""
+    x = np.asarray(x, np.float64)
+    q = np.asarray(q, np.float64)
+    if metric == "cosine":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    s = q @ x.T
+    if metric == "l2":
+        s = 2 * s - (q * q).sum(1)[:, None] - (x * x).sum(1)[None, :]
+    return np.argsort(-s, axis=1, kind="stable")[:, :k]
+
+
+@pytest.fixture(scope="session")
+def sample_gt(sample):
+    """metric -> float64 exact top-10 on the whole sample (ip is the shipped ground truth)."""
+    gt = {m: ground_truth_f64(sample.base, sample.queries, 10, m) for m in vc.METRICS}
+    gt["ip"] = sample.gt[:, :10]
+    return gt
+
+
+def recall_at(found, truth, k):
+    """Mean fraction of ``truth[:, :k]`` present in ``found[:, :k]``."""
+    found = np.asarray(found).astype(np.int64)
+    return float(np.mean([len(set(f[:k]) & set(t[:k])) / k
+                          for f, t in zip(found, truth, strict=True)]))
+
+
+@pytest.fixture(scope="session")
+def recall():
+    return recall_at
+
+
+# --------------------------------------------------------------------------- test-only kinds
+class StagedExact(vc.VectorIndex):
+    """Test-only kind that must be trained: exact search once a mean has been learned.
+
+    ``min_train`` (a declared parameter, default 50) is its ``min_train_size``. Before
+    training, ``add`` and ``search`` raise :class:`NotTrainedError` as a real trained kind
+    would, so an IdMapIndex must stage its vectors until it can train it.
+    """
+
+    def __init__(self, dim: int, metric: Any = "cosine", **params: Any) -> None:
+        super().__init__(dim, metric, **params)
+        self.flat = vc.FlatIndex(dim, metric)
+        self.mean_: np.ndarray | None = None
+        self.train_calls = 0
+
+    @property
+    def ntotal(self) -> int:
+        return self.flat.ntotal
+
+    @property
+    def is_trained(self) -> bool:
+        return self.mean_ is not None
+
+    @property
+    def min_train_size(self) -> int:
+        return int(self.params["min_train"])
+
+    @property
+    def keeps_vectors(self) -> bool:
+        return True
+
+    def memory_bytes(self) -> int:
+        return self.flat.memory_bytes()
+
+    def _train(self, x):
+        self.train_calls += 1
+        self.mean_ = x.mean(0)
+
+    def _add(self, x):
+        self.flat._add(x)
+
+    def _search(self, q, k, params: Mapping[str, Any], mask):
+        return self.flat._search(q, k, params, mask)
+
+    def _remove(self, slots, moves):
+        self.flat._remove(slots, moves)
+
+    def _get_vectors(self, slots):
+        return self.flat._get_vectors(slots)
+
+    def _get_state(self):
+        arrays = {"vectors": self.flat.vectors}
+        if self.mean_ is not None:
+            arrays["mean"] = self.mean_
+        return {}, arrays
+
+    def _set_state(self, state, arrays):
+        self.flat._set_state({}, {"vectors": arrays["vectors"]})
+        self.mean_ = arrays.get("mean")
+
+
+STAGED_NAME = "test_staged"
+
+
+@pytest.fixture
+def staged_kind():
+    """Register :class:`StagedExact` as ``"test_staged"`` for one test, then remove it."""
+    registry.register(
+        STAGED_NAME, exact=True,
+        params=[Param("min_train", int, 50, "vectors needed to train", low=1, high=10_000)],
+    )(StagedExact)
+    try:
+        yield STAGED_NAME
+    finally:
+        del registry._REGISTRY[STAGED_NAME]

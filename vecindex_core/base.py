@@ -43,7 +43,7 @@ def swap_remove_plan(ntotal: int, slots: SlotArray) -> Moves:
     """Plan a swap-remove of sorted unique ``slots`` from ``ntotal`` rows in O(len(slots)).
 
     The holes below the new size are filled with the surviving rows above it, taken from the
-    end, exactly as removing one slot at a time from the highest down would.
+    end (the highest surviving row fills the lowest hole).
     """
     new_n = ntotal - slots.size
     if slots.size == 1:  # the common single-id case, without temporaries
@@ -336,11 +336,12 @@ def index_from_file(
         index = kind.cls(dim=header["dim"], metric=header["metric"], **header["params"])
         inner = {k[6:]: v for k, v in arrays.items() if k.startswith("index/")}
         index._set_state(header["state"], inner)
-    except IndexFormatError:
-        raise
+        ntotal = header["ntotal"]
+    except IndexFormatError as e:
+        raise IndexFormatError(f"{where}: {e}") from e
     except (KeyError, TypeError, ValueError) as e:
         raise IndexFormatError(f"{where} holds an index that cannot be rebuilt: {e}") from e
-    if index.ntotal != header["ntotal"]:
+    if index.ntotal != ntotal:
         raise IndexFormatError(
             f"{where} is corrupt: header says {header['ntotal']} rows, arrays hold {index.ntotal}"
         )

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._kernels.topk import SMALL_BATCH, dense_topk, sq_norms
+from ._kernels.topk import DB_BLOCK, SMALL_BATCH, dense_topk, sq_norms
 from .base import Moves, VectorIndex
 from .errors import IndexFormatError
 from .registry import register
@@ -92,7 +92,17 @@ class FlatIndex(VectorIndex):
         norms = self._norms[: self._n] if l2 else None
         if mask is not None and q.shape[0] >= SMALL_BATCH:
             allowed = np.flatnonzero(mask)
-            if allowed.size < GATHER_FRACTION * self._n:
+            if allowed.size < GATHER_FRACTION * self._n and self._n > DB_BLOCK:
+                if allowed.size < DB_BLOCK:
+                    # pad to one full-width tile with masked-out rows: a narrow matmul may
+                    # round differently from the full product, and scores must not
+                    spare = np.setdiff1d(np.arange(DB_BLOCK + allowed.size), allowed)
+                    rows = np.union1d(allowed, spare[: DB_BLOCK - allowed.size])
+                    return dense_topk(
+                        q, data[rows], k, l2=l2,
+                        data_sq_norms=None if norms is None else norms[rows],
+                        mask=mask[rows], slot_map=rows,
+                    )
                 return dense_topk(
                     q, data[allowed], k, l2=l2,
                     data_sq_norms=None if norms is None else norms[allowed],

@@ -242,9 +242,9 @@ class IdMapIndex:
         staging = self._staging
         if staging is None or staging.ntotal < max(self.index.min_train_size, 1):
             return
-        vectors = staging.vectors
-        self.index.train(vectors)
-        self.index.add(vectors)
+        vectors = staging.vectors  # already prepared: never normalise twice
+        self.index._train(vectors)
+        self.index._add_prepared(vectors)
         self._staging = None
 
     # ----------------------------------------------------------------- search
@@ -358,6 +358,8 @@ class IdMapIndex:
             staged = bool(idmap["staged"])
         except (KeyError, TypeError, ValueError) as e:
             raise IndexFormatError(f"{where} has a corrupt id map: {e}") from e
+        if not 0 <= next_id <= MISSING:
+            raise IndexFormatError(f"{where} has an id counter {next_id} outside [0, 2**64-1]")
         self = cls.__new__(cls)
         self.index = inner
         self._table = _IdTable()

@@ -117,6 +117,9 @@ def write_index(
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             _write(f, header, arrays)
             f.flush()
@@ -168,6 +171,8 @@ def _read(f: _Reader, where: str) -> tuple[dict[str, Any], dict[str, np.ndarray]
         raise IndexFormatError(f"{where} is corrupt: header checksum mismatch")
     try:
         header = json.loads(head.decode())
+        if not isinstance(header, dict):
+            raise ValueError(f"the header is a JSON {type(header).__name__}, expected an object")
         table = header.pop("arrays")
     except (ValueError, KeyError, AttributeError) as e:
         raise IndexFormatError(f"{where} is corrupt: unreadable header ({e})") from e
@@ -182,6 +187,8 @@ def _read(f: _Reader, where: str) -> tuple[dict[str, Any], dict[str, np.ndarray]
             nbytes, offset = int(entry["nbytes"]), int(entry["offset"])
             if dtype not in _DTYPES or offset != pos or any(s < 0 for s in shape):
                 raise IndexFormatError(f"{where} is corrupt: bad entry for array {name!r}")
+            if nbytes < 0 or pos + nbytes > payload_len:
+                raise IndexFormatError(f"{where} is corrupt: array {name!r} overruns the payload")
             arr = np.empty(shape, dtype=np.dtype(dtype))
             if arr.nbytes != nbytes:
                 raise IndexFormatError(f"{where} is corrupt: size mismatch for array {name!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -68,7 +69,7 @@ class Param:
             if self.type is bool
             else isinstance(value, self.type) and not isinstance(value, bool)
         )
-        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+        if self.type is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
             value, ok_type = float(value), True
         is_index = hasattr(value, "__index__") and not isinstance(value, bool)
         if not ok_type and self.type is int and is_index:
@@ -166,8 +167,8 @@ class IndexKind:
                     f"index {self.name!r}: params is a {type(params).__name__}, expected a dict "
                     f"or {self.SearchParams.__name__}"
                 )
-            return {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
-        if not isinstance(params, Mapping):
+            params = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+        elif not isinstance(params, Mapping):
             raise InvalidParameterError(
                 f"index {self.name!r}: params must be a dict or {self.SearchParams.__name__}, "
                 f"got {type(params).__name__}"
@@ -280,7 +281,7 @@ def _format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return value if _BARE.fullmatch(value) and value.lower() not in ("true", "false") else (
+        return value if _BARE.fullmatch(value) and _parse_value(value) == value else (
             json.dumps(value)
         )
     return repr(value)

@@ -43,8 +43,10 @@ def is_torch_tensor(x: object) -> bool:
     return type(x).__module__.split(".", 1)[0] == "torch" and hasattr(x, "detach")
 
 
-def _torch_to_numpy(x: Any, name: str, *, floating: bool) -> np.ndarray:
-    if x.is_complex() or str(x.dtype) == "torch.bool":
+def _torch_to_numpy(
+    x: Any, name: str, *, floating: bool, allow_bool: bool = False
+) -> np.ndarray:
+    if x.is_complex() or (str(x.dtype) == "torch.bool" and not allow_bool):
         raise InvalidDtypeError(f"{name} has dtype {x.dtype}, expected a real number dtype")
     t = x.detach()
     if floating and t.is_floating_point():
@@ -56,9 +58,9 @@ def _torch_to_numpy(x: Any, name: str, *, floating: bool) -> np.ndarray:
     return np.asarray(t.numpy())
 
 
-def _as_array(x: object, name: str, *, floating: bool) -> np.ndarray:
+def _as_array(x: object, name: str, *, floating: bool, allow_bool: bool = False) -> np.ndarray:
     if is_torch_tensor(x):
-        return _torch_to_numpy(x, name, floating=floating)
+        return _torch_to_numpy(x, name, floating=floating, allow_bool=allow_bool)
     try:
         return np.asarray(x)
     except (ValueError, TypeError) as e:  # ragged nested lists and the like
@@ -109,6 +111,10 @@ def as_float_matrix(
         raise InvalidDtypeError(
             f"{name} has dtype {arr.dtype}, expected a real float or integer dtype"
         )
+    if arr.ndim == 1 and arr.size == 0:
+        arr = arr.reshape(0, dim or 0)
+        if not allow_empty:
+            raise EmptyInputError(f"{name} is an empty batch (shape {arr.shape}), expected n >= 1")
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)
     elif arr.ndim != 2:
@@ -172,6 +178,9 @@ def _integer_array(x: object, name: str) -> np.ndarray:
     if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
         x = [int(x)]
     arr = _as_array(x, name, floating=False)
+    if (isinstance(x, (list, tuple)) and arr.dtype.kind == "f" and arr.size
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in x)):
+        arr = np.array(x, dtype=object)  # numpy promotes int64 + uint64-only values to float
     if arr.ndim == 0:
         arr = arr.reshape(1)
     if arr.ndim != 1:
@@ -181,6 +190,8 @@ def _integer_array(x: object, name: str) -> np.ndarray:
             values = [operator.index(v) for v in arr]
         except TypeError:
             raise InvalidDtypeError(f"{name} must contain integers, got {arr[:5]!r}") from None
+        if MISSING in values:
+            raise InvalidArgumentError(f"{name} contains {MISSING} (2**64-1), which is reserved")
         bad = [v for v in values if not 0 <= v < MISSING]
         if bad:
             raise InvalidArgumentError(f"{name} contains {bad[0]}, outside [0, 2**64-2]")
@@ -238,7 +249,7 @@ def as_slots(
 
 def as_mask(mask: object, ntotal: int, *, name: str = "mask") -> npt.NDArray[np.bool_]:
     """Coerce a predicate mask to a 1-D bool array of length ``ntotal``."""
-    arr = _as_array(mask, name, floating=False)
+    arr = _as_array(mask, name, floating=False, allow_bool=True)
     if arr.dtype != np.bool_:
         raise InvalidDtypeError(f"{name} must have dtype bool, got {arr.dtype}")
     if arr.shape != (ntotal,):

@@ -1,10 +1,20 @@
-"""Recall floors for approximate specs, and known gaps (with reasons) per spec.
+"""The conformance suite's tables: recall floors, test specs and known gaps.
 
-Exact specs (``get_kind(name).exact``) must match FlatIndex exactly and need no entry.
-Approximate specs must reach ``TOLERANCES[spec]`` recall@10 on the bundled real sample.
+- Exact kinds (``vecindex_core.get_kind(name).exact``) need no entry: they must equal
+  FlatIndex exactly, ids and scores.
+- Every approximate kind must have a ``TOLERANCES`` entry: the recall@10 it must reach,
+  against exact ground truth, on the bundled real sample and on the suite's 1,000-row slice.
+- ``TEST_SPECS`` optionally gives the spec string the suite builds for a kind (for example
+  smaller cells so 1,000 rows are enough to train); the default is the bare name.
+- ``KNOWN_GAPS`` lists tests a kind does not pass yet, each with its reason. A listed test
+  runs as a strict xfail (so it must really fail); nothing is ever skipped silently.
 """
 
+#: kind name -> recall@10 floor (approximate kinds only).
 TOLERANCES: dict[str, float] = {}
 
-#: spec -> {test name: reason}; a listed test is xfailed with its reason, never skipped.
+#: kind name -> spec string the suite builds (defaults to the name itself).
+TEST_SPECS: dict[str, str] = {}
+
+#: kind name -> {test function name: reason}.
 KNOWN_GAPS: dict[str, dict[str, str]] = {}

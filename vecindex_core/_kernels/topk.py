@@ -306,9 +306,13 @@ def _blocked_topk(
         qn_b = qn[q0:q1] if l2 else qn
         for c0 in range(0, n, DB_BLOCK):
             c1 = min(c0 + DB_BLOCK, n)
-            tile = tile_buf[: (q1 - q0) * (c1 - c0)].reshape(q1 - q0, c1 - c0)
-            np.matmul(qb, data[c0:c1].T, out=tile)
-            _scan_tile(tile, c0, mask_arr, use_mask, qn_b, xn, l2, hs_b, hi_b, nthreads)
+            s0 = max(0, c1 - DB_BLOCK)  # the last tile is full width too, overlapping
+            tile = tile_buf[: (q1 - q0) * (c1 - s0)].reshape(q1 - q0, c1 - s0)
+            np.matmul(qb, data[s0:c1].T, out=tile)
+            # (a narrow last matmul may round differently from the full product; this keeps
+            # every score bit-identical to numpy's q @ x.T)
+            part = np.ascontiguousarray(tile[:, c0 - s0 :]) if s0 < c0 else tile
+            _scan_tile(part, c0, mask_arr, use_mask, qn_b, xn, l2, hs_b, hi_b, nthreads)
         if on_tile is not None:
             on_tile(q1 - q0)
 
