@@ -306,7 +306,8 @@ def _blocked_topk(
         qn_b = qn[q0:q1] if l2 else qn
         for c0 in range(0, n, DB_BLOCK):
             c1 = min(c0 + DB_BLOCK, n)
-            s0 = max(0, c1 - DB_BLOCK)  # the last tile is full width too, overlapping
+            # a narrow last tile is widened to overlap the previous one
+            s0 = c0 if c1 - c0 >= DB_BLOCK // 2 else max(0, c1 - DB_BLOCK)
             tile = tile_buf[: (q1 - q0) * (c1 - s0)].reshape(q1 - q0, c1 - s0)
             np.matmul(qb, data[s0:c1].T, out=tile)
             # (a narrow last matmul may round differently from the full product; this keeps
