@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vecindex_core.errors import IndexFormatError, InvalidArgumentError
+from vecindex_core.validation import check_metric
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -42,7 +43,6 @@ __all__ = [
 ]
 
 SAMPLE_NAME = "minilm_wordnet_5k"
-METRICS = ("ip", "l2", "cosine")
 _HDF5_METRICS = {"angular": "cosine", "euclidean": "l2", "dot": "ip", "ip": "ip"}
 _DIR_GT_FILES = ("gt_ip_100.npy", "queries_gt_ip_100.npy")
 _BLOCK_SCORES = 1 << 24  # score-matrix elements per query block in exact_ground_truth
@@ -78,14 +78,6 @@ class Dataset:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _check_metric(metric: object) -> str:
-    if metric not in METRICS:
-        raise InvalidArgumentError(
-            f"unknown metric {metric!r}, expected one of {', '.join(map(repr, METRICS))}"
-        )
-    return str(metric)
 
 
 def _check_positive(value: object, name: str) -> int:
@@ -250,7 +242,7 @@ def exact_ground_truth(
         Bad ``k`` or ``metric``, arrays that are not 2-D, differing dimensions, or
         non-finite values.
     """
-    metric = _check_metric(metric)
+    metric = check_metric(metric)
     k = _check_positive(k, "k")
     x, q = _matrix(base, "base"), _matrix(queries, "queries")
     if x.shape[1] != q.shape[1]:
@@ -413,7 +405,7 @@ def load_dataset(
         A truncated or corrupt file.
     """
     if metric is not None:
-        metric = _check_metric(metric)
+        metric = check_metric(metric)
     if num_queries is not None:
         num_queries = _check_positive(num_queries, "num_queries")
     gt_k = _check_positive(gt_k, "gt_k")
