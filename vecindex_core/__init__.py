@@ -31,6 +31,7 @@ from .errors import (
     VecIndexError,
 )
 from .flat import FlatIndex
+from .hashing import ITQIndex, LSHIndex, PCAHashIndex, SimHashIndex
 from .idmap import IdMapIndex
 from .registry import get_kind, list_indexes
 from .types import METRICS, MISSING, FloatMatrix, IdArray, Metric, SearchResult
@@ -45,6 +46,7 @@ __all__ = [
     "DuplicateIdError",
     "EmptyInputError",
     "FlatIndex",
+    "ITQIndex",
     "FloatMatrix",
     "IdArray",
     "IdMapIndex",
@@ -52,12 +54,15 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidDtypeError",
     "InvalidParameterError",
+    "LSHIndex",
     "Metric",
     "Moves",
     "NonFiniteError",
     "NotSupportedError",
     "NotTrainedError",
+    "PCAHashIndex",
     "SearchResult",
+    "SimHashIndex",
     "UnknownIdError",
     "UnknownIndexError",
     "VecIndexError",

@@ -12,7 +12,13 @@ import numpy.typing as npt
 from . import io
 from ._kernels.hashmap import ht_delete, ht_get, ht_insert, ht_new, ht_set
 from .base import VectorIndex, index_from_file
-from .errors import DuplicateIdError, IndexFormatError, InvalidArgumentError, UnknownIdError
+from .errors import (
+    DuplicateIdError,
+    IndexFormatError,
+    InvalidArgumentError,
+    NotSupportedError,
+    UnknownIdError,
+)
 from .flat import FlatIndex
 from .types import MISSING, FloatMatrix, IdArray, Metric, SearchResult
 from .validation import as_ids, as_mask
@@ -305,6 +311,8 @@ class IdMapIndex:
         NotSupportedError
             The inner index does not keep original vectors.
         """
+        if not self.index.keeps_vectors:  # even while staged: the answer must not change
+            raise NotSupportedError(f"{self.spec} does not keep the original vectors")
         wanted = as_ids(ids)
         slots = self._table.get(wanted)
         if (slots < 0).any():

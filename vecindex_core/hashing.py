@@ -1,0 +1,666 @@
+"""Binary hashing indexes: ``simhash``, ``pcahash``, ``itq`` and multi-table ``lsh``.
+
+All four encode a vector as the signs of a linear projection,
+``bits = (x' - mean_) @ components_ > thresholds_`` (``x'`` is ``x``, unit-normalised first
+when ``normalize_inputs``), packed into little-endian uint64 words. They differ in where the
+projection comes from:
+
+- ``simhash``: random hyperplanes (:func:`~._kernels.projections.random_projection`), no
+  training unless ``use_median_thresholds``;
+- ``pcahash``: the top ``num_bits`` principal directions (exact, by ``eigh``), thresholds at
+  the training medians (or zero after centring);
+- ``itq``: PCA followed by the learned ITQ rotation ``rotation_`` (``components_`` is the
+  product), thresholds zero;
+- ``lsh``: ``num_tables`` independent ``num_bits``-bit random-hyperplane keys, each a bucket
+  key of its table (see :class:`LSHIndex`).
+
+Search ranks by Hamming distance with a fused XOR + popcount + top-k scan
+(:mod:`._kernels.hamming`). With ``keep_vectors=True`` the float32 originals are kept and
+``params.rerank = r`` rescores the ``r`` nearest codes exactly. Without rescoring, scores are
+derived from the Hamming distance ``h`` of ``b`` bits by :func:`hamming_score`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._kernels.hamming import hamming_topk, pack_bits, rescore_topk, words_for
+from ._kernels.lsh import build_tables, lsh_scan, relabel_tables
+from ._kernels.projections import (
+    itq_rotation,
+    median_thresholds,
+    pca,
+    random_projection,
+)
+from ._kernels.topk import dense_topk, finalize_heaps, init_heaps, sq_norms
+from ._threads import get_num_threads, map_chunks
+from .base import Moves, VectorIndex, normalize_rows
+from .errors import IndexFormatError, InvalidParameterError
+from .registry import Param, register
+from .types import FloatMatrix, Metric, SlotArray
+
+__all__ = [
+    "EXACT_MASK_ROWS",
+    "BinaryHashIndex",
+    "ITQIndex",
+    "LSHIndex",
+    "PCAHashIndex",
+    "SimHashIndex",
+    "hamming_score",
+]
+
+#: A mask allowing at most ``max(EXACT_MASK_ROWS, ntotal // 64)`` rows is searched exactly
+#: over those rows when the index keeps its vectors (cheaper than a full scan, and exact).
+EXACT_MASK_ROWS = 2048
+#: With no mask, or a mask allowing under this fraction of rows, the Hamming scan gathers
+#: the allowed codes first instead of skipping the others inside the scan.
+_GATHER_FRACTION = 0.125
+
+Result = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+def hamming_score(dist: npt.ArrayLike, bits: int, metric: Metric) -> npt.NDArray[np.float32]:
+    """The score reported for a Hamming distance when results are not rescored exactly.
+
+    Random-hyperplane bits collide with probability ``1 - angle / pi``, so ``h`` differing
+    bits out of ``b`` estimate the angle ``pi h / b``. The score is that angle's cosine,
+    ``cos(pi h / b)``, for ``cosine`` and ``ip``, and the squared distance of two unit
+    vectors at that angle, negated, ``2 cos(pi h / b) - 2``, for ``l2``. It decreases with
+    ``h``, so it ranks exactly as the distance does; for learned codes (``pcahash``,
+    ``itq``) and vectors that are not unit-norm it is an ordering, not an estimate.
+
+    Parameters
+    ----------
+    dist : array_like of int
+        Hamming distances, ``0..bits``.
+    bits : int
+        Code length ``b``.
+    metric : {"cosine", "ip", "l2"}
+
+    Returns
+    -------
+    ndarray of float32, the shape of ``dist``.
+    """
+    cos = np.cos(np.pi * np.asarray(dist, dtype=np.float64) / bits)
+    return (2 * cos - 2 if metric == "l2" else cos).astype(np.float32)
+
+
+def _seed() -> Param:
+    return Param("seed", int, 0, "seed of every random step", low=0, high=2**32 - 1)
+
+
+def _normalize() -> Param:
+    return Param(
+        "normalize_inputs", bool, False,
+        "unit-normalise vectors before hashing (cosine inputs already are)",
+    )
+
+
+def _keep(default: bool) -> Param:
+    return Param(
+        "keep_vectors", bool, default,
+        "keep float32 originals (rerank, get_vectors, exact small filtered searches)",
+    )
+
+
+def _distribution() -> Param:
+    return Param(
+        "projection_distribution", str, "gaussian",
+        "random hyperplanes: orthogonal Gaussian directions or +-1 entries",
+        choices=("gaussian", "rademacher"),
+    )
+
+
+def _median(default: bool) -> Param:
+    return Param(
+        "use_median_thresholds", bool, default,
+        "threshold each bit at its training median (balanced bits; needs training)",
+    )
+
+
+def _train_size() -> Param:
+    return Param(
+        "train_size", int, 1000,
+        "vectors gathered before automatic training (and the fewest train() accepts)",
+        low=2, high=1 << 30,
+    )
+
+
+def _rerank() -> Param:
+    return Param(
+        "rerank", int, 0,
+        "rescore this many nearest codes exactly (needs keep_vectors); 0 = Hamming only",
+        low=0, high=1 << 20,
+    )
+
+
+class BinaryHashIndex(VectorIndex):
+    """Shared machinery of the binary hashing kinds (not registered itself).
+
+    Subclasses set the projection in :meth:`_fit` (or at construction when they need no
+    training): ``components_`` float32 ``(dim, groups * group_bits)``, ``mean_`` float32
+    ``(dim,)`` and ``thresholds_`` float32 ``(groups * group_bits,)``.
+
+    Storage is ``ntotal x words`` uint64 codes (``words = groups * ceil(group_bits / 64)``),
+    plus ``ntotal x dim`` float32 with ``keep_vectors``; the projection
+    (``dim x bits`` float32 and two vectors) is the fixed overhead.
+    """
+
+    #: Number of independent bit groups (tables); each starts on a word boundary.
+    groups: int = 1
+
+    def __init__(self, dim: int, metric: Metric = "cosine", **params: Any) -> None:
+        super().__init__(dim, metric, **params)
+        if self.search_defaults.get("rerank", 0) and not self.params["keep_vectors"]:
+            raise InvalidParameterError(
+                f"index {self.kind.name!r}: rerank={self.search_defaults['rerank']} needs "
+                "keep_vectors=true (there are no vectors to rescore)"
+            )
+        self.components_: FloatMatrix | None = None
+        self.mean_: npt.NDArray[np.float32] | None = None
+        self.thresholds_: npt.NDArray[np.float32] | None = None
+        self._codes = np.empty((self.words, 0), dtype=np.uint64)  # word-major
+        self._vectors = np.empty((0, self.dim), dtype=np.float32)
+        self._n = 0
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def group_bits(self) -> int:
+        """Bits per group (the code length when there is one group)."""
+        return int(self.params["num_bits"])
+
+    @property
+    def code_bits(self) -> int:
+        """Bits in a whole code (all groups)."""
+        return self.groups * self.group_bits
+
+    @property
+    def words(self) -> int:
+        """uint64 words per code."""
+        return self.groups * words_for(self.group_bits)
+
+    @property
+    def needs_training(self) -> bool:
+        """Whether this configuration learns from data (PCA, ITQ or median thresholds)."""
+        return bool(self.params.get("use_median_thresholds", False))
+
+    @property
+    def ntotal(self) -> int:
+        return self._n
+
+    @property
+    def is_trained(self) -> bool:
+        return self.components_ is not None
+
+    @property
+    def min_train_size(self) -> int:
+        return int(self.params["train_size"]) if self.needs_training else 0
+
+    @property
+    def keeps_vectors(self) -> bool:
+        return bool(self.params["keep_vectors"])
+
+    @property
+    def codes(self) -> npt.NDArray[np.uint64]:
+        """Read-only view of the packed codes, uint64 (ntotal, words).
+
+        Stored word-major (the transpose of this view is contiguous); use
+        ``np.ascontiguousarray`` for a row-major copy.
+        """
+        view = self._codes[:, : self._n].T
+        view.flags.writeable = False
+        return view
+
+    def memory_bytes(self) -> int:
+        model = sum(
+            a.nbytes for a in (self.components_, self.mean_, self.thresholds_) if a is not None
+        )
+        return int(self._codes.nbytes + self._vectors.nbytes + model)
+
+    # ----------------------------------------------------------------- encoding
+    def _hash_input(self, x: FloatMatrix) -> FloatMatrix:
+        return normalize_rows(x) if self.params["normalize_inputs"] else x
+
+    def project(self, x: FloatMatrix) -> FloatMatrix:
+        """Signed margins ``(x' - mean_) @ components_ - thresholds_``, float32 (n, bits)."""
+        assert self.components_ is not None and self.mean_ is not None
+        assert self.thresholds_ is not None
+        xin = self._hash_input(x)
+        proj = (xin - self.mean_) @ self.components_
+        proj -= self.thresholds_
+        return np.ascontiguousarray(proj, dtype=np.float32)
+
+    def encode(self, x: FloatMatrix) -> npt.NDArray[np.uint64]:
+        """Packed codes of prepared vectors, uint64 (n, words)."""
+        return pack_bits(self.project(x) > 0, self.groups)
+
+    def _random_projection(self) -> None:
+        """Data-oblivious hyperplanes through the origin (simhash and lsh)."""
+        self.components_ = random_projection(
+            self.dim, self.code_bits, str(self.params["projection_distribution"]),
+            int(self.params["seed"]),
+        )
+        self.mean_ = np.zeros(self.dim, dtype=np.float32)
+        self.thresholds_ = np.zeros(self.code_bits, dtype=np.float32)
+
+    def _train(self, x: FloatMatrix) -> None:
+        self._fit(self._hash_input(x))
+        self._on_codes_changed()
+
+    def _fit(self, x: FloatMatrix) -> None:
+        """Learn the projection from (hash-input) training vectors."""
+        self._random_projection()
+        self.thresholds_ = np.zeros(self.code_bits, dtype=np.float32)
+        self.thresholds_ = median_thresholds(self.project(x))
+
+    # ----------------------------------------------------------------- storage
+    def _reserve(self, n: int) -> None:
+        if n <= self._codes.shape[1]:
+            return
+        cap = max(n, 2 * self._codes.shape[1])
+        codes = np.empty((self.words, cap), dtype=np.uint64)
+        codes[:, : self._n] = self._codes[:, : self._n]
+        self._codes = codes
+        if self.keeps_vectors:
+            vecs = np.empty((cap, self.dim), dtype=np.float32)
+            vecs[: self._n] = self._vectors[: self._n]
+            self._vectors = vecs
+
+    def _add(self, x: FloatMatrix) -> None:
+        codes = self.encode(x)
+        n0, n1 = self._n, self._n + x.shape[0]
+        self._reserve(n1)
+        self._codes[:, n0:n1] = codes.T
+        if self.keeps_vectors:
+            self._vectors[n0:n1] = x
+        self._n = n1
+
+    def _remove(self, slots: SlotArray, moves: Moves) -> None:
+        self._codes[:, moves.dst] = self._codes[:, moves.src]
+        if self.keeps_vectors:
+            self._vectors[moves.dst] = self._vectors[moves.src]
+        self._n -= slots.size
+
+    def _on_codes_changed(self) -> None:
+        """Called when every code may have changed (training, load)."""
+
+    def _get_vectors(self, slots: SlotArray) -> FloatMatrix:
+        return self._vectors[slots]
+
+    # ----------------------------------------------------------------- search
+    def _check_rerank(self, params: Mapping[str, Any]) -> int:
+        rerank = int(params.get("rerank", 0))
+        if rerank and not self.keeps_vectors:
+            raise InvalidParameterError(
+                f"{self.spec}: rerank={rerank} needs keep_vectors=true (this index keeps only "
+                "codes)"
+            )
+        return rerank
+
+    def _search(
+        self, q: FloatMatrix, k: int, params: Mapping[str, Any],
+        mask: npt.NDArray[np.bool_] | None,
+    ) -> Result:
+        rerank = self._check_rerank(params)
+        if mask is not None and self.keeps_vectors:
+            allowed = np.flatnonzero(mask)
+            if allowed.size <= max(EXACT_MASK_ROWS, self._n // 64):
+                return self._exact_subset(q, k, allowed)
+        return self._hash_search(q, k, params, rerank, mask)
+
+    def _exact_subset(self, q: FloatMatrix, k: int, allowed: SlotArray) -> Result:
+        rows = self._vectors[allowed]
+        l2 = self.metric == "l2"
+        return dense_topk(q, rows, k, l2=l2, data_sq_norms=sq_norms(rows) if l2 else None,
+                          slot_map=allowed)
+
+    def _hamming(
+        self, qcodes: npt.NDArray[np.uint64], k: int, mask: npt.NDArray[np.bool_] | None
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+        """Hamming top-k over the stored codes; a sparse mask gathers its rows first."""
+        if mask is not None:
+            allowed = np.flatnonzero(mask)
+            if allowed.size < _GATHER_FRACTION * self._n:
+                dist, rows = hamming_topk(qcodes, self._codes[:, allowed], k,
+                                          max_bits=self.code_bits)
+                return dist, np.where(rows >= 0, allowed[np.maximum(rows, 0)], -1)
+        return hamming_topk(qcodes, self._codes, k, max_bits=self.code_bits, mask=mask,
+                            n=self._n)
+
+    def _hash_search(
+        self, q: FloatMatrix, k: int, params: Mapping[str, Any], rerank: int,
+        mask: npt.NDArray[np.bool_] | None,
+    ) -> Result:
+        qcodes = self.encode(q)
+        if rerank:
+            _, short = self._hamming(qcodes, min(max(rerank, k), self._n), mask)
+            return rescore_topk(q, self._vectors, short, k, l2=self.metric == "l2")
+        dist, slots = self._hamming(qcodes, k, mask)
+        scores = np.where(slots >= 0, hamming_score(dist, self.code_bits, self.metric),
+                          np.float32(-np.inf)).astype(np.float32)
+        return scores, slots, np.count_nonzero(slots >= 0, axis=1).astype(np.int64)
+
+    # ----------------------------------------------------------------- persistence
+    _MODEL: tuple[str, ...] = ("components_", "mean_", "thresholds_")
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays: dict[str, np.ndarray] = {"codes": np.ascontiguousarray(self.codes)}
+        if self.keeps_vectors:
+            arrays["vectors"] = self._vectors[: self._n]
+        for name in self._MODEL:
+            value = getattr(self, name)
+            if value is not None:
+                arrays[name.rstrip("_")] = value
+        return {"trained": self.is_trained}, arrays
+
+    def _set_state(self, state: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        bits = self.code_bits
+        shapes = {
+            "components_": (self.dim, bits), "mean_": (self.dim,), "thresholds_": (bits,),
+            "rotation_": getattr(self, "_rotation_shape", None),
+        }
+        if state.get("trained"):
+            for name in self._MODEL:
+                self._set_array(name, arrays.get(name.rstrip("_")), np.float32, shapes[name])
+        codes = arrays.get("codes")
+        _check_array("codes", codes, np.uint64, (None, self.words))
+        assert codes is not None
+        n = codes.shape[0]
+        if n and not state.get("trained"):
+            raise IndexFormatError(f"{self.kind.name} index holds {n} codes but no model")
+        if self.keeps_vectors:
+            _check_array("vectors", arrays.get("vectors"), np.float32, (n, self.dim))
+            self._vectors = np.array(arrays["vectors"])
+        self._codes = np.ascontiguousarray(codes.T)
+        self._n = n
+        if self.is_trained:
+            self._on_codes_changed()
+
+    def _set_array(
+        self, name: str, value: np.ndarray | None, dtype: type, shape: tuple[int, ...] | None
+    ) -> None:
+        _check_array(name, value, dtype, shape)
+        setattr(self, name, np.array(value))
+
+
+def _check_array(
+    name: str, value: np.ndarray | None, dtype: type, shape: tuple[int | None, ...] | None
+) -> None:
+    ok = (
+        value is not None and value.dtype == dtype and shape is not None
+        and value.ndim == len(shape)
+        and all(s is None or s == v for s, v in zip(shape, value.shape, strict=True))
+    )
+    if not ok:
+        got = None if value is None else f"{value.dtype} {value.shape}"
+        raise IndexFormatError(f"array {name!r} must be {np.dtype(dtype)} {shape}, got {got}")
+
+
+@register(
+    "simhash",
+    params=[
+        Param("num_bits", int, 128, "code length in bits", low=1, high=4096),
+        _distribution(), _seed(), _median(False), _normalize(), _keep(False), _train_size(),
+    ],
+    search_params=[_rerank()],
+)
+class SimHashIndex(BinaryHashIndex):
+    """SimHash (Charikar 2002): signs of random hyperplane projections, packed.
+
+    Data-oblivious (no training) unless ``use_median_thresholds``, which thresholds each bit
+    at its median over ``train_size`` training vectors (as faiss ``IndexLSH`` with
+    ``train_thresholds``).
+    """
+
+    def __init__(self, dim: int, metric: Metric = "cosine", **params: Any) -> None:
+        super().__init__(dim, metric, **params)
+        if not self.needs_training:
+            self._random_projection()
+
+
+@register(
+    "pcahash",
+    params=[
+        Param("num_bits", int, 128, "code length in bits (at most dim)", low=1, high=4096),
+        _seed(), _median(True), _normalize(), _keep(False), _train_size(),
+    ],
+    search_params=[_rerank()],
+)
+class PCAHashIndex(BinaryHashIndex):
+    """PCA hashing: signs of the top ``num_bits`` principal components of the training data.
+
+    Training is exact and deterministic (``eigh`` of the float64 covariance; signs fixed so
+    each direction's largest entry is positive). Learned state: ``mean_``, ``components_``
+    (``dim x num_bits``), ``thresholds_`` (per-bit medians, or zero when
+    ``use_median_thresholds=false``).
+    """
+
+    def __init__(self, dim: int, metric: Metric = "cosine", **params: Any) -> None:
+        super().__init__(dim, metric, **params)
+        if self.group_bits > self.dim:
+            raise InvalidParameterError(
+                f"index {self.kind.name!r}: num_bits={self.group_bits} exceeds dim={self.dim}; "
+                f"{self.kind.name} has one bit per principal direction, so at most {self.dim}"
+            )
+
+    @property
+    def needs_training(self) -> bool:
+        return True
+
+    def _fit(self, x: FloatMatrix) -> None:
+        self.mean_, self.components_, _ = pca(x, self.group_bits)
+        self.thresholds_ = np.zeros(self.code_bits, dtype=np.float32)
+        if self.params["use_median_thresholds"]:
+            self.thresholds_ = median_thresholds(self.project(x))
+
+
+@register(
+    "itq",
+    params=[
+        Param("num_bits", int, 128, "code length in bits (at most dim)", low=1, high=4096),
+        Param("num_iterations", int, 50, "ITQ alternating updates", low=0, high=10_000),
+        _seed(), _normalize(), _keep(False), _train_size(),
+    ],
+    search_params=[_rerank()],
+)
+class ITQIndex(PCAHashIndex):
+    """Iterative quantization (Gong & Lazebnik 2011): PCA, then a learned rotation.
+
+    ``num_iterations`` alternations of ``B = sign(V R)`` and the orthogonal Procrustes update
+    of ``R`` from a seeded random orthogonal start. Learned state: ``mean_``, ``rotation_``
+    (``num_bits x num_bits``), ``components_`` (PCA directions times ``rotation_``) and
+    ``thresholds_`` (zero).
+    """
+
+    _MODEL = ("components_", "mean_", "thresholds_", "rotation_")
+
+    def __init__(self, dim: int, metric: Metric = "cosine", **params: Any) -> None:
+        super().__init__(dim, metric, **params)
+        self.rotation_: FloatMatrix | None = None
+        self._rotation_shape = (self.group_bits, self.group_bits)
+
+    def _fit(self, x: FloatMatrix) -> None:
+        mean, directions, _ = pca(x, self.group_bits)
+        v = np.asarray((x - mean) @ directions, dtype=np.float32)
+        self.rotation_ = itq_rotation(v, int(self.params["num_iterations"]),
+                                      int(self.params["seed"]))
+        self.mean_ = mean
+        self.components_ = np.ascontiguousarray(directions @ self.rotation_, dtype=np.float32)
+        self.thresholds_ = np.zeros(self.code_bits, dtype=np.float32)
+
+
+@register(
+    "lsh",
+    params=[
+        Param("num_bits", int, 12, "bits of each table's bucket key", low=1, high=64),
+        Param("num_tables", int, 32, "hash tables (independent keys)", low=1, high=256),
+        _distribution(), _seed(), _median(False), _normalize(), _keep(True), _train_size(),
+    ],
+    search_params=[
+        Param("num_probes", int, 16,
+              "extra buckets probed per table, least-confident bits flipped first",
+              low=0, high=4096),
+        _rerank(),
+    ],
+)
+class LSHIndex(BinaryHashIndex):
+    """Multi-table random-hyperplane LSH with multi-probe and exact rescoring.
+
+    Each of ``num_tables`` tables hashes a vector to a ``num_bits``-bit key (signs of its own
+    random hyperplanes, thresholded at zero or, with ``use_median_thresholds``, at training
+    medians). Buckets are sorted key arrays with the slots beside them (CSR-style; see
+    :mod:`._kernels.lsh`); a query's candidates are the union of its bucket in every table
+    plus, with ``params.num_probes = p``, the ``p`` next most likely buckets of each table
+    (query-directed multi-probe: least-confident bits flipped first).
+
+    Scoring: with ``keep_vectors`` (the default) every candidate is scored exactly, or with
+    ``params.rerank = r`` only the ``r`` candidates nearest by Hamming distance over the
+    concatenated keys; without vectors, candidates are ranked by that distance and scored by
+    :func:`hamming_score`.
+
+    Fallback: a query whose buckets hold fewer than ``k`` allowed rows is answered from a
+    full Hamming scan of the concatenated keys over the allowed rows (its
+    ``max(rerank, 4 k)`` nearest, rescored exactly when vectors are kept), so results are
+    never short while the index holds ``k`` allowed rows.
+
+    Updates: added rows are *pending* (scanned linearly) until they exceed
+    ``max(1024, rows / 8)``, then the sorted arrays are rebuilt; removed rows become
+    tombstones until they exceed a quarter of the arrays. Memory: ``ntotal x num_tables``
+    uint64 keys, plus 12 bytes per row per table for the sorted arrays (a uint64 key copy
+    and an int32 slot), plus the vectors when kept.
+    """
+
+    def __init__(self, dim: int, metric: Metric = "cosine", **params: Any) -> None:
+        super().__init__(dim, metric, **params)
+        self.groups = int(self.params["num_tables"])
+        self._codes = np.empty((self.words, 0), dtype=np.uint64)
+        self._reset_tables()
+        if not self.needs_training:
+            self._random_projection()
+
+    def memory_bytes(self) -> int:
+        tables = self._skeys.nbytes + self._sslots.nbytes + self._in_main.nbytes
+        return super().memory_bytes() + int(tables)
+
+    # ----------------------------------------------------------------- buckets
+    def _reset_tables(self) -> None:
+        self._skeys = np.empty((self.groups, 0), dtype=np.uint64)
+        self._sslots = np.empty((self.groups, 0), dtype=np.int32)
+        self._in_main = np.zeros(0, dtype=np.bool_)
+        self._tombstones = 0
+        self._pending: SlotArray = np.empty(0, dtype=np.int64)
+
+    def _rebuild(self) -> None:
+        n = self._n
+        if n >= 2**31:
+            raise InvalidParameterError(f"lsh holds at most 2**31 - 1 rows, got {n}")
+        self._skeys, self._sslots = build_tables(self._codes[:, :n])
+        self._in_main = np.ones(self._codes.shape[1], dtype=np.bool_)
+        self._tombstones = 0
+        self._pending = np.empty(0, dtype=np.int64)
+
+    def _on_codes_changed(self) -> None:
+        self._rebuild()
+
+    def _add(self, x: FloatMatrix) -> None:
+        n0 = self._n
+        super()._add(x)
+        n1 = self._n
+        main = self._skeys.shape[1] - self._tombstones
+        if self._pending.size + n1 - n0 > max(1024, main // 8):
+            self._rebuild()
+            return
+        if self._in_main.shape[0] < self._codes.shape[1]:
+            grown = np.zeros(self._codes.shape[1], dtype=np.bool_)
+            grown[: self._in_main.shape[0]] = self._in_main
+            self._in_main = grown
+        self._in_main[n0:n1] = False
+        self._pending = np.flatnonzero(~self._in_main[:n1])
+
+    def _remove(self, slots: SlotArray, moves: Moves) -> None:
+        # the sorted arrays find an entry by its key, so relabel before the keys move
+        self._tombstones += relabel_tables(
+            self._skeys, self._sslots, self._skeys.shape[1], self._codes, self._in_main,
+            slots, moves.src, moves.dst,
+        )
+        self._in_main[moves.dst] = self._in_main[moves.src]
+        super()._remove(slots, moves)
+        self._in_main[self._n :] = False
+        if self._tombstones > self._skeys.shape[1] // 4:
+            self._rebuild()
+        else:
+            self._pending = np.flatnonzero(~self._in_main[: self._n])
+
+    # ----------------------------------------------------------------- search
+    def _hash_search(
+        self, q: FloatMatrix, k: int, params: Mapping[str, Any], rerank: int,
+        mask: npt.NDArray[np.bool_] | None,
+    ) -> Result:
+        scores, slots, counts, _ = self.search_stats(q, k, params, rerank, mask)
+        return scores, slots, counts
+
+    def search_stats(
+        self, q: FloatMatrix, k: int, params: Mapping[str, Any], rerank: int,
+        mask: npt.NDArray[np.bool_] | None,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64],
+               npt.NDArray[np.int64]]:
+        """:meth:`_search` on prepared queries that also returns candidates per query.
+
+        Returns ``scores, slots, counts, candidates``; ``candidates[i]`` is the number of
+        allowed rows query ``i`` found in its buckets (the rows scored exactly when vectors
+        are kept and ``rerank`` is 0 or larger), or ``-1`` where the fallback answered.
+        """
+        nq = q.shape[0]
+        probes = int(params["num_probes"])
+        proj = self.project(q)
+        qkeys = pack_bits(proj > 0, self.groups)
+        margins = (
+            np.abs(proj).reshape(nq, self.groups, self.group_bits)
+            if probes else np.zeros((nq, self.groups, 1), dtype=np.float32)
+        )
+        hs, hi = init_heaps(nq, k)
+        ncand = np.zeros(nq, dtype=np.int64)
+        use_mask = mask is not None
+        m = mask if mask is not None else np.ones(1, dtype=np.bool_)
+        keep = self.keeps_vectors
+        vecs = self._vectors if keep else np.empty((1, self.dim), dtype=np.float32)
+
+        def work(a: int, b: int) -> None:
+            lsh_scan(q, vecs, keep, self.metric == "l2", qkeys, margins, probes, self._skeys,
+                     self._sslots, self._skeys.shape[1], self._pending, self._codes, self._n,
+                     m, use_mask, rerank, a, b, hs, hi, ncand)
+
+        parts = max(1, min(get_num_threads(), nq // 4))
+        if parts == 1:
+            work(0, nq)
+        else:
+            map_chunks(work, nq, parts)
+        scores, slots, counts = finalize_heaps(hs, hi)
+        if not keep:
+            found = slots >= 0
+            scores = np.where(found, hamming_score(np.where(found, -scores, 0), self.code_bits,
+                                                   self.metric), np.float32(-np.inf))
+        allowed = self._n if mask is None else int(np.count_nonzero(mask))
+        short = np.flatnonzero((ncand < k) & (ncand < allowed))
+        if short.size:
+            size = min(max(rerank, 4 * k), allowed)
+            fs, fslots, fcounts = self._fallback(q[short], qkeys[short], k, size, mask)
+            scores[short], slots[short], counts[short] = fs, fslots, fcounts
+            ncand[short] = -1
+        return scores.astype(np.float32), slots, counts, ncand
+
+    def _fallback(
+        self, q: FloatMatrix, qkeys: npt.NDArray[np.uint64], k: int, size: int,
+        mask: npt.NDArray[np.bool_] | None,
+    ) -> Result:
+        dist, short = self._hamming(qkeys, size, mask)
+        if self.keeps_vectors:
+            return rescore_topk(q, self._vectors, short, k, l2=self.metric == "l2")
+        dist, short = dist[:, :k], short[:, :k]
+        scores = np.where(short >= 0, hamming_score(dist, self.code_bits, self.metric),
+                          np.float32(-np.inf)).astype(np.float32)
+        return scores, short, np.count_nonzero(short >= 0, axis=1).astype(np.int64)
