@@ -40,6 +40,11 @@ def param_kind():
         del registry._REGISTRY[PARAM_KIND]
 
 
+#: Parameters valid only together with another value of the same kind (checked when the
+#: kind declares both): rescoring needs the original vectors.
+COMPANIONS = {"rerank": {"keep_vectors": True}}
+
+
 def non_default(p):
     """A valid value other than the default, from the declaration alone."""
     if p.choices is not None:
@@ -74,11 +79,18 @@ def test_every_name_round_trips(name):
 @pytest.mark.parametrize("name", list_indexes())
 def test_every_parameter_round_trips_with_a_non_default_value(name):
     kind = get_kind(name)
+    defaults = {p.name: p.default for p in kind.all_params}
     for p in kind.all_params:
         value = non_default(p)
         spec = format_spec(name, {p.name: value})
         assert spec != name
         assert parse_spec(spec) == (name, {p.name: value})
+        needs = {k: v for k, v in COMPANIONS.get(p.name, {}).items()
+                 if k in defaults and defaults[k] != v}
+        if needs:  # valid only together with its companion: alone it must say so
+            with pytest.raises(vc.InvalidParameterError, match=next(iter(needs))):
+                vc.create(spec, dim=8)
+            spec = format_spec(name, {p.name: value, **needs})
         index = vc.create(spec, dim=8)
         assert index.spec == spec
         assert format_spec(*parse_spec(index.spec)) == spec

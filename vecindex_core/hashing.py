@@ -45,6 +45,7 @@ from .types import FloatMatrix, Metric, SlotArray
 
 __all__ = [
     "EXACT_MASK_ROWS",
+    "PENDING_ROWS",
     "BinaryHashIndex",
     "ITQIndex",
     "LSHIndex",
@@ -56,6 +57,9 @@ __all__ = [
 #: A mask allowing at most ``max(EXACT_MASK_ROWS, ntotal // 64)`` rows is searched exactly
 #: over those rows when the index keeps its vectors (cheaper than a full scan, and exact).
 EXACT_MASK_ROWS = 2048
+#: lsh: rows added since the last bucket rebuild are scanned linearly until they exceed
+#: ``max(PENDING_ROWS, rows / 8)``; then every table is re-sorted (amortised O(log n) a row).
+PENDING_ROWS = 256
 #: With no mask, or a mask allowing under this fraction of rows, the Hamming scan gathers
 #: the allowed codes first instead of skipping the others inside the scan.
 _GATHER_FRACTION = 0.125
@@ -425,7 +429,8 @@ class SimHashIndex(BinaryHashIndex):
 @register(
     "pcahash",
     params=[
-        Param("num_bits", int, 128, "code length in bits (at most dim)", low=1, high=4096),
+        Param("num_bits", int, 0, "code length in bits, at most dim; 0: min(128, dim)",
+              low=0, high=4096),
         _seed(), _median(True), _normalize(), _keep(False), _train_size(),
     ],
     search_params=[_rerank()],
@@ -433,6 +438,7 @@ class SimHashIndex(BinaryHashIndex):
 class PCAHashIndex(BinaryHashIndex):
     """PCA hashing: signs of the top ``num_bits`` principal components of the training data.
 
+    One bit per principal direction, so ``num_bits <= dim`` (default ``min(128, dim)``).
     Training is exact and deterministic (``eigh`` of the float64 covariance; signs fixed so
     each direction's largest entry is positive). Learned state: ``mean_``, ``components_``
     (``dim x num_bits``), ``thresholds_`` (per-bit medians, or zero when
@@ -448,6 +454,11 @@ class PCAHashIndex(BinaryHashIndex):
             )
 
     @property
+    def group_bits(self) -> int:
+        """``num_bits``, or ``min(128, dim)`` when it is 0 (the default)."""
+        return int(self.params["num_bits"]) or min(128, self.dim)
+
+    @property
     def needs_training(self) -> bool:
         return True
 
@@ -461,7 +472,8 @@ class PCAHashIndex(BinaryHashIndex):
 @register(
     "itq",
     params=[
-        Param("num_bits", int, 128, "code length in bits (at most dim)", low=1, high=4096),
+        Param("num_bits", int, 0, "code length in bits, at most dim; 0: min(128, dim)",
+              low=0, high=4096),
         Param("num_iterations", int, 50, "ITQ alternating updates", low=0, high=10_000),
         _seed(), _normalize(), _keep(False), _train_size(),
     ],
@@ -528,7 +540,7 @@ class LSHIndex(BinaryHashIndex):
     never short while the index holds ``k`` allowed rows.
 
     Updates: added rows are *pending* (scanned linearly) until they exceed
-    ``max(1024, rows / 8)``, then the sorted arrays are rebuilt; removed rows become
+    ``max(PENDING_ROWS, rows / 8)``, then the sorted arrays are rebuilt; removed rows become
     tombstones until they exceed a quarter of the arrays. Memory: ``ntotal x num_tables``
     uint64 keys, plus 12 bytes per row per table for the sorted arrays (a uint64 key copy
     and an int32 slot), plus the vectors when kept.
@@ -571,7 +583,7 @@ class LSHIndex(BinaryHashIndex):
         super()._add(x)
         n1 = self._n
         main = self._skeys.shape[1] - self._tombstones
-        if self._pending.size + n1 - n0 > max(1024, main // 8):
+        if self._pending.size + n1 - n0 > max(PENDING_ROWS, main // 8):
             self._rebuild()
             return
         if self._in_main.shape[0] < self._codes.shape[1]:

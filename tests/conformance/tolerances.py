@@ -12,12 +12,15 @@
 
 #: kind name -> recall@10 floor (approximate kinds only).
 TOLERANCES: dict[str, float] = {
-    # Hamming ranking only (128-bit codes, no rerank: the defaults); a single query over a
-    # 60% mask is the lowest case measured (simhash 0.20, pcahash 0.295, itq 0.44, lsh 0.48)
+    # The defaults: 128-bit codes ranked by Hamming distance alone (no rerank); lowest case
+    # measured: simhash 0.20 (one query, 60% mask), pcahash 0.295, itq 0.44. lsh scores its
+    # candidates exactly, but its default 12-bit keys are made for tens of thousands of rows:
+    # on the suite's 1,000 rows the buckets are nearly empty (lowest measured 0.525).
+    # tests/test_hashing.py holds the rerank floors (0.62-0.85 on the sample).
     "simhash": 0.18,
     "pcahash": 0.27,
     "itq": 0.40,
-    "lsh": 0.45,
+    "lsh": 0.50,
 }
 
 #: kind name -> spec string the suite builds (defaults to the name itself).

@@ -311,7 +311,8 @@ def _blocked_topk(
             tile = tile_buf[: (q1 - q0) * (c1 - s0)].reshape(q1 - q0, c1 - s0)
             np.matmul(qb, data[s0:c1].T, out=tile)
             # (a narrow last matmul may round differently from the full product; this keeps
-            # every score bit-identical to numpy's q @ x.T)
+            # every score bit-identical to numpy's q @ x.T where the BLAS kernel rounds the
+            # same wherever a product falls in the tile, as OpenBLAS's SkylakeX kernels do)
             part = tile[:, c0 - s0 :] if s0 < c0 else tile
             _scan_tile(part, c0, mask_arr, use_mask, qn_b, xn, l2, hs_b, hi_b, nthreads)
         if on_tile is not None:
