@@ -2,9 +2,10 @@
 
 The cases come from ``vecindex_core.list_indexes()`` x ``vecindex_core.METRICS``, so a kind
 registered by a later issue is tested here without editing this file. Exact kinds must equal
-FlatIndex and numpy (ids and scores, up to BLAS rounding by tile position); approximate kinds must reach their recall floor in
-``tolerances.TOLERANCES`` against exact ground truth. Tests a kind cannot pass yet are listed
-in ``tolerances.KNOWN_GAPS`` with a reason and run as strict xfails.
+FlatIndex and numpy (ids and scores, up to BLAS rounding by tile position); approximate kinds
+must reach their recall floor in ``tolerances.TOLERANCES`` against exact ground truth. Tests
+a kind cannot pass yet are listed in ``tolerances.KNOWN_GAPS`` with a reason and run as
+strict xfails.
 """
 
 import copy
