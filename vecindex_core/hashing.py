@@ -344,9 +344,17 @@ class BinaryHashIndex(VectorIndex):
             _, short = self._hamming(qcodes, min(max(rerank, k), self._n), mask)
             return rescore_topk(q, self._vectors, short, k, l2=self.metric == "l2")
         dist, slots = self._hamming(qcodes, k, mask)
-        scores = np.where(slots >= 0, hamming_score(dist, self.code_bits, self.metric),
-                          np.float32(-np.inf)).astype(np.float32)
-        return scores, slots, np.count_nonzero(slots >= 0, axis=1).astype(np.int64)
+        return self._score_lut[dist], slots, np.count_nonzero(slots >= 0, axis=1).astype(np.int64)
+
+    @property
+    def _score_lut(self) -> npt.NDArray[np.float32]:
+        """:func:`hamming_score` of every distance ``0..bits``, then ``-inf`` (index -1)."""
+        lut = self.__dict__.get("_lut")
+        if lut is None:
+            dist = np.arange(self.code_bits + 1)
+            lut = np.append(hamming_score(dist, self.code_bits, self.metric), -np.inf)
+            lut = self.__dict__["_lut"] = lut.astype(np.float32)
+        return lut
 
     # ----------------------------------------------------------------- persistence
     _MODEL: tuple[str, ...] = ("components_", "mean_", "thresholds_")
@@ -652,10 +660,8 @@ class LSHIndex(BinaryHashIndex):
         else:
             map_chunks(work, nq, parts)
         scores, slots, counts = finalize_heaps(hs, hi)
-        if not keep:
-            found = slots >= 0
-            scores = np.where(found, hamming_score(np.where(found, -scores, 0), self.code_bits,
-                                                   self.metric), np.float32(-np.inf))
+        if not keep:  # heap scores are -distance; padding (-inf) maps to -1, the last entry
+            scores = self._score_lut[np.where(slots >= 0, -scores, -1).astype(np.int64)]
         allowed = self._n if mask is None else int(np.count_nonzero(mask))
         short = np.flatnonzero((ncand < k) & (ncand < allowed))
         if short.size:
@@ -673,6 +679,4 @@ class LSHIndex(BinaryHashIndex):
         if self.keeps_vectors:
             return rescore_topk(q, self._vectors, short, k, l2=self.metric == "l2")
         dist, short = dist[:, :k], short[:, :k]
-        scores = np.where(short >= 0, hamming_score(dist, self.code_bits, self.metric),
-                          np.float32(-np.inf)).astype(np.float32)
-        return scores, short, np.count_nonzero(short >= 0, axis=1).astype(np.int64)
+        return self._score_lut[dist], short, np.count_nonzero(short >= 0, axis=1).astype(np.int64)

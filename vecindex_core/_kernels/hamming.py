@@ -77,6 +77,9 @@ def pack_bits(bits: npt.NDArray[np.bool_], groups: int = 1) -> npt.NDArray[np.ui
     n, total = bits.shape
     b = total // groups
     w = words_for(b)
+    if groups == 1 and b % 64 == 0:  # no padding needed: pack in place
+        packed = np.packbits(bits, axis=1, bitorder="little")
+        return np.ascontiguousarray(packed).view("<u8").astype(np.uint64, copy=False)
     padded = np.zeros((n, groups, w * 64), dtype=np.bool_)
     padded[:, :, :b] = bits.reshape(n, groups, b)
     packed = np.packbits(padded, axis=2, bitorder="little")  # (n, groups, 8 w) bytes
