@@ -344,6 +344,36 @@ def test_automatic_training_at_train_size(small, reference):
                                   pos.search(q, 10).ids)
 
 
+def test_train_is_a_no_op_for_data_oblivious_kinds(small):
+    x, _ = small
+    for spec in ("simhash", "lsh"):
+        index = positional(spec, x[:100])
+        before = index.to_bytes()
+        index.train(x)
+        assert index.to_bytes() == before
+
+
+def test_retraining_an_index_with_rows_raises_and_changes_nothing(small):
+    x, _ = small
+    for spec in ("pcahash(train_size=100)", "itq(train_size=100)",
+                 "simhash(use_median_thresholds=true,train_size=100)"):
+        index = positional(spec, x[:300])
+        before = index.to_bytes()
+        with pytest.raises(vc.InvalidArgumentError, match="holds 300 rows"):
+            index.train(x)
+        assert index.to_bytes() == before
+
+
+def test_encoding_before_training_raises(small):
+    x, _ = small
+    index = vc.ITQIndex(DIM, "ip", train_size=100)
+    with pytest.raises(vc.NotTrainedError, match="itq.*must be trained before encoding"):
+        index.encode(x[:2])
+    index.train(x)
+    assert index.memory_bytes() == sum(
+        a.nbytes for a in (index.components_, index.mean_, index.thresholds_, index.rotation_))
+
+
 def test_normalize_inputs_makes_codes_scale_free(small):
     x, _ = small
     index = positional("pcahash(train_size=100,normalize_inputs=true)", x)

@@ -39,7 +39,12 @@ from ._kernels.projections import (
 from ._kernels.topk import dense_topk, finalize_heaps, init_heaps, sq_norms
 from ._threads import get_num_threads, map_chunks
 from .base import Moves, VectorIndex, normalize_rows
-from .errors import IndexFormatError, InvalidParameterError
+from .errors import (
+    IndexFormatError,
+    InvalidArgumentError,
+    InvalidParameterError,
+    NotTrainedError,
+)
 from .registry import Param, register
 from .types import FloatMatrix, Metric, SlotArray
 
@@ -220,22 +225,33 @@ class BinaryHashIndex(VectorIndex):
         return view
 
     def memory_bytes(self) -> int:
-        model = sum(
-            a.nbytes for a in (self.components_, self.mean_, self.thresholds_) if a is not None
-        )
+        model = sum(getattr(self, name).nbytes for name in self._model_shapes()
+                    if getattr(self, name) is not None)
         return int(self._codes.nbytes + self._vectors.nbytes + model)
+
+    def _model_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The learned (or drawn) arrays, by attribute name, with their shapes."""
+        bits = self.code_bits
+        return {"components_": (self.dim, bits), "mean_": (self.dim,), "thresholds_": (bits,)}
 
     # ----------------------------------------------------------------- encoding
     def _hash_input(self, x: FloatMatrix) -> FloatMatrix:
         return normalize_rows(x) if self.params["normalize_inputs"] else x
 
     def project(self, x: FloatMatrix) -> FloatMatrix:
-        """Signed margins ``(x' - mean_) @ components_ - thresholds_``, float32 (n, bits)."""
-        assert self.components_ is not None and self.mean_ is not None
-        assert self.thresholds_ is not None
-        xin = self._hash_input(x)
-        proj = (xin - self.mean_) @ self.components_
-        proj -= self.thresholds_
+        """Signed margins ``(x' - mean_) @ components_ - thresholds_``, float32 (n, bits).
+
+        ``x`` are prepared vectors (see :meth:`prepare`). Raises :class:`NotTrainedError`
+        before training.
+        """
+        components, mean, thresholds = self.components_, self.mean_, self.thresholds_
+        if components is None or mean is None or thresholds is None:
+            raise NotTrainedError(
+                f"{self.spec} must be trained before encoding: call train() with at least "
+                f"{self.min_train_size} vectors"
+            )
+        proj = (self._hash_input(x) - mean) @ components
+        proj -= thresholds
         return np.ascontiguousarray(proj, dtype=np.float32)
 
     def encode(self, x: FloatMatrix) -> npt.NDArray[np.uint64]:
@@ -252,13 +268,19 @@ class BinaryHashIndex(VectorIndex):
         self.thresholds_ = np.zeros(self.code_bits, dtype=np.float32)
 
     def _train(self, x: FloatMatrix) -> None:
+        if not self.needs_training:  # data-oblivious: nothing to learn
+            return
+        if self._n:
+            raise InvalidArgumentError(
+                f"{self.spec} holds {self._n} rows encoded with its current model; train an "
+                "empty index (or remove the rows first)"
+            )
         self._fit(self._hash_input(x))
         self._on_codes_changed()
 
     def _fit(self, x: FloatMatrix) -> None:
         """Learn the projection from (hash-input) training vectors."""
         self._random_projection()
-        self.thresholds_ = np.zeros(self.code_bits, dtype=np.float32)
         self.thresholds_ = median_thresholds(self.project(x))
 
     # ----------------------------------------------------------------- storage
@@ -357,27 +379,20 @@ class BinaryHashIndex(VectorIndex):
         return lut
 
     # ----------------------------------------------------------------- persistence
-    _MODEL: tuple[str, ...] = ("components_", "mean_", "thresholds_")
-
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays: dict[str, np.ndarray] = {"codes": np.ascontiguousarray(self.codes)}
         if self.keeps_vectors:
             arrays["vectors"] = self._vectors[: self._n]
-        for name in self._MODEL:
+        for name in self._model_shapes():
             value = getattr(self, name)
             if value is not None:
                 arrays[name.rstrip("_")] = value
         return {"trained": self.is_trained}, arrays
 
     def _set_state(self, state: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-        bits = self.code_bits
-        shapes = {
-            "components_": (self.dim, bits), "mean_": (self.dim,), "thresholds_": (bits,),
-            "rotation_": getattr(self, "_rotation_shape", None),
-        }
         if state.get("trained"):
-            for name in self._MODEL:
-                self._set_array(name, arrays.get(name.rstrip("_")), np.float32, shapes[name])
+            for name, shape in self._model_shapes().items():
+                self._set_array(name, arrays.get(name.rstrip("_")), np.float32, shape)
         codes = arrays.get("codes")
         _check_array("codes", codes, np.uint64, (None, self.words))
         assert codes is not None
@@ -496,12 +511,12 @@ class ITQIndex(PCAHashIndex):
     ``thresholds_`` (zero).
     """
 
-    _MODEL = ("components_", "mean_", "thresholds_", "rotation_")
-
     def __init__(self, dim: int, metric: Metric = "cosine", **params: Any) -> None:
         super().__init__(dim, metric, **params)
         self.rotation_: FloatMatrix | None = None
-        self._rotation_shape = (self.group_bits, self.group_bits)
+
+    def _model_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {**super()._model_shapes(), "rotation_": (self.group_bits, self.group_bits)}
 
     def _fit(self, x: FloatMatrix) -> None:
         mean, directions, _ = pca(x, self.group_bits)
