@@ -92,6 +92,13 @@ def relabel_tables(
     return made
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _swap(score: np.ndarray, flip: np.ndarray, last: np.ndarray, i: int, j: int) -> None:
+    score[i], score[j] = score[j], score[i]
+    flip[i], flip[j] = flip[j], flip[i]
+    last[i], last[j] = last[j], last[i]
+
+
 @numba.njit(nogil=True, cache=True)
 def _probe_flips(margins: np.ndarray, num_probes: int, flips: np.ndarray) -> int:
     """Bit flips of the best ``num_probes + 1`` buckets (the first is no flip).
@@ -130,9 +137,7 @@ def _probe_flips(margins: np.ndarray, num_probes: int, flips: np.ndarray) -> int
                 if c + 1 < size and hscore[c + 1] < hscore[c]:
                     c += 1
                 if hscore[c] < hscore[pos]:
-                    hscore[c], hscore[pos] = hscore[pos], hscore[c]
-                    hflip[c], hflip[pos] = hflip[pos], hflip[c]
-                    hlast[c], hlast[pos] = hlast[pos], hlast[c]
+                    _swap(hscore, hflip, hlast, c, pos)
                     pos = c
                 else:
                     break
@@ -153,9 +158,7 @@ def _probe_flips(margins: np.ndarray, num_probes: int, flips: np.ndarray) -> int
                 while pos > 0:
                     parent = (pos - 1) >> 1
                     if hscore[parent] > hscore[pos]:
-                        hscore[parent], hscore[pos] = hscore[pos], hscore[parent]
-                        hflip[parent], hflip[pos] = hflip[pos], hflip[parent]
-                        hlast[parent], hlast[pos] = hlast[pos], hlast[parent]
+                        _swap(hscore, hflip, hlast, parent, pos)
                         pos = parent
                     else:
                         break
