@@ -83,6 +83,20 @@ def test_hamming_topk_equals_numpy(rng, bits, with_mask):
     np.testing.assert_array_equal(d, ref_d)
 
 
+def test_hamming_topk_compacts_its_held_rows():
+    # rows arrive ever closer in runs of k: every row enters, far more than the 2k + 512 held
+    k, run = 10, 10
+    dist = np.repeat(np.arange(64, 0, -1), run)  # 640 rows: 64 x10, 63 x10, ..., 1 x10
+    bits = np.arange(64)[None, :] < dist[:, None]  # the query is all zeros
+    codes = np.ascontiguousarray(pack_bits(bits).T)
+    d, s = hamming_topk(np.zeros((1, 1), np.uint64), codes, k, max_bits=64)
+    np.testing.assert_array_equal(d[0], [1] * 10)
+    np.testing.assert_array_equal(s[0], np.arange(630, 640))
+    d, s = hamming_topk(np.zeros((1, 1), np.uint64), codes, 15, max_bits=64)
+    np.testing.assert_array_equal(d[0], [1] * 10 + [2] * 5)
+    np.testing.assert_array_equal(s[0], list(range(630, 640)) + list(range(620, 625)))
+
+
 def test_hamming_topk_pads_and_uses_a_prefix_of_the_buffer(rng):
     codes = pack_bits(rng.random((40, 70)) < 0.5)
     buffer = np.zeros((2, 64), np.uint64)  # capacity beyond n, as the indexes keep it
