@@ -318,6 +318,18 @@ def test_itq_rotation_lowers_the_quantization_loss(small):
     assert loss(learned) <= loss(itq_rotation(v, 10, seed=5)) + 1e-3
 
 
+@pytest.mark.parametrize("spec", ["itq(train_size=100)", "pcahash(train_size=100)"])
+def test_training_does_not_depend_on_the_thread_count(sample, spec):
+    from threadpoolctl import threadpool_limits
+
+    models = []
+    for n in (1, 2):
+        with threadpool_limits(limits=n):
+            index = positional(spec, sample.base)
+        models.append(index.to_bytes())
+    assert models[0] == models[1]
+
+
 def test_median_thresholds_balance_the_bits(small):
     x, _ = small
     for spec in ("pcahash(train_size=100)", "simhash(use_median_thresholds=true,train_size=100)"):

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits
 
 from ._kernels.hamming import hamming_topk, pack_bits, rescore_topk, words_for
 from ._kernels.lsh import build_tables, lsh_scan, relabel_tables
@@ -275,7 +276,10 @@ class BinaryHashIndex(VectorIndex):
                 f"{self.spec} holds {self._n} rows encoded with its current model; train an "
                 "empty index (or remove the rows first)"
             )
-        self._fit(self._hash_input(x))
+        # one BLAS thread: a multi-threaded product splits into other tiles, rounds in other
+        # places, and ITQ's signs (and so its rotation) would depend on the thread count
+        with threadpool_limits(limits=1, user_api="blas"):
+            self._fit(self._hash_input(x))
         self._on_codes_changed()
 
     def _fit(self, x: FloatMatrix) -> None:

@@ -2,7 +2,8 @@
 
 Pure numpy; every random step takes a seed, and every result is a deterministic function of
 its inputs (eigenvector and singular-vector signs are fixed by a convention, not left to
-LAPACK).
+LAPACK) for a given BLAS thread count: a multi-threaded product rounds differently, so the
+indexes train with one BLAS thread.
 """
 
 from __future__ import annotations
