@@ -156,10 +156,9 @@ def test_probe_flips_come_in_increasing_score_order(rng):
 
 def test_more_probes_find_a_superset_of_candidates(sample):
     index = positional("lsh(num_bits=14,num_tables=4)", sample.base)
-    q = index.prepare(sample.queries[:50])
     before = None
     for probes in (0, 1, 4, 16):
-        _, _, _, cand = index.search_stats(q, 1, {"num_probes": probes, "rerank": 0}, 0, None)
+        _, cand = index.search_stats(sample.queries[:50], 1, params={"num_probes": probes})
         if before is not None:
             assert (cand >= before).all()
         before = cand
@@ -435,10 +434,9 @@ def test_sparse_mask_gather_equals_in_scan_mask(small):
 def test_lsh_fallback_never_returns_short_results(small):
     x, q = small
     index = positional("lsh(num_bits=64,num_tables=1,num_probes=0)", x)
-    _, slots, counts, cand = index.search_stats(
-        index.prepare(q), 10, {"num_probes": 0, "rerank": 0}, 0, None)
+    res, cand = index.search_stats(q, 10)
     assert (cand == -1).any(), "64-bit keys: most queries find nothing in their bucket"
-    assert (counts == 10).all() and (slots >= 0).all()
+    assert (res.counts == 10).all() and (res.ids >= 0).all()
     mask = np.zeros(len(x), bool)
     mask[:300] = True  # above the exact route's size only when the index is large
     res = index.search(q, 10, mask=mask)
@@ -488,8 +486,11 @@ def test_lsh_buckets_stay_consistent_under_updates(sample, keep):
 
 def test_lsh_rows_scored_and_candidates(sample, recall):
     index = positional("lsh", sample.base)
-    q = index.prepare(sample.queries)
-    _, slots, _, cand = index.search_stats(q, 10, {"num_probes": 16, "rerank": 200}, 200, None)
+    res, cand = index.search_stats(sample.queries, 10, params={"num_probes": 16, "rerank": 200})
     assert (cand >= 0).all()
     assert np.minimum(cand, 200).mean() < 0.1 * len(sample.base)  # rows scored exactly
-    assert recall(slots, sample.gt, 10) >= 0.78
+    assert recall(res.ids, sample.gt, 10) >= 0.78
+    empty = vc.LSHIndex(DIM, "ip").search_stats(sample.queries[:2], 3)
+    assert (empty[0].counts == 0).all() and (empty[1] == 0).all()
+    with pytest.raises(vc.InvalidParameterError, match="bogus"):
+        index.search_stats(sample.queries[:2], 3, params={"bogus": 1})

@@ -186,15 +186,23 @@ class VectorIndex(abc.ABC):
             ``scores`` float32 (nq, k), ``ids`` int64 slots (nq, k) padded with ``-1``
             (scores ``-inf``), ``counts`` int64 (nq,).
         """
+        qp, kk, sp, m = self._search_args(q, k, params, mask)
+        if self.ntotal == 0 or (m is not None and not m.any()):
+            return _empty_result(qp.shape[0], kk)
+        scores, slots, counts = self._search(qp, min(kk, self.ntotal), sp, m)
+        return _pad_result(scores, slots, counts, kk)
+
+    def _search_args(
+        self, q: object, k: int, params: Any, mask: object
+    ) -> tuple[FloatMatrix, int, dict[str, Any], npt.NDArray[np.bool_] | None]:
+        """Validate ``search``'s arguments: prepared queries, k, params and the mask."""
         qp = self.prepare(q, name="q")
         kk = check_k(k)
         sp = self.kind.validate_search_params(params, self.search_defaults)
         m = None if mask is None else as_mask(mask, self.ntotal)
-        if self.ntotal == 0 or (m is not None and not m.any()):
-            return _empty_result(qp.shape[0], kk)
-        self._require_trained("search")
-        scores, slots, counts = self._search(qp, min(kk, self.ntotal), sp, m)
-        return _pad_result(scores, slots, counts, kk)
+        if self.ntotal and (m is None or m.any()):
+            self._require_trained("search")
+        return qp, kk, sp, m
 
     def remove(self, slots: object) -> Moves:
         """Remove ``slots`` by swap-remove; returns the :class:`Moves` it made."""

@@ -39,7 +39,7 @@ from ._kernels.projections import (
 )
 from ._kernels.topk import dense_topk, finalize_heaps, init_heaps, sq_norms
 from ._threads import get_num_threads, map_chunks
-from .base import Moves, VectorIndex, normalize_rows
+from .base import Moves, VectorIndex, _empty_result, _pad_result, normalize_rows
 from .errors import (
     IndexFormatError,
     InvalidArgumentError,
@@ -47,7 +47,7 @@ from .errors import (
     NotTrainedError,
 )
 from .registry import Param, register
-from .types import FloatMatrix, Metric, SlotArray
+from .types import FloatMatrix, Metric, SearchResult, SlotArray
 
 __all__ = [
     "EXACT_MASK_ROWS",
@@ -639,20 +639,37 @@ class LSHIndex(BinaryHashIndex):
         self, q: FloatMatrix, k: int, params: Mapping[str, Any], rerank: int,
         mask: npt.NDArray[np.bool_] | None,
     ) -> Result:
-        scores, slots, counts, _ = self.search_stats(q, k, params, rerank, mask)
+        scores, slots, counts, _ = self._scan(q, k, params, rerank, mask)
         return scores, slots, counts
 
     def search_stats(
+        self, q: object, k: int, *, params: Any = None, mask: object = None
+    ) -> tuple[SearchResult, npt.NDArray[np.int64]]:
+        """:meth:`search` through the buckets, also reporting candidates per query.
+
+        Always takes the bucket path (never the exact route for a small mask), so the
+        numbers describe the LSH itself.
+
+        Returns
+        -------
+        result : SearchResult
+        candidates : ndarray of int64, shape (nq,)
+            Allowed rows each query found in its probed buckets: the rows scored exactly
+            when vectors are kept and ``rerank`` is 0 (at most ``rerank`` of them are
+            otherwise); ``-1`` where the fallback answered.
+        """
+        qp, kk, sp, m = self._search_args(q, k, params, mask)
+        if self.ntotal == 0 or (m is not None and not m.any()):
+            return _empty_result(qp.shape[0], kk), np.zeros(qp.shape[0], dtype=np.int64)
+        scores, slots, counts, cand = self._scan(
+            qp, min(kk, self.ntotal), sp, self._check_rerank(sp), m)
+        return _pad_result(scores, slots, counts, kk), cand
+
+    def _scan(
         self, q: FloatMatrix, k: int, params: Mapping[str, Any], rerank: int,
         mask: npt.NDArray[np.bool_] | None,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64],
                npt.NDArray[np.int64]]:
-        """:meth:`_search` on prepared queries that also returns candidates per query.
-
-        Returns ``scores, slots, counts, candidates``; ``candidates[i]`` is the number of
-        allowed rows query ``i`` found in its buckets (the rows scored exactly when vectors
-        are kept and ``rerank`` is 0 or larger), or ``-1`` where the fallback answered.
-        """
         nq = q.shape[0]
         probes = int(params["num_probes"])
         proj = self.project(q)
