@@ -467,6 +467,7 @@ def test_lsh_buckets_stay_consistent_under_updates(sample, keep):
             live.difference_update(gone.tolist())
         if step % 60 == 0:
             inner = index.index
+            assert inner._pending.size == inner._num_pending
             assert inner._pending.size <= max(PENDING_ROWS, inner._skeys.shape[1] // 8)
     keep_ids = np.array(sorted(live))
     fresh = vc.create(spec, dim=DIM, metric="ip")

@@ -591,26 +591,37 @@ class LSHIndex(BinaryHashIndex):
         self._sslots = np.empty((self.groups, 0), dtype=np.int32)
         self._in_main = np.zeros(0, dtype=np.bool_)
         self._tombstones = 0
-        self._pending: SlotArray = np.empty(0, dtype=np.int64)
+        self._num_pending = 0
+        self._pending_rows: SlotArray | None = np.empty(0, dtype=np.int64)
+
+    @property
+    def _pending(self) -> SlotArray:
+        """Rows not in the sorted arrays, found once after each change (O(1) updates)."""
+        rows = self._pending_rows
+        if rows is None:
+            rows = self._pending_rows = np.flatnonzero(~self._in_main[: self._n])
+        return rows
 
     def _rebuild(self) -> None:
-        n = self._n
-        if n >= 2**31:
-            raise InvalidParameterError(f"lsh holds at most 2**31 - 1 rows, got {n}")
-        self._skeys, self._sslots = build_tables(self._codes[:, :n])
+        self._skeys, self._sslots = build_tables(self._codes[:, : self._n])
         self._in_main = np.ones(self._codes.shape[1], dtype=np.bool_)
         self._tombstones = 0
-        self._pending = np.empty(0, dtype=np.int64)
+        self._num_pending = 0
+        self._pending_rows = np.empty(0, dtype=np.int64)
 
     def _on_codes_changed(self) -> None:
         self._rebuild()
 
     def _add(self, x: FloatMatrix) -> None:
         n0 = self._n
+        if n0 + x.shape[0] >= 2**31:  # slots are int32 in the sorted arrays
+            raise InvalidArgumentError(
+                f"lsh holds at most 2**31 - 1 rows; adding {x.shape[0]} to {n0} is too many"
+            )
         super()._add(x)
         n1 = self._n
         main = self._skeys.shape[1] - self._tombstones
-        if self._pending.size + n1 - n0 > max(PENDING_ROWS, main // 8):
+        if self._num_pending + n1 - n0 > max(PENDING_ROWS, main // 8):
             self._rebuild()
             return
         if self._in_main.shape[0] < self._codes.shape[1]:
@@ -618,7 +629,8 @@ class LSHIndex(BinaryHashIndex):
             grown[: self._in_main.shape[0]] = self._in_main
             self._in_main = grown
         self._in_main[n0:n1] = False
-        self._pending = np.flatnonzero(~self._in_main[:n1])
+        self._num_pending += n1 - n0
+        self._pending_rows = None
 
     def _remove(self, slots: SlotArray, moves: Moves) -> None:
         # the sorted arrays find an entry by its key, so relabel before the keys move
@@ -626,13 +638,13 @@ class LSHIndex(BinaryHashIndex):
             self._skeys, self._sslots, self._skeys.shape[1], self._codes, self._in_main,
             slots, moves.src, moves.dst,
         )
+        self._num_pending -= int(np.count_nonzero(~self._in_main[slots]))
         self._in_main[moves.dst] = self._in_main[moves.src]
         super()._remove(slots, moves)
         self._in_main[self._n :] = False
+        self._pending_rows = None
         if self._tombstones > self._skeys.shape[1] // 4:
             self._rebuild()
-        else:
-            self._pending = np.flatnonzero(~self._in_main[: self._n])
 
     # ----------------------------------------------------------------- search
     def _hash_search(
