@@ -700,11 +700,15 @@ def to_markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
               "min(candidates, rerank); fallback queries count max(rerank, 4k).", "",
               "| num_bits | num_tables | num_probes | rerank | recall | candidates | "
               "rows scored | fraction | QPS | fallback q |", "|---" * 10 + "|"]
+        def lsh_row(r: dict[str, Any], *extra: str) -> str:
+            cells = [str(r["num_bits"]), str(r["num_tables"]), str(r["num_probes"]),
+                     str(r["rerank"]), f"{r['recall']:.4f}", fmt(r["mean_candidates"], ",.0f"),
+                     f"{r['mean_rows_scored']:,.0f}", *extra, f"{r['qps']:,.0f}"]
+            return "| " + " | ".join(cells) + " |"
+
         for r in lsh["meets_bar"]:
-            L.append(f"| {r['num_bits']} | {r['num_tables']} | {r['num_probes']} | "
-                     f"{r['rerank']} | {r['recall']:.4f} | {fmt(r['mean_candidates'], ',.0f')} | "
-                     f"{r['mean_rows_scored']:,.0f} | {r['fraction_scored']:.3f} | "
-                     f"{r['qps']:,.0f} | {r['fallback_queries']} |")
+            L.append(lsh_row(r, f"{r['fraction_scored']:.3f}")[:-1]
+                     + f"| {r['fallback_queries']} |")
         if not lsh["meets_bar"]:
             L.append("| none | | | | | | | | | |")
         strict = lsh.get("meets_bar_with_candidates", [])
@@ -715,10 +719,7 @@ def to_markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
         L += ["", "<details><summary>full sweep</summary>", "",
               "| num_bits | num_tables | num_probes | rerank | recall | candidates | "
               "rows scored | QPS |", "|---|---|---|---|---|---|---|---|"]
-        for r in lsh["rows"]:
-            L.append(f"| {r['num_bits']} | {r['num_tables']} | {r['num_probes']} | "
-                     f"{r['rerank']} | {r['recall']:.4f} | {fmt(r['mean_candidates'], ',.0f')} | "
-                     f"{r['mean_rows_scored']:,.0f} | {r['qps']:,.0f} |")
+        L += [lsh_row(r) for r in lsh["rows"]]
         L += ["", "</details>", ""]
         if lsh["skipped"]:
             L += ["Skipped: " + "; ".join(lsh["skipped"]), ""]

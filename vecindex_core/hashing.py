@@ -22,7 +22,9 @@ derived from the Hamming distance ``h`` of ``b`` bits by :func:`hamming_score`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -99,53 +101,24 @@ def hamming_score(dist: npt.ArrayLike, bits: int, metric: Metric) -> npt.NDArray
     return (2 * cos - 2 if metric == "l2" else cos).astype(np.float32)
 
 
-def _seed() -> Param:
-    return Param("seed", int, 0, "seed of every random step", low=0, high=2**32 - 1)
-
-
-def _normalize() -> Param:
-    return Param(
-        "normalize_inputs", bool, False,
-        "unit-normalise vectors before hashing (cosine inputs already are)",
-    )
-
-
-def _keep(default: bool) -> Param:
-    return Param(
-        "keep_vectors", bool, default,
-        "keep float32 originals (rerank, get_vectors, exact small filtered searches)",
-    )
-
-
-def _distribution() -> Param:
-    return Param(
-        "projection_distribution", str, "gaussian",
-        "random hyperplanes: orthogonal Gaussian directions or +-1 entries",
-        choices=("gaussian", "rademacher"),
-    )
-
-
-def _median(default: bool) -> Param:
-    return Param(
-        "use_median_thresholds", bool, default,
-        "threshold each bit at its training median (balanced bits; needs training)",
-    )
-
-
-def _train_size() -> Param:
-    return Param(
-        "train_size", int, 1000,
-        "vectors gathered before automatic training (and the fewest train() accepts)",
-        low=2, high=1 << 30,
-    )
-
-
-def _rerank() -> Param:
-    return Param(
-        "rerank", int, 0,
-        "rescore this many nearest codes exactly (needs keep_vectors); 0 = Hamming only",
-        low=0, high=1 << 20,
-    )
+# The declared parameters the kinds share (Param is frozen: each kind takes these objects,
+# or a copy with another default through dataclasses.replace).
+SEED = Param("seed", int, 0, "seed of every random step", low=0, high=2**32 - 1)
+NORMALIZE = Param("normalize_inputs", bool, False,
+                  "unit-normalise vectors before hashing (cosine inputs already are)")
+KEEP_VECTORS = Param("keep_vectors", bool, False,
+                     "keep float32 originals (rerank, get_vectors, exact small filtered searches)")
+DISTRIBUTION = Param("projection_distribution", str, "gaussian",
+                     "random hyperplanes: orthogonal Gaussian directions or +-1 entries",
+                     choices=("gaussian", "rademacher"))
+MEDIAN = Param("use_median_thresholds", bool, False,
+               "threshold each bit at its training median (balanced bits; needs training)")
+TRAIN_SIZE = Param("train_size", int, 1000,
+                   "vectors gathered before automatic training (and the fewest train() accepts)",
+                   low=2, high=1 << 30)
+RERANK = Param("rerank", int, 0,
+               "rescore this many nearest codes exactly (needs keep_vectors); 0 = Hamming only",
+               low=0, high=1 << 20)
 
 
 class BinaryHashIndex(VectorIndex):
@@ -165,11 +138,7 @@ class BinaryHashIndex(VectorIndex):
 
     def __init__(self, dim: int, metric: Metric = "cosine", **params: Any) -> None:
         super().__init__(dim, metric, **params)
-        if self.search_defaults.get("rerank", 0) and not self.params["keep_vectors"]:
-            raise InvalidParameterError(
-                f"index {self.kind.name!r}: rerank={self.search_defaults['rerank']} needs "
-                "keep_vectors=true (there are no vectors to rescore)"
-            )
+        self._check_rerank(self.search_defaults)
         self.components_: FloatMatrix | None = None
         self.mean_: npt.NDArray[np.float32] | None = None
         self.thresholds_: npt.NDArray[np.float32] | None = None
@@ -372,15 +341,12 @@ class BinaryHashIndex(VectorIndex):
         dist, slots = self._hamming(qcodes, k, mask)
         return self._score_lut[dist], slots, np.count_nonzero(slots >= 0, axis=1).astype(np.int64)
 
-    @property
+    @functools.cached_property
     def _score_lut(self) -> npt.NDArray[np.float32]:
         """:func:`hamming_score` of every distance ``0..bits``, then ``-inf`` (index -1)."""
-        lut = self.__dict__.get("_lut")
-        if lut is None:
-            dist = np.arange(self.code_bits + 1)
-            lut = np.append(hamming_score(dist, self.code_bits, self.metric), -np.inf)
-            lut = self.__dict__["_lut"] = lut.astype(np.float32)
-        return lut
+        dist = np.arange(self.code_bits + 1)
+        lut = np.append(hamming_score(dist, self.code_bits, self.metric), -np.inf)
+        return lut.astype(np.float32)
 
     # ----------------------------------------------------------------- persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -396,7 +362,9 @@ class BinaryHashIndex(VectorIndex):
     def _set_state(self, state: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         if state.get("trained"):
             for name, shape in self._model_shapes().items():
-                self._set_array(name, arrays.get(name.rstrip("_")), np.float32, shape)
+                value = arrays.get(name.rstrip("_"))
+                _check_array(name, value, np.float32, shape)
+                setattr(self, name, np.array(value))
         codes = arrays.get("codes")
         _check_array("codes", codes, np.uint64, (None, self.words))
         assert codes is not None
@@ -410,12 +378,6 @@ class BinaryHashIndex(VectorIndex):
         self._n = n
         if self.is_trained:
             self._on_codes_changed()
-
-    def _set_array(
-        self, name: str, value: np.ndarray | None, dtype: type, shape: tuple[int, ...] | None
-    ) -> None:
-        _check_array(name, value, dtype, shape)
-        setattr(self, name, np.array(value))
 
 
 def _check_array(
@@ -435,9 +397,9 @@ def _check_array(
     "simhash",
     params=[
         Param("num_bits", int, 128, "code length in bits", low=1, high=4096),
-        _distribution(), _seed(), _median(False), _normalize(), _keep(False), _train_size(),
+        DISTRIBUTION, SEED, MEDIAN, NORMALIZE, KEEP_VECTORS, TRAIN_SIZE,
     ],
-    search_params=[_rerank()],
+    search_params=[RERANK],
 )
 class SimHashIndex(BinaryHashIndex):
     """SimHash (Charikar 2002): signs of random hyperplane projections, packed.
@@ -458,9 +420,9 @@ class SimHashIndex(BinaryHashIndex):
     params=[
         Param("num_bits", int, 0, "code length in bits, at most dim; 0: min(128, dim)",
               low=0, high=4096),
-        _seed(), _median(True), _normalize(), _keep(False), _train_size(),
+        SEED, replace(MEDIAN, default=True), NORMALIZE, KEEP_VECTORS, TRAIN_SIZE,
     ],
-    search_params=[_rerank()],
+    search_params=[RERANK],
 )
 class PCAHashIndex(BinaryHashIndex):
     """PCA hashing: signs of the top ``num_bits`` principal components of the training data.
@@ -502,9 +464,9 @@ class PCAHashIndex(BinaryHashIndex):
         Param("num_bits", int, 0, "code length in bits, at most dim; 0: min(128, dim)",
               low=0, high=4096),
         Param("num_iterations", int, 50, "ITQ alternating updates", low=0, high=10_000),
-        _seed(), _normalize(), _keep(False), _train_size(),
+        SEED, NORMALIZE, KEEP_VECTORS, TRAIN_SIZE,
     ],
-    search_params=[_rerank()],
+    search_params=[RERANK],
 )
 class ITQIndex(PCAHashIndex):
     """Iterative quantization (Gong & Lazebnik 2011): PCA, then a learned rotation.
@@ -537,13 +499,13 @@ class ITQIndex(PCAHashIndex):
     params=[
         Param("num_bits", int, 12, "bits of each table's bucket key", low=1, high=64),
         Param("num_tables", int, 32, "hash tables (independent keys)", low=1, high=256),
-        _distribution(), _seed(), _median(False), _normalize(), _keep(True), _train_size(),
+        DISTRIBUTION, SEED, MEDIAN, NORMALIZE, replace(KEEP_VECTORS, default=True), TRAIN_SIZE,
     ],
     search_params=[
         Param("num_probes", int, 16,
               "extra buckets probed per table, least-confident bits flipped first",
               low=0, high=4096),
-        _rerank(),
+        RERANK,
     ],
 )
 class LSHIndex(BinaryHashIndex):
