@@ -48,6 +48,14 @@ import vecindex_core
 from vecindex_core._kernels.hamming import hamming_topk
 from vecindex_core.bench.env import environment_info
 from vecindex_core.bench.runner import pinned_threads, recall_at_k
+from vecindex_core.bench.timing import (
+    best_of,
+    best_of_pair,
+    ids64,
+    log,
+    median_latency_us,
+    timed,
+)
 from vecindex_core.datasets import load_dataset
 
 HERE = Path(__file__).resolve().parent
@@ -62,58 +70,6 @@ LSH_KEY_BITS = 8  # bits per lsh table in the equal-bits comparison (~78 rows a 
 #: end-to-end pairs timed alternately: (ours, faiss)
 E2E_PAIRS = (("itq", "faiss ITQ,LSH"),
              ("simhash", "faiss.IndexLSH(rotate=True,thresholds=False)"))
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
-    """Best wall time of ``repeats`` calls after one untimed warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), times
-
-
-def best_of_pair(a: Callable[[], Any], b: Callable[[], Any], repeats: int,
-                 ) -> tuple[list[float], list[float]]:
-    """Wall times of ``repeats`` calls of ``a`` and ``b``, alternated, after a warm-up each."""
-    a()
-    b()
-    ta, tb = [], []
-    for _ in range(repeats):
-        ta.append(timed(a)[0])
-        tb.append(timed(b)[0])
-    return ta, tb
-
-
-def median_latency_us(fn: Callable[[np.ndarray], Any], q: np.ndarray, n: int) -> dict[str, float]:
-    """Median / p99 / mean latency in µs over ``n`` single-query calls (after a warm-up)."""
-    fn(q[:1])
-    lat = []
-    for i in range(n):
-        qi = q[i % q.shape[0] : i % q.shape[0] + 1]
-        t0 = time.perf_counter()
-        fn(qi)
-        lat.append((time.perf_counter() - t0) * 1e6)
-    a = np.array(lat)
-    return {"p50_us": float(np.median(a)), "p99_us": float(np.percentile(a, 99)),
-            "mean_us": float(a.mean())}
-
-
-def ids64(ids: np.ndarray) -> np.ndarray:
-    """uint64 ids (2**64-1 = missing) or int64 slots as int64 with -1 padding."""
-    return np.asarray(ids).astype(np.int64)
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
 # --------------------------------------------------------------------------- peers

@@ -126,10 +126,18 @@ def sample_gt(sample):
 
 
 def recall_at(found, truth, k):
-    """Mean fraction of ``truth[:, :k]`` present in ``found[:, :k]``."""
+    """Mean fraction of ``truth[:, :k]`` present in ``found[:, :k]``.
+
+    Padding (negative ids) is not a result: a row's recall is over its real truth entries
+    (1.0 when it has none).
+    """
     found = np.asarray(found).astype(np.int64)
-    return float(np.mean([len(set(f[:k]) & set(t[:k])) / k
-                          for f, t in zip(found, truth, strict=True)]))
+    truth = np.asarray(truth).astype(np.int64)
+    per_row = []
+    for f, t in zip(found[:, :k], truth[:, :k], strict=True):
+        real = set(t[t >= 0].tolist())
+        per_row.append(len(set(f[f >= 0].tolist()) & real) / len(real) if real else 1.0)
+    return float(np.mean(per_row))
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,11 @@ from .errors import (
 from .flat import FlatIndex
 from .hashing import ITQIndex, LSHIndex, PCAHashIndex, SimHashIndex
 from .idmap import IdMapIndex
+from .ivf import IVFAEIndex, IVFFlatIndex
+from .kmeans import KMeans
+from .pq import IVFPQIndex, PQIndex, ProductQuantizer
 from .registry import get_kind, list_indexes
+from .turboquant import IVFTQIndex, TurboQuantIndex
 from .types import METRICS, MISSING, FloatMatrix, IdArray, Metric, SearchResult
 
 __version__ = "0.1.0"
@@ -47,6 +51,10 @@ __all__ = [
     "EmptyInputError",
     "FlatIndex",
     "ITQIndex",
+    "IVFAEIndex",
+    "IVFFlatIndex",
+    "IVFPQIndex",
+    "IVFTQIndex",
     "FloatMatrix",
     "IdArray",
     "IdMapIndex",
@@ -54,6 +62,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidDtypeError",
     "InvalidParameterError",
+    "KMeans",
     "LSHIndex",
     "Metric",
     "Moves",
@@ -61,8 +70,11 @@ __all__ = [
     "NotSupportedError",
     "NotTrainedError",
     "PCAHashIndex",
+    "PQIndex",
+    "ProductQuantizer",
     "SearchResult",
     "SimHashIndex",
+    "TurboQuantIndex",
     "UnknownIdError",
     "UnknownIndexError",
     "VecIndexError",

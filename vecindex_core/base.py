@@ -18,7 +18,12 @@ import numpy as np
 import numpy.typing as npt
 
 from . import io
-from .errors import InvalidArgumentError, NotSupportedError, NotTrainedError
+from .errors import (
+    InvalidArgumentError,
+    InvalidParameterError,
+    NotSupportedError,
+    NotTrainedError,
+)
 from .registry import format_spec, get_kind
 from .types import FloatMatrix, Metric, SearchResult, SlotArray
 from .validation import as_float_matrix, as_mask, as_slots, check_k, check_metric
@@ -26,7 +31,22 @@ from .validation import as_float_matrix, as_mask, as_slots, check_k, check_metri
 if TYPE_CHECKING:
     from .registry import IndexKind
 
-__all__ = ["Moves", "VectorIndex", "normalize_rows", "swap_remove_plan"]
+__all__ = [
+    "EXACT_MASK_ROWS",
+    "Moves",
+    "VectorIndex",
+    "apply_score_map",
+    "fit_score_map",
+    "normalize_rows",
+    "swap_remove_plan",
+]
+
+#: A mask allowing at most ``max(EXACT_MASK_ROWS, ntotal // 64)`` rows is searched exactly
+#: over those rows by approximate kinds that keep their vectors (cheaper than the
+#: approximate scan, and exact).
+EXACT_MASK_ROWS = 2048
+
+Result = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 
 class Moves(NamedTuple):
@@ -63,6 +83,34 @@ def normalize_rows(x: FloatMatrix) -> FloatMatrix:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     norms[norms == 0] = 1
     return np.ascontiguousarray(x / norms, dtype=np.float32)
+
+
+def fit_score_map(estimated: npt.ArrayLike, exact: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Least-squares ``(a, b)`` with ``exact ~ a * estimated + b`` (score calibration).
+
+    Falls back to the identity ``(1, 0)`` when the fit is degenerate (fewer than two
+    distinct estimates, a non-finite result, or ``a <= 0``, which would reverse the ranking).
+    """
+    e = np.asarray(estimated, dtype=np.float64).ravel()
+    t = np.asarray(exact, dtype=np.float64).ravel()
+    identity = np.array([1.0, 0.0])
+    if e.size < 2 or float(np.ptp(e)) == 0.0:
+        return identity
+    a, b = np.polyfit(e, t, 1)
+    if not (np.isfinite(a) and np.isfinite(b)) or a <= 0:
+        return identity
+    return np.array([a, b], dtype=np.float64)
+
+
+def apply_score_map(
+    scores: npt.NDArray[np.float32], slots: npt.NDArray[np.int64],
+    ab: npt.NDArray[np.float64] | None,
+) -> npt.NDArray[np.float32]:
+    """``a * score + b`` for real results (padding stays ``-inf``); ``ab=None``: unchanged."""
+    if ab is None:
+        return scores
+    a, b = np.float32(ab[0]), np.float32(ab[1])
+    return np.where(slots >= 0, a * scores + b, np.float32(-np.inf)).astype(np.float32)
 
 
 class VectorIndex(abc.ABC):
@@ -300,6 +348,32 @@ class VectorIndex(abc.ABC):
 
     def _get_vectors(self, slots: SlotArray) -> FloatMatrix:
         raise NotSupportedError(f"{self.spec} does not keep the original vectors")
+
+    def _check_rerank(self, params: Mapping[str, Any]) -> int:
+        """The ``rerank`` knob of ``params`` (0 when absent); it needs kept vectors."""
+        rerank = int(params.get("rerank", 0))
+        if rerank and not self.keeps_vectors:
+            raise InvalidParameterError(
+                f"{self.spec}: rerank={rerank} needs keep_vectors=true (this index keeps only "
+                "its codes)"
+            )
+        return rerank
+
+    def _exact_route(self, mask: npt.NDArray[np.bool_] | None) -> SlotArray | None:
+        """The allowed slots when ``mask`` is small enough to search exactly, else None."""
+        if mask is None or not self.keeps_vectors:
+            return None
+        allowed = np.flatnonzero(mask)
+        return allowed if allowed.size <= max(EXACT_MASK_ROWS, self.ntotal // 64) else None
+
+    def _exact_subset(self, q: FloatMatrix, k: int, allowed: SlotArray) -> Result:
+        """Exact top-``k`` over the stored vectors of the sorted ``allowed`` slots."""
+        from ._kernels.topk import dense_topk, sq_norms
+
+        rows = self._get_vectors(allowed)
+        l2 = self.metric == "l2"
+        return dense_topk(q, rows, k, l2=l2, data_sq_norms=sq_norms(rows) if l2 else None,
+                          slot_map=allowed)
 
     @abc.abstractmethod
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -39,9 +39,16 @@ from ._kernels.projections import (
     pca,
     random_projection,
 )
-from ._kernels.topk import dense_topk, finalize_heaps, init_heaps, sq_norms
+from ._kernels.topk import finalize_heaps, init_heaps
 from ._threads import get_num_threads, map_chunks
-from .base import Moves, VectorIndex, _empty_result, _pad_result, normalize_rows
+from .base import (
+    EXACT_MASK_ROWS,
+    Moves,
+    VectorIndex,
+    _empty_result,
+    _pad_result,
+    normalize_rows,
+)
 from .errors import (
     IndexFormatError,
     InvalidArgumentError,
@@ -62,9 +69,6 @@ __all__ = [
     "hamming_score",
 ]
 
-#: A mask allowing at most ``max(EXACT_MASK_ROWS, ntotal // 64)`` rows is searched exactly
-#: over those rows when the index keeps its vectors (cheaper than a full scan, and exact).
-EXACT_MASK_ROWS = 2048
 #: lsh: rows added since the last bucket rebuild are scanned linearly until they exceed
 #: ``max(PENDING_ROWS, rows / 8)``; then every table is re-sorted (amortised O(log n) a row).
 PENDING_ROWS = 256
@@ -291,31 +295,15 @@ class BinaryHashIndex(VectorIndex):
         return self._vectors[slots]
 
     # ----------------------------------------------------------------- search
-    def _check_rerank(self, params: Mapping[str, Any]) -> int:
-        rerank = int(params.get("rerank", 0))
-        if rerank and not self.keeps_vectors:
-            raise InvalidParameterError(
-                f"{self.spec}: rerank={rerank} needs keep_vectors=true (this index keeps only "
-                "codes)"
-            )
-        return rerank
-
     def _search(
         self, q: FloatMatrix, k: int, params: Mapping[str, Any],
         mask: npt.NDArray[np.bool_] | None,
     ) -> Result:
         rerank = self._check_rerank(params)
-        if mask is not None and self.keeps_vectors:
-            allowed = np.flatnonzero(mask)
-            if allowed.size <= max(EXACT_MASK_ROWS, self._n // 64):
-                return self._exact_subset(q, k, allowed)
+        allowed = self._exact_route(mask)
+        if allowed is not None:
+            return self._exact_subset(q, k, allowed)
         return self._hash_search(q, k, params, rerank, mask)
-
-    def _exact_subset(self, q: FloatMatrix, k: int, allowed: SlotArray) -> Result:
-        rows = self._vectors[allowed]
-        l2 = self.metric == "l2"
-        return dense_topk(q, rows, k, l2=l2, data_sq_norms=sq_norms(rows) if l2 else None,
-                          slot_map=allowed)
 
     def _hamming(
         self, qcodes: npt.NDArray[np.uint64], k: int, mask: npt.NDArray[np.bool_] | None

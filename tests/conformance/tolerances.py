@@ -21,6 +21,14 @@ TOLERANCES: dict[str, float] = {
     "pcahash": 0.27,
     "itq": 0.40,
     "lsh": 0.50,
+    # 16 lists, 4 probed (a quarter of the rows scanned, scores exact within them)
+    "ivf_flat": 0.60,
+    "pq": 0.30,
+    "ivf_pq": 0.30,
+    "ivf_ae": 0.30,
+    # 4-bit codes, every row scored (lowest measured 0.90: one query, 20% mask)
+    "turboquant": 0.88,
+    "ivf_tq": 0.30,
 }
 
 #: kind name -> spec string the suite builds (defaults to the name itself).
@@ -28,6 +36,11 @@ TEST_SPECS: dict[str, str] = {
     # positional tests train on 200 rows: below the default train_size of 1,000
     "pcahash": "pcahash(train_size=100)",
     "itq": "itq(train_size=100)",
+    "ivf_flat": "ivf_flat(nlist=16,train_size=100,nprobe=4)",
+    "pq": "pq(m=48,nbits=4,train_size=100)",
+    "ivf_pq": "ivf_pq(nlist=8,train_size=100,nprobe=4,m=48,nbits=4)",
+    "ivf_ae": "ivf_ae(nlist=8,train_size=100,nprobe=4)",
+    "ivf_tq": "ivf_tq(nlist=8,train_size=100,nprobe=4)",
 }
 
 #: kind name -> {test function name: reason}.

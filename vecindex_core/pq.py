@@ -1,0 +1,336 @@
+"""Product quantization: the :class:`ProductQuantizer` codec, the ``pq`` kind and ``ivf_pq``.
+
+A vector is split into ``m`` sub-vectors (``dim`` is zero-padded to a multiple of ``m``);
+each is replaced by the index of its nearest centroid in that sub-space's codebook of
+``2**nbits`` centroids (k-means, :class:`~vecindex_core.kmeans.KMeans`). Search is
+asymmetric: the query stays float32 and one lookup table per query holds its score against
+every sub-centroid, so a code is scored by ``m`` table lookups
+(:func:`~vecindex_core._kernels.codes.lut_topk`, tables merged per code byte).
+
+Codes of ``nbits`` in {1, 2, 4, 8} are packed ``8 / nbits`` to a byte; other widths
+(3, 5, 6, 7) are stored one per byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from threadpoolctl import threadpool_limits
+
+from ._kernels.codes import byte_luts, lut_topk, pack_codes, unpack_codes
+from ._kernels.hamming import rescore_topk
+from ._kernels.topk import finalize_heaps, init_heaps
+from .base import Moves, VectorIndex
+from .errors import InvalidArgumentError, InvalidParameterError
+from .hashing import KEEP_VECTORS, RERANK, SEED, _check_array
+from .ivf import BY_RESIDUAL, CALIBRATE, IVF_PARAMS, IVF_SEARCH, CodedIVFIndex, Result
+from .registry import Param, register
+from .types import FloatMatrix, Metric, SlotArray
+
+__all__ = ["IVFPQIndex", "PQIndex", "ProductQuantizer"]
+
+M = Param("m", int, 0, "sub-quantizers (code bytes at nbits=8); 0: dim / 8", low=0, high=4096)
+NBITS = Param("nbits", int, 8, "bits per sub-quantizer code (2**nbits centroids each)",
+              low=1, high=8)
+PQ_NITER = Param("pq_niter", int, 20, "k-means iterations of each sub-quantizer",
+                 low=1, high=1000)
+
+
+def container_bits(nbits: int) -> int:
+    """Stored bits per code: ``nbits`` when it divides 8, else 8 (one code per byte)."""
+    return nbits if nbits in (1, 2, 4, 8) else 8
+
+
+class ProductQuantizer:
+    """Product quantizer codec (no ids, no storage): train, encode, decode, lookup tables.
+
+    Parameters
+    ----------
+    dim : int
+    m : int
+        Number of sub-quantizers, ``1 <= m <= dim``.
+    nbits : int
+        Bits per code, 1..8.
+    niter, seed : int
+        k-means iterations and seed (sub-quantizer ``j`` uses ``seed + j``).
+
+    Attributes
+    ----------
+    codebooks_ : float32 (m, 2**nbits, dsub) or None before :meth:`train`
+        ``dsub = ceil(dim / m)``; the zero padding of the last sub-spaces is part of it.
+    """
+
+    def __init__(self, dim: int, m: int, nbits: int, *, niter: int = 20, seed: int = 0) -> None:
+        if not 1 <= m <= dim:
+            raise InvalidParameterError(f"pq: m={m} must be between 1 and dim={dim}")
+        self.dim, self.m, self.nbits, self.niter, self.seed = dim, m, nbits, niter, seed
+        self.dsub = -(-dim // m)
+        self.bits = container_bits(nbits)
+        self.code_bytes = -(-m * self.bits // 8)
+        self.codebooks_: npt.NDArray[np.float32] | None = None
+
+    @property
+    def ksub(self) -> int:
+        """Centroids per sub-quantizer."""
+        return 1 << self.nbits
+
+    def _split(self, x: FloatMatrix) -> npt.NDArray[np.float32]:
+        """``x`` zero-padded and viewed as (n, m, dsub)."""
+        pad = self.m * self.dsub - self.dim
+        if pad:
+            x = np.concatenate([x, np.zeros((x.shape[0], pad), np.float32)], axis=1)
+        return np.ascontiguousarray(x, dtype=np.float32).reshape(-1, self.m, self.dsub)
+
+    def train(self, x: FloatMatrix) -> None:
+        """Learn the ``m`` codebooks from float32 (n, dim) vectors, ``n >= 2**nbits``."""
+        from .kmeans import KMeans
+
+        sub = self._split(x)
+        books = np.zeros((self.m, self.ksub, self.dsub), dtype=np.float32)
+        with threadpool_limits(limits=1, user_api="blas"):
+            for j in range(self.m):
+                km = KMeans(self.ksub, metric="l2", n_iter=self.niter, seed=self.seed + j,
+                            progress=False)
+                books[j] = km.fit(np.ascontiguousarray(sub[:, j])).cluster_centers_
+        self.codebooks_ = books
+
+    def _books(self) -> npt.NDArray[np.float32]:
+        if self.codebooks_ is None:
+            raise InvalidArgumentError("the product quantizer is not trained")
+        return self.codebooks_
+
+    def encode(self, x: FloatMatrix) -> npt.NDArray[np.uint8]:
+        """Packed codes, uint8 (n, code_bytes): the nearest sub-centroid per sub-vector."""
+        books = self._books()
+        sub = self._split(x)
+        codes = np.empty((x.shape[0], self.m), dtype=np.uint8)
+        bsq = np.einsum("jcd,jcd->jc", books, books)
+        for j in range(self.m):
+            # argmin |s - c|^2 = argmax 2 s.c - |c|^2
+            codes[:, j] = np.argmax(2 * (sub[:, j] @ books[j].T) - bsq[j], axis=1)
+        return pack_codes(codes, self.bits)
+
+    def decode(self, packed: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Reconstructions float32 (n, dim) of packed codes."""
+        books = self._books()
+        codes = unpack_codes(packed, self.bits, self.m)
+        rec = books[np.arange(self.m), codes]  # (n, m, dsub)
+        return np.ascontiguousarray(rec.reshape(len(packed), -1)[:, : self.dim])
+
+    def tables(self, q: FloatMatrix, *, l2: bool) -> npt.NDArray[np.float32]:
+        """Per-query byte tables float32 (nq, code_bytes, 256) for ``lut_topk``.
+
+        Entry sums are ``q . x_hat`` or, with ``l2``, ``-|q - x_hat|^2`` (the asymmetric
+        distance, negated).
+        """
+        books = self._books()
+        sub = self._split(q)
+        t = np.einsum("njd,jcd->njc", sub, books)
+        if l2:
+            qsq = np.einsum("njd,njd->nj", sub, sub)
+            bsq = np.einsum("jcd,jcd->jc", books, books)
+            t = -(qsq[:, :, None] - 2 * t + bsq[None])
+        full = np.zeros((q.shape[0], self.m, 1 << self.bits), dtype=np.float32)
+        full[:, :, : self.ksub] = t
+        return byte_luts(full, self.bits)
+
+    def memory_bytes(self) -> int:
+        """Bytes of the codebooks."""
+        return 0 if self.codebooks_ is None else int(self.codebooks_.nbytes)
+
+
+def _make_pq(index: VectorIndex) -> ProductQuantizer:
+    """The codec an index's ``m``, ``nbits``, ``pq_niter`` and ``seed`` describe."""
+    p = index.params
+    return ProductQuantizer(index.dim, int(p["m"]) or max(1, index.dim // 8), int(p["nbits"]),
+                            niter=int(p["pq_niter"]), seed=int(p["seed"]))
+
+
+@register(
+    "pq",
+    params=[M, NBITS, PQ_NITER, SEED, KEEP_VECTORS,
+            Param("train_size", int, 0,
+                  "vectors gathered before automatic training (and the fewest train() "
+                  "accepts); 0: 30 x 2**nbits", low=0, high=1 << 30)],
+    search_params=[RERANK],
+)
+class PQIndex(VectorIndex):
+    """Product quantization with asymmetric distance (faiss ``IndexPQ``).
+
+    Every row is scored from its code (``m`` table lookups; tables merged so one lookup
+    scores a whole code byte). ``l2`` uses the asymmetric squared distance itself;
+    ``cosine``/``ip`` the inner product with the reconstruction. With ``keep_vectors``,
+    ``params.rerank = r`` rescores the ``r`` best codes exactly, and a mask allowing few
+    rows is searched exactly.
+
+    Memory: ``ntotal x code_bytes`` (``code_bytes = ceil(m * bits / 8)``) plus the
+    ``m x 2**nbits x ceil(dim / m)`` float32 codebooks (and the originals when kept).
+    """
+
+    def __init__(self, dim: int, metric: Metric = "cosine", **params: Any) -> None:
+        super().__init__(dim, metric, **params)
+        self._check_rerank(self.search_defaults)
+        self.pq = _make_pq(self)
+        self._codes = np.empty((0, self.pq.code_bytes), dtype=np.uint8)
+        self._vectors = np.empty((0, self.dim), dtype=np.float32)
+        self._n = 0
+
+    @property
+    def ntotal(self) -> int:
+        return self._n
+
+    @property
+    def is_trained(self) -> bool:
+        return self.pq.codebooks_ is not None
+
+    @property
+    def min_train_size(self) -> int:
+        return max(int(self.params["train_size"]) or 30 * self.pq.ksub, self.pq.ksub)
+
+    @property
+    def keeps_vectors(self) -> bool:
+        return bool(self.params["keep_vectors"])
+
+    @property
+    def codes(self) -> npt.NDArray[np.uint8]:
+        """Read-only view of the packed codes, uint8 (ntotal, code_bytes)."""
+        view = self._codes[: self._n]
+        view.flags.writeable = False
+        return view
+
+    def memory_bytes(self) -> int:
+        return int(self._codes.nbytes + self._vectors.nbytes + self.pq.memory_bytes())
+
+    def _train(self, x: FloatMatrix) -> None:
+        if self._n:
+            raise InvalidArgumentError(
+                f"{self.spec} holds {self._n} rows encoded with its current model; train an "
+                "empty index (or remove the rows first)"
+            )
+        self.pq.train(x)
+
+    def _add(self, x: FloatMatrix) -> None:
+        codes = self.pq.encode(x)
+        n0, n1 = self._n, self._n + x.shape[0]
+        if n1 > self._codes.shape[0]:
+            cap = max(n1, 2 * self._codes.shape[0], 64)
+            grown = np.empty((cap, self.pq.code_bytes), dtype=np.uint8)
+            grown[:n0] = self._codes[:n0]
+            self._codes = grown
+            if self.keeps_vectors:
+                vecs = np.empty((cap, self.dim), dtype=np.float32)
+                vecs[:n0] = self._vectors[:n0]
+                self._vectors = vecs
+        self._codes[n0:n1] = codes
+        if self.keeps_vectors:
+            self._vectors[n0:n1] = x
+        self._n = n1
+
+    def _remove(self, slots: SlotArray, moves: Moves) -> None:
+        self._codes[moves.dst] = self._codes[moves.src]
+        if self.keeps_vectors:
+            self._vectors[moves.dst] = self._vectors[moves.src]
+        self._n -= slots.size
+
+    def _get_vectors(self, slots: SlotArray) -> FloatMatrix:
+        return self._vectors[slots]
+
+    def _search(
+        self, q: FloatMatrix, k: int, params: Mapping[str, Any],
+        mask: npt.NDArray[np.bool_] | None,
+    ) -> Result:
+        rerank = self._check_rerank(params)
+        l2 = self.metric == "l2"
+        subset = self._exact_route(mask)
+        if subset is not None:
+            return self._exact_subset(q, k, subset)
+        hs, hi = init_heaps(q.shape[0], max(k, rerank))
+        lut_topk(self.pq.tables(q, l2=l2), self._codes[: self._n], hs, hi, mask=mask)
+        scores, slots, counts = finalize_heaps(hs, hi)
+        if rerank:
+            return rescore_topk(q, self._vectors, slots, k, l2=l2)
+        return scores[:, :k], slots[:, :k], np.minimum(counts, k)
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays: dict[str, np.ndarray] = {"codes": self._codes[: self._n]}
+        if self.pq.codebooks_ is not None:
+            arrays["codebooks"] = self.pq.codebooks_
+        if self.keeps_vectors:
+            arrays["vectors"] = self._vectors[: self._n]
+        return {"trained": self.is_trained}, arrays
+
+    def _set_state(self, state: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        codes = arrays.get("codes")
+        _check_array("codes", codes, np.uint8, (None, self.pq.code_bytes))
+        assert codes is not None
+        n = codes.shape[0]
+        if state.get("trained"):
+            _set_codebooks(self.pq, arrays)
+        elif n:
+            from .errors import IndexFormatError
+
+            raise IndexFormatError(f"pq index holds {n} codes but no codebooks")
+        if self.keeps_vectors:
+            _check_array("vectors", arrays.get("vectors"), np.float32, (n, self.dim))
+            self._vectors = np.array(arrays["vectors"])
+        self._codes = np.array(codes)
+        self._n = n
+
+
+def _set_codebooks(pq: ProductQuantizer, arrays: Mapping[str, np.ndarray]) -> None:
+    _check_array("codebooks", arrays.get("codebooks"), np.float32, (pq.m, pq.ksub, pq.dsub))
+    pq.codebooks_ = np.array(arrays["codebooks"])
+
+
+@register(
+    "ivf_pq",
+    params=[*IVF_PARAMS, M, NBITS, PQ_NITER, BY_RESIDUAL, KEEP_VECTORS, CALIBRATE],
+    search_params=[*IVF_SEARCH, RERANK],
+)
+class IVFPQIndex(CodedIVFIndex):
+    """IVF with product-quantized codes in the lists (faiss ``IndexIVFPQ``).
+
+    The codec is a :class:`ProductQuantizer` trained on the residuals (``by_residual``, the
+    default) or the vectors; see :class:`~vecindex_core.ivf.CodedIVFIndex` for the scores,
+    ``rerank`` and ``calibrate``.
+
+    Memory: ``ntotal x code_bytes`` codes (``l2`` adds a float32 norm), 8 bytes a row of
+    list bookkeeping, the centroids and the codebooks.
+    """
+
+    def _setup(self) -> None:
+        super()._setup()
+        self.pq = _make_pq(self)
+
+    @property
+    def code_bytes(self) -> int:
+        return self.pq.code_bytes
+
+    @property
+    def min_train_size(self) -> int:
+        return max(super().min_train_size, self.pq.ksub)
+
+    def _fit_codec(self, r: FloatMatrix) -> None:
+        self.pq.train(r)
+
+    def _encode_codes(self, r: FloatMatrix) -> dict[str, np.ndarray]:
+        return {"codes": self.pq.encode(r)}
+
+    def _lut_bytes(self) -> int:
+        return self.pq.code_bytes * 256 * 4
+
+    def _lut_scan(self, q: FloatMatrix, hs: np.ndarray, hi: np.ndarray, **kw: Any) -> None:
+        lut_topk(self.pq.tables(q, l2=False), self._arena["codes"], hs, hi, **kw)
+
+    def _payload_model_bytes(self) -> int:
+        return self.pq.memory_bytes()
+
+    def _codec_arrays(self) -> dict[str, np.ndarray]:
+        assert self.pq.codebooks_ is not None
+        return {"codebooks": self.pq.codebooks_}
+
+    def _set_codec_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        _set_codebooks(self.pq, arrays)
