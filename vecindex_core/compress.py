@@ -45,13 +45,13 @@ Scores between codes: ``<encode(q), encode(x)>`` for ``cosine``/``ip``, and
 ``-|encode(q) - encode(x)|^2`` for ``l2`` (for the ``cell`` objective the codes are unit-norm,
 so both rank alike).
 
-Training is deterministic for a ``seed`` at a fixed thread count on CPU: parameters are
+Training is deterministic for a ``seed`` on CPU, whatever the thread settings: parameters are
 initialised from PCA and from a seeded ``torch.Generator``, batches are drawn from the same
-generator, torch's global random state is never touched, and
-``torch.use_deterministic_algorithms`` is enabled for the duration of the call. torch uses
-:func:`vecindex_core.get_num_threads` threads while training the autoencoder and one thread
-for the cell objective (whose steps are too small to split); its previous thread count and
-determinism flag are restored afterwards. The PCA initialisation runs with one BLAS thread.
+generator, torch's global random state is never touched,
+``torch.use_deterministic_algorithms`` is enabled for the duration of the call, and torch
+trains on one thread (the steps are too small to split: with two threads a busy neighbour
+pool made training 10-100x slower); its previous thread count and determinism flag are
+restored afterwards. The PCA initialisation runs with one BLAS thread.
 """
 
 from __future__ import annotations
@@ -68,7 +68,6 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
-from ._threads import get_num_threads
 from .errors import (
     EmptyInputError,
     IndexFormatError,
@@ -601,9 +600,11 @@ def train_compressor(
         scale = float(np.mean(np.einsum("ij,ij->i", xm, xm)))
     scale = scale if scale > 0 else 1.0
 
-    # The cell objective's steps are tiny (a (256, d) batch): threads only add a barrier per
-    # op, which costs 100x when the cores are shared (measured), so it trains on one.
-    threads = 1 if objective == "cell" else get_num_threads()
+    # One torch thread: the steps are small (a batch of at most 1024 x d), so threads only
+    # add a barrier per op, and that barrier costs 10-100x when another pool (OpenBLAS,
+    # numba, a second process) holds the cores (measured: 200 rows took 0.5-28 s with two
+    # threads and a busy neighbour). On an idle machine two threads saved 40% at 20,000 rows.
+    threads = 1
     with _torch_state(torch, threads):
         gen = torch.Generator().manual_seed(seed)
         params = [torch.from_numpy(w0.copy()), torch.from_numpy(b0.copy())]

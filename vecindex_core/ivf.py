@@ -505,6 +505,9 @@ class IVFFlatIndex(IVFIndex):
         Param("objective", str, DEFAULT_OBJECTIVE,
               "what the compressor is trained for: similarity-preserving autoencoder, or a "
               "bottleneck predicting the IVF cell (fast-ivf)", choices=OBJECTIVES),
+        Param("epochs", int, 0, "passes over the training vectors; 0: the objective's "
+              "default fixed number of steps (see compress.train_compressor)",
+              low=0, high=10_000),
         KEEP_VECTORS,
     ],
     search_params=[*IVF_SEARCH, RERANK],
@@ -557,6 +560,7 @@ class IVFAEIndex(IVFFlatIndex):
         self.compressor_ = train_compressor(
             x, self.payload_dim, objective=self.params["objective"], labels=labels,
             centroids=self.centroids_, metric=self.metric, seed=int(self.params["seed"]),
+            epochs=int(self.params["epochs"]) or None,
         )
 
     def _payload_model_bytes(self) -> int:

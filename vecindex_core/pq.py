@@ -20,13 +20,29 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
-from ._kernels.codes import byte_luts, lut_topk, pack_codes, unpack_codes
+from ._kernels.codes import (
+    DECODE_BLOCK,
+    byte_luts,
+    decoded_topk,
+    lut_topk,
+    pack_codes,
+    prefer_decoded,
+    unpack_codes,
+)
 from ._kernels.hamming import rescore_topk
-from ._kernels.topk import finalize_heaps, init_heaps
+from ._kernels.topk import finalize_heaps, init_heaps, sq_norms
 from .base import Moves, VectorIndex
 from .errors import InvalidArgumentError, InvalidParameterError
 from .hashing import KEEP_VECTORS, RERANK, SEED, _check_array
-from .ivf import BY_RESIDUAL, CALIBRATE, IVF_PARAMS, IVF_SEARCH, CodedIVFIndex, Result
+from .ivf import (
+    BY_RESIDUAL,
+    CALIBRATE,
+    IVF_PARAMS,
+    IVF_SEARCH,
+    LUT_BYTES,
+    CodedIVFIndex,
+    Result,
+)
 from .registry import Param, register
 from .types import FloatMatrix, Metric, SlotArray
 
@@ -247,12 +263,28 @@ class PQIndex(VectorIndex):
         subset = self._exact_route(mask)
         if subset is not None:
             return self._exact_subset(q, k, subset)
-        hs, hi = init_heaps(q.shape[0], max(k, rerank))
-        lut_topk(self.pq.tables(q, l2=l2), self._codes[: self._n], hs, hi, mask=mask)
-        scores, slots, counts = finalize_heaps(hs, hi)
+        scores, slots, counts = self._code_search(q, max(k, rerank), mask)
         if rerank:
             return rescore_topk(q, self._vectors, slots, k, l2=l2)
         return scores[:, :k], slots[:, :k], np.minimum(counts, k)
+
+    def _code_search(self, q: FloatMatrix, k: int, mask: npt.NDArray[np.bool_] | None) -> Result:
+        """Top-``k`` by the asymmetric score: byte-table scans for small batches, BLAS over
+        decoded blocks for large ones (:func:`~._kernels.codes.prefer_decoded`)."""
+        codes, l2, nq = self._codes[: self._n], self.metric == "l2", q.shape[0]
+        if prefer_decoded(nq, self.pq.code_bytes, self.dim):
+            xn = None
+            if l2:  # -|q - x_hat|^2 = -(|q|^2 + |x_hat|^2 - 2 q . x_hat)
+                xn = np.concatenate([sq_norms(self.pq.decode(codes[a : a + DECODE_BLOCK]))
+                                     for a in range(0, self._n, DECODE_BLOCK)])
+            return decoded_topk(q, lambda a, b: self.pq.decode(codes[a:b]), self._n, k,
+                                sq_norms=xn, q_sq_norms=sq_norms(q) if l2 else None, mask=mask)
+        hs, hi = init_heaps(nq, k)
+        chunk = max(1, LUT_BYTES // (self.pq.code_bytes * 256 * 4))
+        for c0 in range(0, nq, chunk):
+            c1 = min(c0 + chunk, nq)
+            lut_topk(self.pq.tables(q[c0:c1], l2=l2), codes, hs[c0:c1], hi[c0:c1], mask=mask)
+        return finalize_heaps(hs, hi)
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays: dict[str, np.ndarray] = {"codes": self._codes[: self._n]}

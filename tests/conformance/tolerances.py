@@ -39,7 +39,7 @@ TEST_SPECS: dict[str, str] = {
     "ivf_flat": "ivf_flat(nlist=16,train_size=100,nprobe=4)",
     "pq": "pq(m=48,nbits=4,train_size=100)",
     "ivf_pq": "ivf_pq(nlist=8,train_size=100,nprobe=4,m=48,nbits=4)",
-    "ivf_ae": "ivf_ae(nlist=8,train_size=100,nprobe=4)",
+    "ivf_ae": "ivf_ae(nlist=8,train_size=100,nprobe=4,epochs=3)",
     "ivf_tq": "ivf_tq(nlist=8,train_size=100,nprobe=4)",
 }
 
