@@ -84,12 +84,16 @@ def our_search(index: Any, k: int, **params: Any) -> Search:
     return lambda qq: ids64(index.search(qq, k, params=params or None).ids)
 
 
+def bytes_per_vec(index: Any) -> float:
+    """The positional index's memory per row (codes, lists, model; not the id map)."""
+    return float(index.index.memory_bytes() / index.ntotal)
+
+
 def sweep_ours(b: Bench, section: str, entry: str, index: Any, build_s: float,
                nprobes: tuple[int, ...] = NPROBES, **extra: Any) -> None:
-    n = index.ntotal
     for p in nprobes:
         b.measure(section, entry, our_search(index, b.k, nprobe=p, **extra), nprobe=p,
-                  build_s=build_s, bytes_per_vec=index.memory_bytes() / n, **extra)
+                  build_s=build_s, bytes_per_vec=bytes_per_vec(index), **extra)
 
 
 # --------------------------------------------------------------------------- peers
@@ -192,7 +196,7 @@ def section_pq(b: Bench, x: np.ndarray, peers: dict[str, Any]) -> None:
     for m, nbits in ((48, 8), (96, 4), (24, 8)):
         index, t = ours(x, f"pq(m={m},nbits={nbits})")
         b.measure("pq", f"pq {m}x{nbits}", our_search(index, b.k), build_s=t,
-                  bytes_per_vec=index.memory_bytes() / index.ntotal)
+                  bytes_per_vec=bytes_per_vec(index))
         if faiss is not None:
             fi, ft = faiss_ivf(faiss, x, f"PQ{m}x{nbits}")
             b.measure("pq", f"faiss IndexPQ {m}x{nbits}", faiss_search(faiss, fi, b.k),
@@ -205,7 +209,7 @@ def section_turboquant(b: Bench, x: np.ndarray, peers: dict[str, Any]) -> None:
     for bits in (2, 4):
         index, t = ours(x, f"turboquant(bits={bits})")
         b.measure("turboquant", f"turboquant {bits}-bit", our_search(index, b.k), build_s=t,
-                  bytes_per_vec=index.memory_bytes() / index.ntotal)
+                  bytes_per_vec=bytes_per_vec(index))
         if turbovec is not None:
             tv = turbovec.TurboQuantIndex(dim=x.shape[1], bit_width=bits)
             tt, _ = timed(lambda tv=tv: tv.add(x))
@@ -231,7 +235,7 @@ def section_ivf_ae(b: Bench, x: np.ndarray) -> None:
     sweep_ours(b, "ivf_ae", "ivf_ae 96 rerank=50", index, t, nprobes=(8, 16, 32), rerank=50)
     small, ts = ours(x, f"ivf_ae(nlist={NLIST},niter={NITER},compression_dim=96)")
     b.measure("ivf_ae", "ivf_ae 96 (codes only)", our_search(small, b.k, nprobe=16),
-              nprobe=16, build_s=ts, bytes_per_vec=small.memory_bytes() / small.ntotal)
+              nprobe=16, build_s=ts, bytes_per_vec=bytes_per_vec(small))
 
 
 # --------------------------------------------------------------------------- summaries
@@ -295,9 +299,9 @@ def plot(rows: list[dict[str, Any]], path: Path, k: int) -> bool:
     for entry in dict.fromkeys(r["entry"] for r in rows):
         pts = sorted((r["recall"], r["qps"]) for r in rows if r["entry"] == entry)
         xs, ys = zip(*pts, strict=True)
-        style = "-o" if len(pts) > 1 else "s"
-        ax.plot(xs, ys, style, label=entry, markersize=4,
-                linestyle="--" if not entry.startswith(("ivf", "pq", "turboquant")) else "-")
+        ours = entry.startswith(("ivf", "pq", "turboquant"))
+        style = ("-o" if ours else "--o") if len(pts) > 1 else ("s" if ours else "^")
+        ax.plot(xs, ys, style, label=entry, markersize=4)
     ax.set_yscale("log")
     ax.set_xlabel(f"recall@{k}")
     ax.set_ylabel("queries per second (batched, log)")

@@ -66,8 +66,8 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
-from threadpoolctl import threadpool_limits
 
+from ._threads import one_blas_thread
 from .errors import (
     EmptyInputError,
     IndexFormatError,
@@ -591,7 +591,7 @@ def train_compressor(
 
     # one BLAS thread: the PCA then does not depend on the thread count, and LAPACK's eigh on
     # a shared machine is 50x slower with threads competing for the cores (measured)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         w0, b0 = _pca_init(xm, c, centred=metric == "l2")
     normalize = metric == "cosine" or objective == "cell"
     if metric == "l2":

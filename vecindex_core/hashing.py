@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from threadpoolctl import threadpool_limits
 
 from ._kernels.hamming import hamming_topk, pack_bits, rescore_topk, words_for
 from ._kernels.lsh import build_tables, lsh_scan, relabel_tables
@@ -40,7 +39,7 @@ from ._kernels.projections import (
     random_projection,
 )
 from ._kernels.topk import finalize_heaps, init_heaps
-from ._threads import get_num_threads, map_chunks
+from ._threads import get_num_threads, map_chunks, one_blas_thread
 from .base import (
     EXACT_MASK_ROWS,
     Moves,
@@ -251,7 +250,7 @@ class BinaryHashIndex(VectorIndex):
             )
         # one BLAS thread: a multi-threaded product splits into other tiles, rounds in other
         # places, and ITQ's signs (and so its rotation) would depend on the thread count
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             self._fit(self._hash_input(x))
         self._on_codes_changed()
 

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from ._kernels.hamming import rescore_topk
 from ._kernels.ivf import probe_ranges, push_tile, ratio_keep, scan_dense_ranges
 from ._kernels.topk import SMALL_BATCH, dense_topk, finalize_heaps, init_heaps, sq_norms
-from ._threads import get_num_threads, map_chunks
+from ._threads import one_blas_thread
 from .base import Moves, VectorIndex, apply_score_map, fit_score_map
 from .compress import DEFAULT_OBJECTIVE, OBJECTIVES, Compressor, require_torch, train_compressor
 from .errors import IndexFormatError, InvalidArgumentError, InvalidParameterError
@@ -489,11 +489,13 @@ class IVFFlatIndex(IVFIndex):
                 tile = q[grp] @ data[s0 : s0 + sz].T
                 push_tile(tile, grp, s0, eslot, m, use_mask, l2, qn, xn, hs, hi)
 
-        parts = max(1, min(get_num_threads(), nq // SMALL_BATCH))
-        if parts == 1:
+        # One thread, one BLAS thread: the per-list products are small (tens of queries x
+        # tens of rows), so BLAS threads only add hand-offs, and splitting the queries over
+        # our threads serialises on the GIL held by the loop over lists (measured on 20,000
+        # x 384, 500 queries: 21k q/s on one thread, 17.6k with two BLAS threads, 10.3k
+        # split over two of ours).
+        with one_blas_thread():
             work(0, nq)
-        else:
-            map_chunks(work, nq, parts)
 
 
 @register(

@@ -39,8 +39,6 @@ from __future__ import annotations
 import math
 import operator
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -49,6 +47,7 @@ import numpy.typing as npt
 
 from ._kernels import kmeans as _k
 from ._kernels.topk import sq_norms
+from ._threads import one_blas_thread
 from .base import normalize_rows
 from .errors import InvalidParameterError, NotTrainedError
 from .types import METRICS, FloatMatrix, Metric
@@ -77,25 +76,6 @@ class _State:
     counts: npt.NDArray[np.int64]
     lr_counts: npt.NDArray[np.int64]  # per-centre mini-batch learning-rate denominators
     steps: int  # partial_fit steps since the last fit
-
-
-_blas_controller: Any = None
-
-
-@contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """Pin the BLAS libraries loaded with numpy to one thread for the block.
-
-    A cached ``threadpoolctl.ThreadpoolController`` (0.04 ms a call instead of 0.6 ms for a
-    fresh ``threadpool_limits``), so small ``partial_fit`` and ``predict`` calls stay cheap.
-    """
-    global _blas_controller
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
-
-        _blas_controller = ThreadpoolController()
-    with _blas_controller.limit(limits=1, user_api="blas"):
-        yield
 
 
 def _int_param(name: str, value: object, low: int, high: int | None = None) -> int:
@@ -436,7 +416,7 @@ class KMeans:
             xt, xtn = x, xn
         bar = _Progress(int(self.n_iter), self._show_progress(xt.shape[0], d), "KMeans")
         try:
-            with _one_blas_thread():
+            with one_blas_thread():
                 centers = self._seed_centers(xt, xtn, np.random.default_rng(ss_init))
                 if self.batch_size is None:
                     centers, n_iter = self._lloyd(xt, xtn, centers, bar)
@@ -575,7 +555,7 @@ class KMeans:
         xn = self._norms(x)
         labels = np.empty(n, dtype=np.int64)
         dist = np.empty(n, dtype=np.float32)
-        with _one_blas_thread():
+        with one_blas_thread():
             if state is None:
                 ss_init = np.random.SeedSequence(int(self.seed)).spawn(3)[1]
                 centers = self._seed_centers(x, xn, np.random.default_rng(ss_init))
@@ -610,7 +590,7 @@ class KMeans:
         arr = self._prepare(x, self._dim)
         labels = np.empty(arr.shape[0], dtype=np.int64)
         dist = np.empty(arr.shape[0], dtype=np.float32)
-        with _one_blas_thread():
+        with one_blas_thread():
             _k.assign(arr, state.centers, self._code, self._norms(arr), labels, dist)
         return labels, dist
 
@@ -657,7 +637,7 @@ class KMeans:
         """
         state = self._fitted()
         arr = self._prepare(x, self._dim)
-        with _one_blas_thread():
+        with one_blas_thread():
             return _k.scores(arr, state.centers, self._code, self._norms(arr))
 
     def score(self, x: npt.ArrayLike) -> float:

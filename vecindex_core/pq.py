@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from threadpoolctl import threadpool_limits
 
 from ._kernels.codes import (
     DECODE_BLOCK,
@@ -31,6 +30,7 @@ from ._kernels.codes import (
 )
 from ._kernels.hamming import rescore_topk
 from ._kernels.topk import finalize_heaps, init_heaps, sq_norms
+from ._threads import one_blas_thread
 from .base import Moves, VectorIndex
 from .errors import InvalidArgumentError, InvalidParameterError
 from .hashing import KEEP_VECTORS, RERANK, SEED, _check_array
@@ -51,7 +51,7 @@ __all__ = ["IVFPQIndex", "PQIndex", "ProductQuantizer"]
 M = Param("m", int, 0, "sub-quantizers (code bytes at nbits=8); 0: dim / 8", low=0, high=4096)
 NBITS = Param("nbits", int, 8, "bits per sub-quantizer code (2**nbits centroids each)",
               low=1, high=8)
-PQ_NITER = Param("pq_niter", int, 20, "k-means iterations of each sub-quantizer",
+PQ_NITER = Param("pq_niter", int, 25, "k-means iterations of each sub-quantizer (faiss: 25)",
                  low=1, high=1000)
 
 
@@ -79,7 +79,7 @@ class ProductQuantizer:
         ``dsub = ceil(dim / m)``; the zero padding of the last sub-spaces is part of it.
     """
 
-    def __init__(self, dim: int, m: int, nbits: int, *, niter: int = 20, seed: int = 0) -> None:
+    def __init__(self, dim: int, m: int, nbits: int, *, niter: int = 25, seed: int = 0) -> None:
         if not 1 <= m <= dim:
             raise InvalidParameterError(f"pq: m={m} must be between 1 and dim={dim}")
         self.dim, self.m, self.nbits, self.niter, self.seed = dim, m, nbits, niter, seed
@@ -106,7 +106,7 @@ class ProductQuantizer:
 
         sub = self._split(x)
         books = np.zeros((self.m, self.ksub, self.dsub), dtype=np.float32)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             for j in range(self.m):
                 km = KMeans(self.ksub, metric="l2", n_iter=self.niter, seed=self.seed + j,
                             progress=False)
