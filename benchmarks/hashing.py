@@ -32,7 +32,6 @@ A peer that is not installed is skipped with the reason. Writes ``hashing.{json,
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -54,10 +53,14 @@ from vecindex_core.bench.timing import (
     ids64,
     log,
     median_latency_us,
+    source_fingerprint,
     timed,
+    write_results,
 )
 from vecindex_core.datasets import load_dataset
 
+#: vecindex_core sources the results are tied to (sha256 prefixes in the JSON)
+SOURCES = ["hashing.py", "_kernels/*.py"]
 HERE = Path(__file__).resolve().parent
 DEV = HERE.parents[1] / "shared" / "data" / "dev"
 KINDS = ("simhash", "pcahash", "itq")
@@ -91,12 +94,6 @@ def import_autoindexers() -> tuple[Any, str | None]:
 
 
 # --------------------------------------------------------------------------- checks
-def source_fingerprint() -> dict[str, str]:
-    """sha256 (first 16 hex) of the hashing sources measured, to tie results to the code."""
-    root = Path(vecindex_core.__file__).resolve().parent
-    files = [root / "hashing.py", *sorted((root / "_kernels").glob("*.py"))]
-    return {str(f.relative_to(root.parent)): hashlib.sha256(f.read_bytes()).hexdigest()[:16]
-            for f in files}
 
 
 def scan_layout(codes: np.ndarray) -> np.ndarray:
@@ -792,7 +789,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     log(f"dataset {ds.name}: {ds.base.shape} base, {ds.queries.shape} queries; "
         f"skipped peers: {res['skipped_peers'] or 'none'}")
-    res["source"] = source_fingerprint()
+    res["source"] = source_fingerprint(SOURCES)
     res["errors"] = {}
     res["loadavg"] = {"note": "os.getloadavg() (1, 5, 15 min): > threads means another "
                       "process competed for the cores", "start": os.getloadavg()}
@@ -826,23 +823,13 @@ def main(argv: list[str] | None = None) -> int:
             run("autoindexers", lambda: section_autoindexers(
                 ds, args, ai, res.get("recall", {"rows": []})))
     res["elapsed_s"] = time.perf_counter() - t0
-    res["source_changed_on_disk_during_run"] = source_fingerprint() != res["source"]
+    res["source_changed_on_disk_during_run"] = source_fingerprint(SOURCES) != res["source"]
     md = to_markdown(res, args)
     print(md)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "hashing.json").write_text(json.dumps(res, indent=2, default=_json_default) + "\n")
-    (out / "hashing.md").write_text(md)
-    log(f"results: {out / 'hashing'}.{{json,md}} ({res['elapsed_s']:.0f} s)")
+    write_results(args.out, "hashing", res, md)
     return 0
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,6 @@ Writes ``kmeans.{json,md}`` to ``benchmarks/results/``.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import sys
 import time
@@ -46,24 +44,25 @@ from typing import Any
 
 import numpy as np
 
-import vecindex_core
 from vecindex_core.bench.env import environment_info
 from vecindex_core.bench.runner import pinned_threads
+from vecindex_core.bench.timing import (
+    log,
+    source_fingerprint,
+    timed,
+    write_results,
+)
 from vecindex_core.kmeans import KMeans
 
+#: vecindex_core sources the results are tied to (sha256 prefixes in the JSON)
+SOURCES = ["kmeans.py", "_kernels/kmeans.py", "_threads.py"]
 HERE = Path(__file__).resolve().parent
 DEV = HERE.parents[1] / "shared" / "data" / "dev"
 BAR = 1.5
 
 
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
 def timed_cpu(fn: Callable[[], Any]) -> tuple[float, float, Any]:
@@ -104,12 +103,6 @@ def objective(x: np.ndarray, centroids: np.ndarray) -> float:
     return total
 
 
-def source_fingerprint() -> dict[str, str]:
-    """sha256 (first 16 hex) of the k-means sources measured, to tie results to the code."""
-    root = Path(vecindex_core.__file__).resolve().parent
-    files = [root / "kmeans.py", root / "_kernels" / "kmeans.py", root / "_threads.py"]
-    return {str(f.relative_to(root.parent)): hashlib.sha256(f.read_bytes()).hexdigest()[:16]
-            for f in files}
 
 
 # --------------------------------------------------------------------------- entries
@@ -257,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {
         "dataset": {"name": name, "n": int(x.shape[0]), "dim": int(x.shape[1])},
         "args": vars(args), "skipped_peers": {"faiss": why} if why else {},
-        "source": source_fingerprint(), "loadavg_start": os.getloadavg(),
+        "source": source_fingerprint(SOURCES), "loadavg_start": os.getloadavg(),
         "seeds": [args.seed + r for r in range(args.repeats)],
     }
     log(f"dataset {name}: {x.shape}; faiss: {why or 'ok'}")
@@ -294,23 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     res["checks"] = checks
     res["loadavg_end"] = os.getloadavg()
     res["elapsed_s"] = time.perf_counter() - t0
-    res["source_changed_on_disk_during_run"] = source_fingerprint() != res["source"]
+    res["source_changed_on_disk_during_run"] = source_fingerprint(SOURCES) != res["source"]
     md = to_markdown(res)
     print(md)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "kmeans.json").write_text(json.dumps(res, indent=2, default=_json_default) + "\n")
-    (out / "kmeans.md").write_text(md)
-    log(f"results: {out / 'kmeans'}.{{json,md}} ({res['elapsed_s']:.0f} s)")
+    write_results(args.out, "kmeans", res, md)
     return 0
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 if __name__ == "__main__":

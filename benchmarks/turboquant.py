@@ -28,7 +28,6 @@ Writes ``turboquant.{json,md}`` to ``benchmarks/results/``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -41,7 +40,6 @@ from typing import Any
 
 import numpy as np
 
-import vecindex_core
 from vecindex_core._kernels.codes import (
     COORD_LOOKUP_NS,
     LOOKUP_NS,
@@ -56,47 +54,30 @@ from vecindex_core._kernels.rotation import rotate
 from vecindex_core._kernels.topk import finalize_heaps, init_heaps
 from vecindex_core.bench.env import environment_info
 from vecindex_core.bench.runner import pinned_threads, recall_at_k
+from vecindex_core.bench.timing import (
+    best_of_pair,
+    json_default,
+    log,
+    median_latency_us,
+    source_fingerprint,
+    timed,
+    write_results,
+)
 from vecindex_core.datasets import load_dataset
 from vecindex_core.turboquant import TurboQuantIndex
 
+#: vecindex_core sources the results are tied to (sha256 prefixes in the JSON)
+SOURCES = ["turboquant.py", "_kernels/codes.py", "_kernels/rotation.py"]
 HERE = Path(__file__).resolve().parent
 DEV = HERE.parents[1] / "shared" / "data" / "dev"
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
-def best_of_pair(a: Callable[[], Any], b: Callable[[], Any], repeats: int,
-                 ) -> tuple[list[float], list[float]]:
-    """Wall times of ``repeats`` calls of ``a`` and ``b``, alternated, after a warm-up each."""
-    a()
-    b()
-    ta, tb = [], []
-    for _ in range(repeats):
-        ta.append(timed(a)[0])
-        tb.append(timed(b)[0])
-    return ta, tb
 
 
-def latency_us(fn: Callable[[np.ndarray], Any], q: np.ndarray, n: int) -> dict[str, float]:
-    """p50 / p99 / mean latency in µs over ``n`` single-query calls (after a warm-up)."""
-    fn(q[:1])
-    lat = []
-    for i in range(n):
-        qi = q[i % q.shape[0] : i % q.shape[0] + 1]
-        t0 = time.perf_counter()
-        fn(qi)
-        lat.append((time.perf_counter() - t0) * 1e6)
-    a = np.array(lat)
-    return {"p50_us": float(np.median(a)), "p99_us": float(np.percentile(a, 99)),
-            "mean_us": float(a.mean())}
 
 
 def cpu_best(fn: Callable[[], Any], repeats: int) -> float:
@@ -110,12 +91,6 @@ def cpu_best(fn: Callable[[], Any], repeats: int) -> float:
     return best
 
 
-def source_fingerprint() -> dict[str, str]:
-    root = Path(vecindex_core.__file__).resolve().parent
-    files = [root / "turboquant.py", root / "_kernels" / "codes.py",
-             root / "_kernels" / "rotation.py"]
-    return {str(f.relative_to(root.parent)): hashlib.sha256(f.read_bytes()).hexdigest()[:16]
-            for f in files}
 
 
 def import_turbovec() -> tuple[Any, str | None]:
@@ -158,11 +133,11 @@ def section_compare(ds: Any, args: argparse.Namespace, threads: int) -> dict[str
             t_ours, t_tv = best_of_pair(ours_batch, lambda tv=tv: tv.search(q, k), args.repeats)
             row["turbovec"]["qps"] = q.shape[0] / min(t_tv)
             row["turbovec"]["batch_times_s"] = t_tv
-            row["turbovec"].update(latency_us(lambda qi, tv=tv: tv.search(qi, k), q,
+            row["turbovec"].update(median_latency_us(lambda qi, tv=tv: tv.search(qi, k), q,
                                               args.latency_queries))
         row["ours"]["qps"] = q.shape[0] / min(t_ours)
         row["ours"]["batch_times_s"] = t_ours
-        row["ours"].update(latency_us(lambda qi, ours=ours: ours.search(qi, k), q,
+        row["ours"].update(median_latency_us(lambda qi, ours=ours: ours.search(qi, k), q,
                                       args.latency_queries))
         if isinstance(row["turbovec"], dict):
             tv_row = row["turbovec"]
@@ -448,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_threads is not None:  # one thread count of the compare section
         with pinned_threads(args.child_threads):
             out = section_compare(ds, args, args.child_threads)
-        Path(args.child_out).write_text(json.dumps(out, default=_json_default))
+        Path(args.child_out).write_text(json.dumps(out, default=json_default))
         return 0
 
     sections = set(args.sections.split(","))
@@ -456,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": {"name": ds.name, "n": int(ds.base.shape[0]), "dim": int(ds.base.shape[1]),
                     "queries": int(ds.queries.shape[0]), "metric": "ip"},
         "args": vars(args) | {"sections": sorted(sections)},
-        "source": source_fingerprint(),
+        "source": source_fingerprint(SOURCES),
         "environment": environment_info(),
         "loadavg": {"note": "os.getloadavg() (1, 5, 15 min)", "start": os.getloadavg()},
         "errors": {},
@@ -479,23 +454,13 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  section {name} FAILED: {type(e).__name__}: {e}")
         res["loadavg"][f"{name} end"] = os.getloadavg()
     res["elapsed_s"] = time.perf_counter() - t0
-    res["source_changed_on_disk_during_run"] = source_fingerprint() != res["source"]
+    res["source_changed_on_disk_during_run"] = source_fingerprint(SOURCES) != res["source"]
     md = to_markdown(res, args)
     print(md)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "turboquant.json").write_text(json.dumps(res, indent=2, default=_json_default) + "\n")
-    (out / "turboquant.md").write_text(md)
-    log(f"results: {out / 'turboquant'}.{{json,md}} ({res['elapsed_s']:.0f} s)")
+    write_results(args.out, "turboquant", res, md)
     return 0
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 if __name__ == "__main__":

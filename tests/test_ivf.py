@@ -159,11 +159,6 @@ def test_retraining_a_filled_index_raises_and_changes_nothing(sample):
 
 
 # --------------------------------------------------------------------------- pq
-@pytest.mark.parametrize("nbits", [1, 2, 3, 4, 8])
-def test_container_bits(nbits):
-    assert container_bits(nbits) == (nbits if nbits in (1, 2, 4, 8) else 8)
-
-
 @pytest.mark.parametrize(("m", "nbits"), [(48, 8), (96, 4), (40, 3), (7, 2)])
 def test_pq_tables_score_the_reconstruction(sample, m, nbits):
     x, q = sample.base[:800], sample.queries[:3]

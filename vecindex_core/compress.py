@@ -57,7 +57,6 @@ restored afterwards. The PCA initialisation runs with one BLAS thread.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,7 +76,7 @@ from .errors import (
     NotSupportedError,
 )
 from .types import METRICS, FloatMatrix, Metric
-from .validation import as_float_matrix, check_metric, is_torch_tensor
+from .validation import as_float_matrix, check_int, check_metric, is_torch_tensor
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -358,19 +357,6 @@ def _check_weights(weights: tuple[npt.NDArray[np.float32], ...],
 
 
 # --------------------------------------------------------------------------- validation
-def _check_int(value: object, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or is_torch_tensor(value):
-        raise InvalidParameterError(f"{name} must be an integer, got {value!r}")
-    try:
-        v = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise InvalidParameterError(
-            f"{name} must be an integer, got {value!r} of type {type(value).__name__}"
-        ) from None
-    if v < low or (high is not None and v > high):
-        bound = f">= {low}" if high is None else f"between {low} and {high}"
-        raise InvalidParameterError(f"{name} must be {bound}, got {v}")
-    return int(v)
 
 
 def _check_lr(lr: object) -> float:
@@ -567,13 +553,13 @@ def train_compressor(
         raise EmptyInputError(f"x has {n} row, a compressor needs at least 2 to train")
     if d < 2:
         raise InvalidArgumentError(f"x has {d} dimension; nothing to compress")
-    c = _check_int(compression_dim, "compression_dim", 1, d - 1)
+    c = check_int(compression_dim, "compression_dim", 1, d - 1)
     default_steps, default_bs, default_lr = _DEFAULTS[objective]
-    n_epochs = None if epochs is None else _check_int(epochs, "epochs", 1)
-    bs = _check_int(default_bs if batch_size is None else batch_size, "batch_size", 1)
+    n_epochs = None if epochs is None else check_int(epochs, "epochs", 1)
+    bs = check_int(default_bs if batch_size is None else batch_size, "batch_size", 1)
     rate = _check_lr(default_lr if lr is None else lr)
-    seed = _check_int(seed, "seed", 0, 2**63 - 1)
-    hidden = _check_int(hidden_dim, "hidden_dim", 0)
+    seed = check_int(seed, "seed", 0, 2**63 - 1)
+    hidden = check_int(hidden_dim, "hidden_dim", 0)
     if metric == "cosine":
         xm = _normalize_rows(xm.copy())
     cen = None if centroids is None else as_float_matrix(centroids, d, name="centroids")

@@ -37,7 +37,6 @@ Design choices
 from __future__ import annotations
 
 import math
-import operator
 import sys
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -51,7 +50,7 @@ from ._threads import one_blas_thread
 from .base import normalize_rows
 from .errors import InvalidParameterError, NotTrainedError
 from .types import METRICS, FloatMatrix, Metric
-from .validation import as_float_matrix, is_torch_tensor
+from .validation import as_float_matrix, check_int
 
 __all__ = ["PROGRESS_FLOPS", "SEED_POINTS_PER_CENTROID", "KMeans"]
 
@@ -78,19 +77,6 @@ class _State:
     steps: int  # partial_fit steps since the last fit
 
 
-def _int_param(name: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or is_torch_tensor(value):
-        raise InvalidParameterError(f"{name} must be an integer, got {value!r}")
-    try:
-        v = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise InvalidParameterError(
-            f"{name} must be an integer, got {value!r} of type {type(value).__name__}"
-        ) from None
-    if v < low or (high is not None and v > high):
-        bound = f">= {low}" if high is None else f"between {low} and {high}"
-        raise InvalidParameterError(f"{name} must be {bound}, got {v}")
-    return int(v)
 
 
 class _Progress:
@@ -237,28 +223,28 @@ class KMeans:
     # ----------------------------------------------------------------- parameters
     def _check_params(self) -> None:
         """Validate the public parameters (they may have been reassigned since ``__init__``)."""
-        _int_param("n_clusters", self.n_clusters, 1)
+        check_int(self.n_clusters, "n_clusters", 1)
         if not isinstance(self.metric, str) or self.metric not in METRICS:
             raise InvalidParameterError(
                 f"unknown metric {self.metric!r}, expected one of "
                 f"{', '.join(map(repr, METRICS))}"
             )
-        _int_param("n_iter", self.n_iter, 0)
+        check_int(self.n_iter, "n_iter", 0)
         if self.batch_size is not None:
-            _int_param("batch_size", self.batch_size, 1)
+            check_int(self.batch_size, "batch_size", 1)
         if isinstance(self.init, str) and self.init not in _INITS:
             raise InvalidParameterError(
                 f"unknown init {self.init!r}, expected one of {', '.join(map(repr, _INITS))}"
                 " or an array of initial centroids"
             )
-        _int_param("seed", self.seed, 0)
+        check_int(self.seed, "seed", 0)
         tol = self.tol
         if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)):
             raise InvalidParameterError(f"tol must be a number, got {tol!r}")
         if not (math.isfinite(float(tol)) and float(tol) >= 0):
             raise InvalidParameterError(f"tol must be a finite number >= 0, got {tol!r}")
         if self.max_points_per_centroid is not None:
-            _int_param("max_points_per_centroid", self.max_points_per_centroid, 1)
+            check_int(self.max_points_per_centroid, "max_points_per_centroid", 1)
         if self.progress is not None and not isinstance(self.progress, (bool, np.bool_)):
             raise InvalidParameterError(f"progress must be True, False or None, got "
                                         f"{self.progress!r}")

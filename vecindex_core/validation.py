@@ -19,6 +19,7 @@ from .errors import (
     EmptyInputError,
     InvalidArgumentError,
     InvalidDtypeError,
+    InvalidParameterError,
     NonFiniteError,
 )
 from .types import METRICS, MISSING, FloatMatrix, IdArray, Metric, SlotArray
@@ -29,6 +30,7 @@ __all__ = [
     "as_ids",
     "as_mask",
     "as_slots",
+    "check_int",
     "check_k",
     "check_metric",
     "is_torch_tensor",
@@ -163,6 +165,25 @@ def check_k(k: object) -> int:
     if not 1 <= value <= MAX_K:
         raise InvalidArgumentError(f"k must be between 1 and {MAX_K}, got {value}")
     return int(value)
+
+
+def check_int(value: object, name: str, low: int, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]``, else :class:`InvalidParameterError` naming it.
+
+    Accepts Python and numpy integers; rejects bools, torch tensors and non-integers.
+    """
+    if isinstance(value, bool) or is_torch_tensor(value):
+        raise InvalidParameterError(f"{name} must be an integer, got {value!r}")
+    try:
+        v = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidParameterError(
+            f"{name} must be an integer, got {value!r} of type {type(value).__name__}"
+        ) from None
+    if v < low or (high is not None and v > high):
+        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        raise InvalidParameterError(f"{name} must be {bound}, got {v}")
+    return int(v)
 
 
 def check_metric(metric: object) -> Metric:

@@ -5,13 +5,26 @@ Every helper takes plain callables, so ours and a peer are timed by the same cod
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["best_of", "best_of_pair", "ids64", "log", "median_latency_us", "timed"]
+__all__ = [
+    "best_of",
+    "best_of_pair",
+    "ids64",
+    "json_default",
+    "log",
+    "median_latency_us",
+    "source_fingerprint",
+    "timed",
+    "write_results",
+]
 
 
 def log(msg: str) -> None:
@@ -65,3 +78,30 @@ def median_latency_us(
 def ids64(ids: np.ndarray) -> np.ndarray:
     """uint64 ids (2**64-1 = missing) or int64 slots as int64 with -1 padding."""
     return np.asarray(ids).astype(np.int64)
+
+
+def source_fingerprint(relative: Iterable[str]) -> dict[str, str]:
+    """sha256 (first 16 hex) of ``vecindex_core`` source files (paths relative to the
+    package, globs allowed), to tie benchmark results to the code that produced them."""
+    root = Path(__file__).resolve().parents[1]
+    files = sorted({f for pattern in relative for f in root.glob(pattern)})
+    return {str(f.relative_to(root.parent)): hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+            for f in files}
+
+
+def json_default(o: Any) -> Any:
+    """``json.dumps`` fallback for numpy scalars and arrays (anything else as ``str``)."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def write_results(out: str | Path, stem: str, res: dict[str, Any], md: str) -> None:
+    """Write ``<stem>.json`` and ``<stem>.md`` under ``out`` (created) and log where."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=2, default=json_default) + "\n")
+    (out / f"{stem}.md").write_text(md)
+    log(f"results: {out / stem}.{{json,md}} ({res.get('elapsed_s', 0):.0f} s)")
