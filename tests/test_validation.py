@@ -30,6 +30,7 @@ BUILTIN = {
     "NotTrainedError": RuntimeError,
     "NotSupportedError": NotImplementedError,
     "IndexFormatError": ValueError,
+    "FilterError": ValueError,
     "BackendError": RuntimeError,
 }
 

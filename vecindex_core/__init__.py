@@ -14,11 +14,13 @@ from . import datasets, errors, registry
 from ._threads import get_num_threads, set_num_threads
 from .api import create, load
 from .base import Moves, VectorIndex
+from .collection import Collection, Hit, Record
 from .errors import (
     BackendError,
     DimensionMismatchError,
     DuplicateIdError,
     EmptyInputError,
+    FilterError,
     IndexFormatError,
     InvalidArgumentError,
     InvalidDtypeError,
@@ -46,10 +48,13 @@ __all__ = [
     "METRICS",
     "MISSING",
     "BackendError",
+    "Collection",
     "DimensionMismatchError",
     "DuplicateIdError",
     "EmptyInputError",
+    "FilterError",
     "FlatIndex",
+    "Hit",
     "ITQIndex",
     "IVFAEIndex",
     "IVFFlatIndex",
@@ -72,6 +77,7 @@ __all__ = [
     "PCAHashIndex",
     "PQIndex",
     "ProductQuantizer",
+    "Record",
     "SearchResult",
     "SimHashIndex",
     "TurboQuantIndex",

@@ -12,6 +12,7 @@ __all__ = [
     "DimensionMismatchError",
     "DuplicateIdError",
     "EmptyInputError",
+    "FilterError",
     "IndexFormatError",
     "InvalidArgumentError",
     "InvalidDtypeError",
@@ -78,6 +79,10 @@ class NotSupportedError(VecIndexError, NotImplementedError):
 
 class IndexFormatError(InvalidArgumentError):
     """An index file is truncated, corrupt, of a newer format version, or not ours."""
+
+
+class FilterError(InvalidArgumentError):
+    """A metadata filter is malformed: unknown operator or field, or a value of the wrong type."""
 
 
 class BackendError(VecIndexError, RuntimeError):
