@@ -1,4 +1,5 @@
-# make demo: build every registered index over the bundled sample and compare with peers.
+# make demo: build every registered index over the bundled sample and compare with peers,
+#            then answer one query through LangChain, LlamaIndex and Haystack.
 # make test: lint (ruff, mypy) and the whole test suite.
 # Both create .venv on first use; torch (CPU build) is installed before anything that
 # could pull a CUDA build of it.
@@ -20,6 +21,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/vecindex demo --out demo-out
+	$(BIN)/python examples/frameworks.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

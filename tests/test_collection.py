@@ -266,8 +266,30 @@ def test_in_memory_behaves_the_same() -> None:
     assert coll.path is None
     coll.flush()
     coll.close()
-    with pytest.raises(InvalidArgumentError, match="closed"):
-        coll.upsert(["z"], None, x[:1])
+    for call in (
+        lambda: coll.upsert(["z"], None, x[:1]),
+        lambda: coll.count(),
+        lambda: coll.find(),
+        lambda: coll.get(["d1"]),
+        lambda: coll.search(x[0], 1),
+    ):
+        with pytest.raises(InvalidArgumentError, match="closed"):
+            call()
+
+
+@pytest.mark.parametrize("persist", [False, True])
+def test_clear_with_reset_frees_the_dimension(tmp_path: Path, persist: bool) -> None:
+    path = tmp_path / "c.db" if persist else None
+    coll, _ = filled(300, path, index="ivf_flat(nlist=4)")
+    assert coll.index.is_trained
+    assert coll.clear(reset_index=True) == 300
+    assert coll.dim is None and coll.index is None
+    coll.upsert(["a", "b"], None, np.eye(2, 5, dtype=np.float32))
+    assert coll.dim == 5 and not coll.index.is_trained
+    if persist:
+        coll.close()
+        again = Collection(path)
+        assert again.dim == 5 and len(again) == 2 and again.index.ntotal == 2
 
 
 def test_not_a_collection(tmp_path: Path) -> None:

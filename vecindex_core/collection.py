@@ -53,7 +53,6 @@ from .errors import (
     InvalidDtypeError,
 )
 from .filters import FilterColumns, validate_filter
-from .flat import FlatIndex
 from .idmap import IdMapIndex, _IdTable
 from .registry import format_spec, get_kind, parse_spec
 from .types import MISSING, FloatMatrix, IdArray, Metric
@@ -822,11 +821,27 @@ class Collection:
         self._after_write(len(values))
         return len(values)
 
-    def clear(self) -> int:
-        """Delete every document (settings and the index kind stay). Returns how many."""
+    def clear(self, *, reset_index: bool = False) -> int:
+        """Delete every document; returns how many.
+
+        Parameters
+        ----------
+        reset_index : bool
+            Also drop the index (a trained one retrains on the next documents) and forget the
+            dimension, so the next vector written fixes it again. The index kind, its
+            parameters and the metric stay.
+        """
         with self._lock.write():
             self._check_open()
-            return self._delete_uids(np.sort(self._rows_view()))
+            n = self._delete_uids(np.sort(self._rows_view()))
+            if reset_index:
+                self._index = None
+                self._settings["dim"] = None
+                with self._transaction():
+                    self._write_settings(dim=None)
+                if self._path is not None:
+                    self._snapshot()  # no index: removes the snapshot file, empties the log
+            return n
 
     def update_metadata(
         self, filter: Mapping[str, Any] | None, metadata: Mapping[str, Any]
@@ -872,6 +887,7 @@ class Collection:
     def count(self, filter: Mapping[str, Any] | None = None) -> int:
         """Number of documents matching ``filter`` (all documents when None)."""
         with self._lock.read():
+            self._check_open()
             if filter is None:
                 return len(self._columns)
             return int(np.count_nonzero(self._columns.evaluate(filter)))
@@ -880,6 +896,7 @@ class Collection:
         """Documents with these ids, in the given order; unknown ids are skipped."""
         sids = list(dict.fromkeys(_str_ids(ids)))
         with self._lock.read():
+            self._check_open()
             uid_of = self._uids_of(sids)
             records = self._fetch([uid_of[s] for s in sids if s in uid_of], include_vectors)
         return records
@@ -897,6 +914,7 @@ class Collection:
         if limit is not None:
             limit = check_int(limit, "limit", low=0)
         with self._lock.read():
+            self._check_open()
             if filter is None:
                 uids = np.sort(self._rows_view())
             else:
@@ -979,6 +997,7 @@ class Collection:
             validate_filter(filter)
         sids = None if ids is None else _str_ids(ids)
         with self._lock.read():
+            self._check_open()
             q = as_float_matrix(vectors, self.dim, name="query")
             index = self._index
             if index is None or not index.ntotal:
@@ -1026,14 +1045,16 @@ class Collection:
         if not rows:
             return (np.full((nq, k), -np.inf, dtype=np.float32),
                     np.full((nq, k), MISSING, dtype=np.uint64))
-        flat = FlatIndex(q.shape[1], self.metric)
-        flat.add(np.stack([_blob_vec(r[1]) for r in rows]))
+        x = np.stack([_blob_vec(r[1]) for r in rows])
         uids = np.array([r[0] for r in rows], dtype=np.uint64)
-        res = flat.search(q, k)
-        out = np.full(res.ids.shape, MISSING, dtype=np.uint64)
-        ok = res.ids >= 0
-        out[ok] = uids[res.ids[ok]]
-        return res.scores, out
+        scores = exact_scores(q, x, self.metric)
+        order = np.lexsort((np.broadcast_to(uids, scores.shape), -scores), axis=1)[:, :k]
+        top = np.take_along_axis(scores, order, axis=1)
+        out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
+        out_ids = np.full((nq, k), MISSING, dtype=np.uint64)
+        out_scores[:, : top.shape[1]] = top
+        out_ids[:, : top.shape[1]] = uids[order]
+        return out_scores, out_ids
 
     def mmr(
         self,
@@ -1111,6 +1132,18 @@ class Collection:
                 self._snapshot()
             self._db.close()
             self._closed = True
+
+
+def exact_scores(q: FloatMatrix, x: FloatMatrix, metric: Metric) -> npt.NDArray[np.float32]:
+    """Scores (nq, n) of queries against rows by the library rule (higher is better)."""
+    if metric == "cosine":
+        q, x = normalize_rows(q), normalize_rows(x)
+    s = q @ x.T
+    if metric == "l2":
+        qn = np.einsum("ij,ij->i", q, q)
+        xn = np.einsum("ij,ij->i", x, x)
+        s = -np.maximum(qn[:, None] + xn[None, :] - np.float32(2) * s, np.float32(0))
+    return np.asarray(s, dtype=np.float32)
 
 
 def mmr_select(

@@ -66,6 +66,8 @@ class Dataset:
         int64 (nq, k_gt): row indices into ``base``, best first; None if unknown.
     base_texts, query_texts : list of str or None
         The passages the vectors embed, when the source has them.
+    base_ids, query_ids : list of str or None
+        The passages' own string ids (``"id"`` in the ``*_texts.jsonl`` files), when present.
     """
 
     name: str
@@ -75,6 +77,8 @@ class Dataset:
     gt: npt.NDArray[np.int64] | None
     base_texts: list[str] | None = None
     query_texts: list[str] | None = None
+    base_ids: list[str] | None = None
+    query_ids: list[str] | None = None
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -98,14 +102,18 @@ def _matrix(a: object, what: str) -> npt.NDArray[np.float32]:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def _texts(root: Traversable, name: str, rows: int) -> list[str] | None:
+def _texts(
+    root: Traversable, name: str, rows: int
+) -> tuple[list[str] | None, list[str] | None]:
+    """Texts and ids (None where absent) of a ``*_texts.jsonl`` file of ``rows`` lines."""
     path = root / name
     if not path.is_file():
-        return None
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        return None, None
+    lines = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     if len(lines) != rows:
         raise IndexFormatError(f"{str(path)!r} has {len(lines)} lines for {rows} vectors")
-    return [str(json.loads(ln)["text"]) for ln in lines]
+    ids = [str(obj["id"]) for obj in lines] if all("id" in obj for obj in lines) else None
+    return [str(obj["text"]) for obj in lines], ids
 
 
 def _npy(path: Traversable) -> np.ndarray:
@@ -282,14 +290,18 @@ def _load_dir(root: Traversable, name: str) -> Dataset:
     base = _matrix(_npy(root / "base.npy"), "base.npy")
     queries = _matrix(_npy(root / "queries.npy"), "queries.npy")
     gt_file = next((root / f for f in _DIR_GT_FILES if (root / f).is_file()), None)
+    base_texts, base_ids = _texts(root, "base_texts.jsonl", base.shape[0])
+    query_texts, query_ids = _texts(root, "queries_texts.jsonl", queries.shape[0])
     return Dataset(
         name=name,
         base=base,
         queries=queries,
         metric="ip",
         gt=None if gt_file is None else _npy(gt_file).astype(np.int64),
-        base_texts=_texts(root, "base_texts.jsonl", base.shape[0]),
-        query_texts=_texts(root, "queries_texts.jsonl", queries.shape[0]),
+        base_texts=base_texts,
+        query_texts=query_texts,
+        base_ids=base_ids,
+        query_ids=query_ids,
     )
 
 

@@ -1,0 +1,71 @@
+"""Retrieval with LangChain over the bundled WordNet sample, offline.
+
+The sample ships MiniLM embeddings of 5,000 WordNet glosses and 200 query glosses, so the
+"embedding model" below just looks the vectors up: no network, no model download.
+
+    python examples/langchain_rag.py            # query 0, with and without {"pos": "adj"}
+    python examples/langchain_rag.py 17         # another query
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import lru_cache
+from importlib import resources
+
+from langchain_core.embeddings import Embeddings
+from langchain_vecindex import VecIndexVectorStore
+
+from vecindex_core.datasets import SAMPLE_NAME, load_sample
+
+
+class SampleEmbeddings(Embeddings):
+    """Precomputed MiniLM vectors of the sample's passages and queries, by text."""
+
+    def __init__(self) -> None:
+        data = load_sample()
+        texts = data.base_texts + data.query_texts
+        vectors = [*data.base, *data.queries]
+        self._vectors = {t: v.tolist() for t, v in zip(texts, vectors, strict=True)}
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self.embed_query(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        try:
+            return self._vectors[text]
+        except KeyError:
+            raise ValueError(f"no precomputed vector for {text!r}") from None
+
+
+@lru_cache(maxsize=1)
+def build_store() -> VecIndexVectorStore:
+    """An in-memory store of the 5,000 passages; ids like ``wn:noun:03904782``."""
+    rows = resources.files("vecindex_core") / "data" / SAMPLE_NAME / "base_texts.jsonl"
+    records = [json.loads(line) for line in rows.read_text(encoding="utf-8").splitlines()]
+    store = VecIndexVectorStore(SampleEmbeddings(), index="flat", metric="cosine")
+    store.add_texts(
+        [r["text"] for r in records],
+        metadatas=[
+            {"pos": r["id"].split(":")[1], "synset": r["id"].split(":")[2]} for r in records
+        ],
+        ids=[r["id"] for r in records],
+    )
+    return store
+
+
+def run(query: int = 0, k: int = 3, filter: dict | None = None) -> list[tuple[str, float]]:
+    """Top ``k`` passages for sample query ``query`` as ``(text, cosine similarity)``."""
+    text = load_sample().query_texts[query]
+    hits = build_store().similarity_search_with_score(text, k=k, filter=filter)
+    return [(doc.page_content, score) for doc, score in hits]
+
+
+if __name__ == "__main__":
+    q = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    print("query:", load_sample().query_texts[q])
+    for title, where in (("all passages", None), ("adjectives only", {"pos": "adj"})):
+        print(f"\n{title}:")
+        for passage, score in run(q, k=3, filter=where):
+            print(f"  {score:.3f}  {passage}")
