@@ -787,12 +787,16 @@ class Collection:
         Raises
         ------
         InvalidArgumentError
-            Both or neither of ``ids`` and ``filter`` were given.
+            Both or neither of ``ids`` and ``filter`` were given, or the filter is empty.
         FilterError
             The filter is invalid (nothing is deleted).
         """
         if (ids is None) == (filter is None):
             raise InvalidArgumentError("delete takes exactly one of ids= or filter=")
+        if filter is not None and not filter:
+            raise InvalidArgumentError(
+                "delete(filter={}) would delete every document; call clear() for that"
+            )
         sids = None if ids is None else _str_ids(ids)
         with self._lock.write():
             self._check_open()
