@@ -704,15 +704,21 @@ class Collection:
         present = [r for r, h in zip(rows or [], has_vec, strict=False) if h]
         if not present:
             return np.empty((0, self.dim or 0), dtype=np.float32), self.dim
-        lengths = {len(r) if hasattr(r, "__len__") else -1 for r in present}
-        dim = self.dim if self.dim is not None else max(lengths)
-        bad = sorted(lengths - {dim})
-        if bad or dim < 1:
+        dim = self.dim
+        if dim is None:
+            dim = len(present[0]) if hasattr(present[0], "__len__") else 0
+        try:
+            matrix = as_float_matrix(present, dim, name="vectors")
+        except (DimensionMismatchError, InvalidArgumentError) as e:
+            lengths = {len(r) if hasattr(r, "__len__") else -1 for r in present}
+            bad = sorted(lengths - {dim})
+            if not bad and dim >= 1:
+                raise
             raise DimensionMismatchError(
                 f"vectors have {bad[0] if bad else dim} dimensions, but this collection "
                 f"expects {dim}; nothing was written"
-            )
-        return as_float_matrix(present, dim, name="vectors"), dim
+            ) from e
+        return matrix, dim
 
     def _apply_upsert(
         self,
@@ -729,7 +735,7 @@ class Collection:
         try:
             rows = self._rows_of(uids)
             old = rows >= 0
-            meta_of = [dict(metas[i] or {}) for i in keep]
+            meta_of = [metas[i] or {} for i in keep]  # FilterColumns copies what it keeps
             if old.any():
                 idx = np.flatnonzero(old)
                 self._columns.replace(
