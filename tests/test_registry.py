@@ -188,7 +188,7 @@ def test_unknown_parameter_lists_valid_ones(param_kind):
 def test_spec_and_keyword_conflict(param_kind):
     with pytest.raises(vc.InvalidParameterError,
                        match="nlist given both in the spec 'test_params\\(nlist=3\\)' and as "
-                       "keyword arguments"):
+                       "separate parameters"):
         vc.create("test_params(nlist=3)", dim=4, nlist=3)
     merged = vc.create("test_params(nlist=3)", dim=4, ratio=0.75)
     assert merged.spec == "test_params(nlist=3,ratio=0.75)"

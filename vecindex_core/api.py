@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from .idmap import IdMapIndex
-from .registry import get_kind, parse_spec
+from .registry import resolve_spec
 from .types import Metric
 
 __all__ = ["create", "load"]
@@ -35,17 +35,8 @@ def create(
     InvalidParameterError
         Unknown, mistyped or out-of-range parameter; the message lists the valid ones.
     """
-    name, spec_params = parse_spec(name_or_spec)
-    both = sorted(set(spec_params) & set(params))
-    if both:
-        from .errors import InvalidParameterError
-
-        raise InvalidParameterError(
-            f"parameter(s) {', '.join(both)} given both in the spec {name_or_spec!r} and as "
-            "keyword arguments"
-        )
-    kind = get_kind(name)
-    return IdMapIndex(kind.cls(dim=dim, metric=metric, **spec_params, **params))
+    kind, merged = resolve_spec(name_or_spec, params)
+    return IdMapIndex(kind.cls(dim=dim, metric=metric, **merged))
 
 
 def load(path: str | os.PathLike[str]) -> IdMapIndex:

@@ -54,7 +54,7 @@ from .errors import (
 )
 from .filters import FilterColumns, validate_filter
 from .idmap import IdMapIndex, _IdTable
-from .registry import format_spec, get_kind, parse_spec
+from .registry import format_spec, resolve_spec
 from .types import MISSING, FloatMatrix, IdArray, Metric
 from .validation import as_float_matrix, check_int, check_k, check_metric
 
@@ -287,18 +287,9 @@ class Collection:
         dim: int | None,
         index_params: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
-        name, spec_params = parse_spec(index or "flat")
-        extra = dict(index_params or {})
-        both = sorted(set(spec_params) & set(extra))
-        if both:
-            raise InvalidArgumentError(
-                f"index parameter(s) {', '.join(both)} given both in the spec {index!r} and "
-                "in index_params"
-            )
-        kind = get_kind(name)
-        params = kind.validate_params({**spec_params, **extra})
+        kind, merged = resolve_spec(index or "flat", index_params)
         return {
-            "index": format_spec(name, params),
+            "index": format_spec(kind.name, kind.validate_params(merged)),
             "metric": check_metric(metric or "cosine"),
             "dim": None if dim is None else check_int(dim, "dim", low=1),
         }

@@ -277,6 +277,27 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, values
 
 
+def resolve_spec(
+    spec: str, params: Mapping[str, Any] | None = None
+) -> tuple[IndexKind, dict[str, Any]]:
+    """The kind of ``spec`` and its raw parameters merged with ``params``.
+
+    Raises
+    ------
+    UnknownIndexError, InvalidParameterError
+        Unknown name, unparsable spec, or a parameter given both in the spec and ``params``.
+    """
+    name, spec_params = parse_spec(spec)
+    extra = dict(params or {})
+    both = sorted(set(spec_params) & set(extra))
+    if both:
+        raise InvalidParameterError(
+            f"parameter(s) {', '.join(both)} given both in the spec {spec!r} and as "
+            "separate parameters"
+        )
+    return get_kind(name), {**spec_params, **extra}
+
+
 def _format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

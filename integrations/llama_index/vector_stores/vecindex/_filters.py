@@ -202,35 +202,26 @@ def _group(filters: MetadataFilters) -> _Tree:
         return True  # an empty group restricts nothing, whatever its condition
     children = [_node(f) for f in filters.filters]
     if condition is FilterCondition.AND:
-        return _fold_and(children)
+        return _fold(children, "AND")
     if condition is FilterCondition.OR:
-        return _fold_or(children)
-    inner = _fold_or(children)  # NOT: none of the filters matches
+        return _fold(children, "OR")
+    inner = _fold(children, "OR")  # NOT: none of the filters matches
     if isinstance(inner, bool):
         return not inner
     return {"operator": "NOT", "conditions": [inner]}
 
 
-def _fold_and(children: list[_Tree]) -> _Tree:
-    if any(c is False for c in children):
-        return False
-    kept = [c for c in children if c is not True]
+def _fold(children: list[_Tree], operator: str) -> _Tree:
+    """AND/OR of ``children``, folding the constants True/False (match all/nothing) away."""
+    absorbing = operator == "OR"  # True absorbs an OR, False absorbs an AND
+    if any(c is absorbing for c in children):
+        return absorbing
+    kept = [c for c in children if c is not (not absorbing)]
     if not kept:
-        return True
+        return not absorbing
     if len(kept) == 1:
         return kept[0]
-    return {"operator": "AND", "conditions": kept}
-
-
-def _fold_or(children: list[_Tree]) -> _Tree:
-    if any(c is True for c in children):
-        return True
-    kept = [c for c in children if c is not False]
-    if not kept:
-        return False
-    if len(kept) == 1:
-        return kept[0]
-    return {"operator": "OR", "conditions": kept}
+    return {"operator": operator, "conditions": kept}
 
 
 def _node(item: Any) -> _Tree:
