@@ -88,8 +88,9 @@ def main() -> None:
     from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
     from langchain_core.vectorstores import InMemoryVectorStore
-    from langchain_vecindex import VecIndexVectorStore
     from turbovec.langchain import TurboQuantVectorStore
+
+    from langchain_vecindex import VecIndexVectorStore
 
     ds = load_dataset(args.data)
     x = ds.base / np.linalg.norm(ds.base, axis=1, keepdims=True)

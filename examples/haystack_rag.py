@@ -15,9 +15,9 @@ from importlib import resources
 from typing import Any
 
 from haystack import Document, Pipeline
+
 from haystack_integrations.components.retrievers.vecindex import VecIndexEmbeddingRetriever
 from haystack_integrations.document_stores.vecindex import VecIndexDocumentStore
-
 from vecindex_core.datasets import SAMPLE_NAME, load_sample
 
 NOUNS = {"field": "meta.pos", "operator": "==", "value": "noun"}

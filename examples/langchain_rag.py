@@ -15,8 +15,8 @@ from functools import lru_cache
 from importlib import resources
 
 from langchain_core.embeddings import Embeddings
-from langchain_vecindex import VecIndexVectorStore
 
+from langchain_vecindex import VecIndexVectorStore
 from vecindex_core.datasets import SAMPLE_NAME, load_sample
 
 

@@ -15,8 +15,8 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.schema import TextNode
 from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
-from llama_index.vector_stores.vecindex import VecIndexVectorStore
 
+from llama_index.vector_stores.vecindex import VecIndexVectorStore
 from vecindex_core.datasets import load_sample
 
 

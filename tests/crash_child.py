@@ -49,6 +49,7 @@ def writer(mode: str, path: str):
         )
     if mode == "langchain":
         from langchain_core.embeddings import Embeddings
+
         from langchain_vecindex import VecIndexVectorStore
 
         class Table(Embeddings):
@@ -64,6 +65,7 @@ def writer(mode: str, path: str):
         )
     if mode == "haystack":
         from haystack import Document
+
         from haystack_integrations.document_stores.vecindex import VecIndexDocumentStore
 
         ds = VecIndexDocumentStore(path=path, index="turboquant(bits=4)")

@@ -13,6 +13,8 @@ from haystack.dataclasses import ByteStream, Document, SparseEmbedding
 from haystack.document_stores.errors import DuplicateDocumentError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.errors import FilterError
+
+import vecindex_core as vc
 from haystack_integrations.document_stores import vecindex as hs_vecindex
 from haystack_integrations.document_stores.vecindex import (
     VecIndexDuplicateDocumentError,
@@ -20,8 +22,6 @@ from haystack_integrations.document_stores.vecindex import (
     _convert,
     _scores,
 )
-
-import vecindex_core as vc
 
 
 def test_public_names():

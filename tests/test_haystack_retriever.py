@@ -13,6 +13,7 @@ pytest.importorskip("haystack")
 from haystack import Document, Pipeline
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 from haystack.document_stores.types import FilterPolicy
+
 from haystack_integrations.components.retrievers import vecindex as retrievers
 from haystack_integrations.components.retrievers.vecindex import (
     VecIndexEmbeddingRetriever,

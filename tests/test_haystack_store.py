@@ -41,13 +41,13 @@ from haystack.testing.document_store_async import (
     UpdateByFilterAsyncTest,
     WriteDocumentsAsyncTest,
 )
+
+import vecindex_core as vc
 from haystack_integrations.document_stores.vecindex import (
     VecIndexDocumentStore,
     VecIndexDuplicateDocumentError,
     VecIndexFilterError,
 )
-
-import vecindex_core as vc
 
 #: Index configurations the whole suite runs against. The approximate one trains after 8
 #: vectors (the suite's filterable documents hold 18) and then probes 1 of its 4 lists.

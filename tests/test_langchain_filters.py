@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from langchain_vecindex._filters import FIELD_OPERATORS, to_core_filter
 
+from langchain_vecindex._filters import FIELD_OPERATORS, to_core_filter
 from vecindex_core import FilterError, InvalidArgumentError
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 from langchain_tests.integration_tests.vectorstores import VectorStoreIntegrationTests
+
 from langchain_vecindex import VecIndexVectorStore
 
 pytestmark = pytest.mark.anyio

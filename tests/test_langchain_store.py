@@ -9,12 +9,13 @@ import math
 import warnings
 from pathlib import Path
 
-import langchain_vecindex
 import numpy as np
 import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 from langchain_core.vectorstores import VectorStore
+
+import langchain_vecindex
 from langchain_vecindex import VecIndexVectorStore
 from langchain_vecindex._filters import to_core_filter
 from langchain_vecindex._scores import (
@@ -24,7 +25,6 @@ from langchain_vecindex._scores import (
     l2_relevance,
     relevance_function,
 )
-
 from vecindex_core import (
     Collection,
     DimensionMismatchError,

@@ -11,6 +11,7 @@ from llama_index.core.vector_stores.types import (
     MetadataFilter,
     MetadataFilters,
 )
+
 from llama_index.vector_stores.vecindex._filters import (
     MATCH_NOTHING,
     SUPPORTED_OPERATORS,
@@ -20,7 +21,6 @@ from llama_index.vector_stores.vecindex._filters import (
     node_ids_filter,
     to_core_filter,
 )
-
 from vecindex_core import FilterError
 from vecindex_core.filters import validate_filter
 

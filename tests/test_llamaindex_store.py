@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-import llama_index.vector_stores.vecindex as pkg
 import numpy as np
 import pytest
 from llama_index.core import Document, StorageContext, VectorStoreIndex
@@ -33,9 +32,10 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQuery,
     VectorStoreQueryMode,
 )
+
+import llama_index.vector_stores.vecindex as pkg
 from llama_index.vector_stores.vecindex import VecIndexVectorStore
 from llama_index.vector_stores.vecindex._convert import nodes_to_rows, record_to_node
-
 from vecindex_core import (
     Collection,
     DimensionMismatchError,
