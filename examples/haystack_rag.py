@@ -9,36 +9,28 @@ Run it with ``python examples/haystack_rag.py``.
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from haystack import Document, Pipeline
 
 from haystack_integrations.components.retrievers.vecindex import VecIndexEmbeddingRetriever
 from haystack_integrations.document_stores.vecindex import VecIndexDocumentStore
-from vecindex_core.datasets import SAMPLE_NAME, load_sample
+from vecindex_core.datasets import load_sample
 
 NOUNS = {"field": "meta.pos", "operator": "==", "value": "noun"}
-
-
-def _sample_ids() -> list[str]:
-    """The sample's passage ids (``wn:<pos>:<offset>``), in row order."""
-    lines = (resources.files("vecindex_core") / "data" / SAMPLE_NAME / "base_texts.jsonl")
-    return [json.loads(line)["id"] for line in lines.read_text("utf-8").splitlines() if line]
 
 
 @lru_cache(maxsize=1)
 def _pipeline() -> Pipeline:
     """An in-memory store holding the 5,000 passages, and a one-retriever query pipeline."""
     sample = load_sample()
-    assert sample.base_texts is not None  # the bundled sample ships its texts
+    assert sample.base_texts and sample.base_ids  # the bundled sample ships texts and ids
     store = VecIndexDocumentStore(index="flat", metric="cosine")  # or "turboquant", "ivf_flat"
     store.write_documents([
         Document(id=doc_id, content=text, meta={"pos": doc_id.split(":")[1]}, embedding=vec)
         for doc_id, text, vec in zip(
-            _sample_ids(), sample.base_texts, sample.base.tolist(), strict=True
+            sample.base_ids, sample.base_texts, sample.base.tolist(), strict=True
         )
     ])
     pipeline = Pipeline()

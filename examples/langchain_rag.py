@@ -9,15 +9,14 @@ The sample ships MiniLM embeddings of 5,000 WordNet glosses and 200 query glosse
 
 from __future__ import annotations
 
-import json
 import sys
 from functools import lru_cache
-from importlib import resources
+from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
 from langchain_vecindex import VecIndexVectorStore
-from vecindex_core.datasets import SAMPLE_NAME, load_sample
+from vecindex_core.datasets import load_sample
 
 
 class SampleEmbeddings(Embeddings):
@@ -42,20 +41,20 @@ class SampleEmbeddings(Embeddings):
 @lru_cache(maxsize=1)
 def build_store() -> VecIndexVectorStore:
     """An in-memory store of the 5,000 passages; ids like ``wn:noun:03904782``."""
-    rows = resources.files("vecindex_core") / "data" / SAMPLE_NAME / "base_texts.jsonl"
-    records = [json.loads(line) for line in rows.read_text(encoding="utf-8").splitlines()]
+    sample = load_sample()
+    assert sample.base_texts and sample.base_ids  # the bundled sample ships texts and ids
     store = VecIndexVectorStore(SampleEmbeddings(), index="flat", metric="cosine")
     store.add_texts(
-        [r["text"] for r in records],
-        metadatas=[
-            {"pos": r["id"].split(":")[1], "synset": r["id"].split(":")[2]} for r in records
-        ],
-        ids=[r["id"] for r in records],
+        sample.base_texts,
+        metadatas=[{"pos": i.split(":")[1], "synset": i.split(":")[2]} for i in sample.base_ids],
+        ids=sample.base_ids,
     )
     return store
 
 
-def run(query: int = 0, k: int = 3, filter: dict | None = None) -> list[tuple[str, float]]:
+def run(
+    query: int = 0, k: int = 3, filter: dict[str, Any] | None = None
+) -> list[tuple[str, float]]:
     """Top ``k`` passages for sample query ``query`` as ``(text, cosine similarity)``."""
     text = load_sample().query_texts[query]
     hits = build_store().similarity_search_with_score(text, k=k, filter=filter)

@@ -14,6 +14,7 @@ from vecindex_core.errors import (
     DimensionMismatchError,
     DuplicateIdError,
     InvalidArgumentError,
+    InvalidDtypeError,
     InvalidParameterError,
     NonFiniteError,
     UnknownIndexError,
@@ -86,7 +87,7 @@ def test_duplicate_policies() -> None:
         ({"metadatas": [{1: "x"}, {}]}, InvalidArgumentError),
         ({"metadatas": ["notadict", {}]}, InvalidArgumentError),
         ({"ids": ["ok", ""]}, InvalidArgumentError),
-        ({"ids": ["ok", 3]}, InvalidArgumentError),
+        ({"ids": ["ok", 3]}, InvalidDtypeError),
         ({"ids": ["ok"]}, InvalidArgumentError),  # length mismatch
     ],
 )
@@ -332,3 +333,42 @@ def test_readers_never_see_half_a_batch() -> None:
         t.join()
     assert not errors, errors[:5]
     assert len(coll) == 40 * batch
+
+
+def test_stale_snapshot_of_another_database_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with Collection(path, dim=4) as coll:
+        coll.upsert([f"d{i}" for i in range(5)], None, np.eye(5, 4, dtype=np.float32))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    assert Path(f"{path}.index").exists()  # left behind, holds 5 vectors
+    coll = Collection(path, dim=4)
+    assert len(coll) == 0 and coll.index.ntotal == 0
+    coll.upsert(["new"], None, np.ones((1, 4), np.float32))
+    assert [h.record.id for h in coll.search(np.ones(4), 3)] == ["new"]
+
+
+def test_metadata_is_stored_and_filtered_as_json() -> None:
+    from types import MappingProxyType
+
+    coll = Collection()
+    coll.upsert(["a", "b"], None, np.eye(2, 3), [{"tags": ("x", "y")}, MappingProxyType({"n": 1})])
+    assert coll.get(["a"])[0].metadata == {"tags": ["x", "y"]}
+    assert coll.count({"field": "meta.tags", "operator": "contains", "value": "x"}) == 1
+    assert coll.count({"field": "meta.tags", "operator": "==", "value": ["x", "y"]}) == 1
+    assert coll.count({"field": "meta.n", "operator": "==", "value": 1}) == 1
+
+
+@pytest.mark.parametrize("persist", [False, True])
+def test_copy_to(tmp_path: Path, persist: bool) -> None:
+    coll, x = filled(300, tmp_path / "src.db" if persist else None, index="turboquant(bits=4)")
+    coll.delete(["d7"])
+    dest = tmp_path / "copy.db"
+    coll.copy_to(dest)
+    coll.upsert(["after"], None, x[:1])  # not in the copy
+    copy = Collection(dest)
+    assert copy.index_spec == coll.index_spec and len(copy) == 299
+    assert copy.index.ntotal == 299 and copy.get(["d7", "after"]) == []
+    assert [h.record.id for h in copy.search(x[3], 3)] == [
+        h.record.id for h in coll.search(x[3], 3) if h.record.id != "after"
+    ][:3]

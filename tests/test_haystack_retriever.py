@@ -217,7 +217,7 @@ def test_example_script(sample):
     scores = [score for _, score in hits]
     assert scores == sorted(scores, reverse=True)
     # filtered: the exact top 3 among nouns
-    is_noun = np.array([i.split(":")[1] == "noun" for i in example._sample_ids()])
+    is_noun = np.array([i.split(":")[1] == "noun" for i in sample.base_ids])
     base = sample.base / np.linalg.norm(sample.base, axis=1, keepdims=True)
     q = sample.queries[0] / np.linalg.norm(sample.queries[0])
     best = np.argsort(-np.where(is_noun, base @ q, -np.inf), kind="stable")[:3]

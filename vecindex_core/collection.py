@@ -35,6 +35,7 @@ import os
 import sqlite3
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -104,42 +105,59 @@ class Hit(NamedTuple):
 
 
 # --------------------------------------------------------------------------- validation
-def _check_json(value: Any, where: str) -> None:
-    """Raise unless ``value`` is made only of JSON types (str-keyed dicts, finite floats)."""
+def _plain_json(value: Any, where: str) -> Any:
+    """A plain JSON copy of ``value`` (dicts, lists, str, int, finite float, bool, None).
+
+    Tuples become lists and other mappings dicts, exactly as JSON would store them, so the
+    filter columns see what SQLite keeps. Anything else raises, naming where it sits.
+    """
     if value is None or isinstance(value, (str, bool, int)):
-        return
+        return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidArgumentError(f"{where} is {value!r}; metadata must be finite JSON")
-        return
+        return value
     if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_json(item, f"{where}[{i}]")
-        return
+        return [_plain_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, Mapping):
+        out = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidArgumentError(
                     f"{where} has the key {key!r} of type {type(key).__name__}; metadata keys "
                     "must be str"
                 )
-            _check_json(item, f"{where}[{key!r}]")
-        return
+            out[key] = _plain_json(item, f"{where}[{key!r}]")
+        return out
     raise InvalidArgumentError(
         f"{where} is {value!r} of type {type(value).__name__}, which is not JSON "
         "(metadata values must be str, int, float, bool, None, lists or dicts of those)"
     )
 
 
-def _metadata_json(meta: object, doc_id: str) -> str:
+def _metadata(meta: object, doc_id: str) -> tuple[dict[str, Any], str]:
+    """Validated plain metadata of one document and its JSON text."""
     if meta is None:
-        return "{}"
+        return {}, "{}"
     if not isinstance(meta, Mapping):
         raise InvalidArgumentError(
             f"metadata of document {doc_id!r} is a {type(meta).__name__}, expected a dict"
         )
-    _check_json(meta, f"metadata of document {doc_id!r}")
+    plain = _plain_json(meta, f"metadata of document {doc_id!r}")
+    return plain, _dumps(plain)
+
+
+def _dumps(meta: Mapping[str, Any]) -> str:
     return json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
+
+
+def _snapshot_sig(path: Path) -> str:
+    """Identity of an index file: its 32-byte prefix (lengths and CRCs), "" when missing."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(32).hex()
+    except FileNotFoundError:
+        return ""
 
 
 def _batch_size(*args: object) -> int:
@@ -156,8 +174,10 @@ def _str_ids(ids: Sequence[object], what: str = "ids") -> list[str]:
         raise InvalidDtypeError(f"{what} must be a sequence of str, got the single {ids!r}")
     out: list[str] = []
     for i in ids:
-        if not isinstance(i, str) or not i:
-            raise InvalidArgumentError(f"{what} must be non-empty str, got {i!r}")
+        if not isinstance(i, str):
+            raise InvalidDtypeError(f"{what} must be str, got {i!r} of type {type(i).__name__}")
+        if not i:
+            raise InvalidArgumentError(f"{what} must be non-empty str, got ''")
         out.append(i)
     return out
 
@@ -337,6 +357,7 @@ class Collection:
                 "dim": None if rows["dim"] == "" else int(rows["dim"]),
                 "next_uid": int(rows["next_uid"]),
                 "snapshot_seq": int(rows["snapshot_seq"]),
+                "snapshot_sig": rows.get("snapshot_sig", ""),
             }
         except (KeyError, ValueError) as e:
             raise InvalidArgumentError(
@@ -356,7 +377,7 @@ class Collection:
         )
 
     def _init_settings(self, requested: dict[str, Any]) -> dict[str, Any]:
-        settings = {**requested, "next_uid": 0, "snapshot_seq": 0}
+        settings = {**requested, "next_uid": 0, "snapshot_seq": 0, "snapshot_sig": ""}
         with self._transaction():
             self._write_settings(schema=_SCHEMA_VERSION, **settings)
         return settings
@@ -482,7 +503,8 @@ class Collection:
             return
         snap = self._snapshot_path()
         index: IdMapIndex | None = None
-        if snap is not None and snap.exists():
+        sig = self._settings["snapshot_sig"]
+        if snap is not None and sig and _snapshot_sig(snap) == sig:  # this file's own snapshot
             try:
                 index = IdMapIndex.load(snap)
             except IndexFormatError:
@@ -626,8 +648,10 @@ class Collection:
         for sid, t in zip(sids, text_list, strict=True):
             if t is not None and not isinstance(t, str):
                 raise InvalidDtypeError(f"text of document {sid!r} is {type(t).__name__}, not str")
-        metas = [None] * n if metadatas is None else list(metadatas)
-        meta_json = [_metadata_json(m, s) for m, s in zip(metas, sids, strict=True)]
+        raw_metas = [None] * n if metadatas is None else list(metadatas)
+        checked = [_metadata(m, s) for m, s in zip(raw_metas, sids, strict=True)]
+        metas = [c[0] for c in checked]
+        meta_json = [c[1] for c in checked]
         has_vec = [False] * n if vec_rows is None else [v is not None for v in vec_rows]
         with self._lock.write():
             self._check_open()
@@ -717,16 +741,16 @@ class Collection:
         keep: list[int],
         sids: list[str],
         texts: list[str | None],
-        metas: list[Any],
+        metas: list[dict[str, Any]],
         matrix: FloatMatrix,
         has_vec: list[bool],
         vec_of: npt.NDArray[np.int64],
     ) -> None:
         """Mirror a committed upsert in the index and the filter columns."""
-        try:
+        with self._deriving():
             rows = self._rows_of(uids)
             old = rows >= 0
-            meta_of = [metas[i] or {} for i in keep]  # FilterColumns copies what it keeps
+            meta_of = [metas[i] for i in keep]
             if old.any():
                 idx = np.flatnonzero(old)
                 self._columns.replace(
@@ -750,12 +774,27 @@ class Collection:
                     self._index.add(
                         matrix[vec_of[[keep[j] for j in with_vec]]], uids[with_vec]
                     )
-        except Exception:
+
+    @contextmanager
+    def _deriving(self) -> Iterator[None]:
+        """Apply a committed change to the index and the filter columns.
+
+        The change is already durable, so a failure here (none is expected: the batch was
+        validated) rebuilds the derived state from SQLite with a warning instead of failing
+        a call whose write has happened.
+        """
+        try:
+            yield
+        except Exception as e:
+            warnings.warn(
+                f"rebuilding the index of collection {self._path!r} from SQLite after {e!r}",
+                RuntimeWarning,
+                stacklevel=4,
+            )
             self._recover()
-            raise
 
     def _recover(self) -> None:
-        """Rebuild every derived structure from SQLite after a failure mid-apply."""
+        """Rebuild every derived structure from SQLite."""
         self._columns = FilterColumns()
         self._row_uid = np.empty(0, dtype=np.uint64)
         self._rows = _IdTable()
@@ -812,13 +851,10 @@ class Collection:
                 part = values[i : i + _CHUNK]
                 db.execute(f"DELETE FROM docs WHERE uid IN ({','.join('?' * len(part))})", part)
             db.executemany("INSERT INTO log (uid) VALUES (?)", [(u,) for u in values])
-        try:
+        with self._deriving():
             self._remove_rows(uids)
             if self._index is not None:
                 self._index.remove(uids)
-        except Exception:
-            self._recover()
-            raise
         self._after_write(len(values))
         return len(values)
 
@@ -851,8 +887,7 @@ class Collection:
 
         ``filter=None`` updates every document. Returns how many documents matched.
         """
-        _metadata_json(metadata, "(update)")
-        patch = dict(metadata)
+        patch, _ = _metadata(metadata, "(update)")
         with self._lock.write():
             self._check_open()
             mask = (
@@ -871,17 +906,13 @@ class Collection:
             with self._transaction() as db:
                 db.executemany(
                     "UPDATE docs SET meta = ? WHERE uid = ?",
-                    [(json.dumps(m, ensure_ascii=False, separators=(",", ":")), r[0])
-                     for m, r in zip(metas, rows, strict=True)],
+                    [(_dumps(m), r[0]) for m, r in zip(metas, rows, strict=True)],
                 )
-            try:
+            with self._deriving():
                 got = np.array([r[0] for r in rows], dtype=np.uint64)
                 self._columns.replace(
                     self._rows_of(got), [r[1] for r in rows], [r[2] for r in rows], metas
                 )
-            except Exception:
-                self._recover()
-                raise
             return len(rows)
 
     # ----------------------------------------------------------------- reads
@@ -1110,19 +1141,33 @@ class Collection:
                 self._snapshot()
 
     def _snapshot(self) -> None:
-        seq_row = self._query("SELECT MAX(seq) FROM log")[0][0]
-        seq = int(seq_row or 0)
         snap = self._snapshot_path()
         assert snap is not None
-        if self._index is not None:
-            self._index.save(snap)
-        else:
-            snap.unlink(missing_ok=True)
-        with self._transaction() as db:
-            self._write_settings(snapshot_seq=seq)
-            db.execute("DELETE FROM log WHERE seq <= ?", (seq,))
-        self._settings["snapshot_seq"] = seq
+        self._settings.update(_write_snapshot(self._db, self._db_lock, self._index, snap))
         self._pending = 0
+
+    def copy_to(self, path: str | os.PathLike[str]) -> None:
+        """Write a consistent copy of the collection (documents and index) to ``path``.
+
+        The copy is taken under the read lock (writes wait; searches go on) with SQLite's
+        online backup, plus an index snapshot beside it, so opening it replays nothing.
+        An existing collection at ``path`` is replaced. Copying to its own path flushes.
+        """
+        dest = os.fspath(path)
+        if self._path is not None and os.path.abspath(dest) == os.path.abspath(self._path):
+            self.flush()
+            return
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        with self._lock.read():
+            self._check_open()
+            target = sqlite3.connect(dest, isolation_level=None)
+            try:
+                with self._db_lock:
+                    self._db.backup(target)
+                target.execute("PRAGMA journal_mode=WAL")
+                _write_snapshot(target, threading.RLock(), self._index, Path(dest + ".index"))
+            finally:
+                target.close()
 
     def close(self) -> None:
         """Snapshot the index (when there are changes) and close the database."""
@@ -1133,6 +1178,36 @@ class Collection:
                 self._snapshot()
             self._db.close()
             self._closed = True
+
+
+def _write_snapshot(
+    db: sqlite3.Connection, lock: threading.RLock, index: IdMapIndex | None, snap: Path
+) -> dict[str, Any]:
+    """Save ``index`` to ``snap`` and record it in ``db``; returns the settings written.
+
+    The file is written first (atomically), then its signature and the last change it
+    contains are committed and the log up to there dropped. A crash in between leaves a
+    file whose signature the settings do not know: the next open rebuilds from SQLite.
+    """
+    with lock:
+        seq = int(db.execute("SELECT MAX(seq) FROM log").fetchone()[0] or 0)
+        if index is not None:
+            index.save(snap)
+        else:
+            snap.unlink(missing_ok=True)
+        values = {"snapshot_seq": seq, "snapshot_sig": _snapshot_sig(snap)}
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
+                [(k, str(v)) for k, v in values.items()],
+            )
+            db.execute("DELETE FROM log WHERE seq <= ?", (seq,))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return values
 
 
 def exact_scores(q: FloatMatrix, x: FloatMatrix, metric: Metric) -> npt.NDArray[np.float32]:

@@ -9,6 +9,7 @@ names the value it got and the value it expected. Nothing here mutates its input
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ __all__ = [
     "check_k",
     "check_metric",
     "is_torch_tensor",
+    "reject_kwargs",
 ]
 
 #: Largest ``k`` accepted by ``search``; results are ``(nq, k)`` arrays, so k bounds memory.
@@ -276,3 +278,17 @@ def as_mask(mask: object, ntotal: int, *, name: str = "mask") -> npt.NDArray[np.
     if arr.shape != (ntotal,):
         raise InvalidArgumentError(f"{name} has shape {arr.shape}, expected ({ntotal},)")
     return np.ascontiguousarray(arr)
+
+
+def reject_kwargs(method: str, kwargs: Mapping[str, Any], allowed: Sequence[str] = ()) -> None:
+    """Raise :class:`InvalidArgumentError` naming every keyword of ``kwargs`` not in ``allowed``.
+
+    For framework methods that take ``**kwargs`` by contract: a typo must not be ignored.
+    """
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        valid = ", ".join(allowed) if allowed else "none"
+        raise InvalidArgumentError(
+            f"{method}() got unexpected keyword argument(s) {', '.join(unknown)}; "
+            f"valid ones: {valid}"
+        )

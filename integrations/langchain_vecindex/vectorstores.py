@@ -15,6 +15,7 @@ from typing_extensions import Self
 
 from vecindex_core import Collection, Hit, InvalidArgumentError, InvalidDtypeError, Record
 from vecindex_core.types import Metric
+from vecindex_core.validation import reject_kwargs
 
 from ._filters import to_core_filter
 from ._scores import relevance_function
@@ -177,7 +178,7 @@ class VecIndexVectorStore(VectorStore):
         ``ids`` entries that are None get a uuid4 hex id. Returns the ids, in input order.
         Raises a ``vecindex_core`` error and writes nothing on bad input.
         """
-        _no_extra(kwargs, "add_texts", ())
+        reject_kwargs("add_texts", kwargs, ())
         text_list = _text_list(texts)
         batch = _make_batch(text_list, metadatas, ids)
         if not text_list:
@@ -194,7 +195,7 @@ class VecIndexVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[str]:
         """Async :meth:`add_texts` (awaits ``aembed_documents``)."""
-        _no_extra(kwargs, "aadd_texts", ())
+        reject_kwargs("aadd_texts", kwargs, ())
         text_list = _text_list(texts)
         batch = _make_batch(text_list, metadatas, ids)
         if not text_list:
@@ -239,7 +240,7 @@ class VecIndexVectorStore(VectorStore):
         document (so does ``filter={}``, which matches every document, as in search).
         Returns True once done (a failure raises instead of returning False).
         """
-        _no_extra(kwargs, "delete", ("filter", "core_filter"))
+        reject_kwargs("delete", kwargs, ("filter", "core_filter"))
         where = _core_filter(kwargs.get("filter"), kwargs.get("core_filter"))
         if ids is not None and where is not None:
             raise InvalidArgumentError("delete takes ids or a filter, not both")
@@ -264,7 +265,7 @@ class VecIndexVectorStore(VectorStore):
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """``(document, score)`` best first; the score is vecindex's (higher is better)."""
-        _no_extra(kwargs, "similarity_search_with_score", _SEARCH_KWARGS)
+        reject_kwargs("similarity_search_with_score", kwargs, _SEARCH_KWARGS)
         vector = self.embedding.embed_query(query)
         return self.similarity_search_with_score_by_vector(vector, k, **kwargs)
 
@@ -280,7 +281,7 @@ class VecIndexVectorStore(VectorStore):
         self, embedding: list[float], k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """``(document, score)`` for the ``k`` documents most similar to ``embedding``."""
-        _no_extra(kwargs, "similarity_search_with_score_by_vector", _SEARCH_KWARGS)
+        reject_kwargs("similarity_search_with_score_by_vector", kwargs, _SEARCH_KWARGS)
         hits = self._collection.search(
             embedding,
             k,
@@ -302,7 +303,7 @@ class VecIndexVectorStore(VectorStore):
     ) -> list[Document]:
         """``k`` documents chosen by maximal marginal relevance among the ``fetch_k`` most
         similar (``lambda_mult`` 1: relevance only, 0: diversity only)."""
-        _no_extra(kwargs, "max_marginal_relevance_search", _SEARCH_KWARGS)
+        reject_kwargs("max_marginal_relevance_search", kwargs, _SEARCH_KWARGS)
         vector = self.embedding.embed_query(query)
         return self.max_marginal_relevance_search_by_vector(
             vector, k, fetch_k, lambda_mult, **kwargs
@@ -317,7 +318,7 @@ class VecIndexVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """MMR for a query vector (through ``Collection.mmr``)."""
-        _no_extra(kwargs, "max_marginal_relevance_search_by_vector", _SEARCH_KWARGS)
+        reject_kwargs("max_marginal_relevance_search_by_vector", kwargs, _SEARCH_KWARGS)
         hits = self._collection.mmr(
             embedding,
             k,
@@ -339,7 +340,7 @@ class VecIndexVectorStore(VectorStore):
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Async :meth:`similarity_search_with_score` (awaits ``aembed_query``)."""
-        _no_extra(kwargs, "asimilarity_search_with_score", _SEARCH_KWARGS)
+        reject_kwargs("asimilarity_search_with_score", kwargs, _SEARCH_KWARGS)
         vector = await self.embedding.aembed_query(query)
         return await run_in_executor(
             None, self.similarity_search_with_score_by_vector, vector, k, **kwargs
@@ -362,7 +363,7 @@ class VecIndexVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Async :meth:`max_marginal_relevance_search` (awaits ``aembed_query``)."""
-        _no_extra(kwargs, "amax_marginal_relevance_search", _SEARCH_KWARGS)
+        reject_kwargs("amax_marginal_relevance_search", kwargs, _SEARCH_KWARGS)
         vector = await self.embedding.aembed_query(query)
         return await run_in_executor(
             None,
@@ -449,16 +450,6 @@ def _checked_vectors(raw: Any, n: int) -> list[Any]:
             f"the embedding model returned {len(vectors)} vectors for {n} texts"
         )
     return vectors
-
-
-def _no_extra(kwargs: Mapping[str, Any], method: str, allowed: Sequence[str]) -> None:
-    extra = sorted(set(kwargs) - set(allowed))
-    if extra:
-        valid = ", ".join(allowed) if allowed else "none"
-        raise InvalidArgumentError(
-            f"{method}() got unexpected keyword argument(s) {', '.join(extra)}; "
-            f"valid ones: {valid}"
-        )
 
 
 def _core_filter(

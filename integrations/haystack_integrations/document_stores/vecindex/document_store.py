@@ -16,6 +16,7 @@ from haystack.document_stores.types import DuplicatePolicy
 from vecindex_core import Collection, Record
 from vecindex_core.errors import DuplicateIdError, InvalidArgumentError
 from vecindex_core.errors import FilterError as CoreFilterError
+from vecindex_core.validation import check_int
 
 from . import _convert
 from ._scores import to_haystack_score
@@ -225,10 +226,11 @@ class VecIndexDocumentStore:
         return len(docs) if mode == "overwrite" else len(written)
 
     def delete_documents(self, document_ids: list[str]) -> None:
-        """Deletes the documents with these ids; unknown ids are ignored."""
-        ids = list(document_ids)
-        if ids:
-            self._collection.delete(ids)
+        """Deletes the documents with these ids; unknown ids are ignored.
+
+        :raises InvalidDtypeError: ``document_ids`` is a single string, not a list.
+        """
+        self._collection.delete(document_ids)
 
     # ------------------------------------------------------------------ extended API
     def delete_all_documents(self, recreate_index: bool = False) -> None:
@@ -348,8 +350,7 @@ class VecIndexDocumentStore:
             )
         if len(query_embedding) == 0:
             raise InvalidArgumentError("query_embedding must be a non-empty list of floats")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-            raise InvalidArgumentError(f"top_k must be an int >= 0, got {top_k!r}")
+        top_k = check_int(top_k, "top_k", low=0)
         checked = _filters(filters)
         if top_k == 0:
             return []

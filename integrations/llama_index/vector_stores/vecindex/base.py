@@ -22,6 +22,7 @@ from llama_index.core.vector_stores.types import (
 )
 
 from vecindex_core import Collection, InvalidArgumentError, NotSupportedError
+from vecindex_core.validation import reject_kwargs
 
 from ._convert import nodes_to_rows, record_to_node
 from ._filters import (
@@ -42,7 +43,6 @@ MMR_DEFAULT_THRESHOLD = 0.5
 MMR_DEFAULT_PREFETCH_FACTOR = 4
 MMR_MIN_PREFETCH = 20
 QUERY_KWARGS = ("mmr_threshold", "mmr_prefetch_k", "mmr_prefetch_factor", "search_params")
-_COPY_BATCH = 2048
 _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
@@ -170,7 +170,7 @@ class VecIndexVectorStore(BasePydanticVectorStore):
         wrong dimension or with NaN, metadata that is not JSON, or a node id twice in the
         batch raises and writes nothing.
         """
-        _reject_kwargs("add", add_kwargs)
+        reject_kwargs("add", add_kwargs)
         rows = nodes_to_rows(nodes)
         if not rows.ids:
             return []
@@ -179,7 +179,7 @@ class VecIndexVectorStore(BasePydanticVectorStore):
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Delete every node whose source document is ``ref_doc_id``."""
-        _reject_kwargs("delete", delete_kwargs)
+        reject_kwargs("delete", delete_kwargs)
         if not isinstance(ref_doc_id, str):
             raise InvalidArgumentError(f"ref_doc_id must be a str, got {ref_doc_id!r}")
         self._collection.delete(
@@ -198,7 +198,7 @@ class VecIndexVectorStore(BasePydanticVectorStore):
         metadata. Calling it with neither raises ``InvalidArgumentError`` (use ``clear()``;
         SimpleVectorStore deletes everything).
         """
-        _reject_kwargs("delete_nodes", delete_kwargs)
+        reject_kwargs("delete_nodes", delete_kwargs)
         if node_ids is None and filters is None:
             raise InvalidArgumentError(
                 "delete_nodes needs node_ids or filters; use clear() to delete every node"
@@ -241,7 +241,7 @@ class VecIndexVectorStore(BasePydanticVectorStore):
         and ``node_ids``, up to the index's approximation) and ``MMR``. Other modes raise
         ``NotSupportedError``. See the class docstring for keyword arguments.
         """
-        _reject_kwargs("query", kwargs, allowed=QUERY_KWARGS)
+        reject_kwargs("query", kwargs, allowed=QUERY_KWARGS)
         if query.query_embedding is None:
             raise InvalidArgumentError("VectorStoreQuery.query_embedding is required")
         k = query.similarity_top_k
@@ -332,7 +332,7 @@ class VecIndexVectorStore(BasePydanticVectorStore):
         os.makedirs(os.path.dirname(target), exist_ok=True)
         tmp = f"{target}.tmp-{uuid.uuid4().hex}"
         try:
-            self._copy_to(tmp)
+            self._collection.copy_to(tmp)  # consistent: one read lock, SQLite backup
             for suffix in (*_SQLITE_SIDE_FILES, ".index"):  # a stale WAL would corrupt the copy
                 _remove(target + suffix)
             os.replace(tmp, target)
@@ -341,19 +341,6 @@ class VecIndexVectorStore(BasePydanticVectorStore):
         finally:
             for suffix in ("", ".index", *_SQLITE_SIDE_FILES):
                 _remove(tmp + suffix)
-
-    def _copy_to(self, path: str) -> None:
-        src = self._collection
-        with Collection(path, index=src.index_spec, metric=src.metric, dim=src.dim) as out:
-            offset = 0
-            while batch := src.find(limit=_COPY_BATCH, offset=offset, include_vectors=True):
-                out.upsert(
-                    [r.id for r in batch],
-                    [r.text for r in batch],
-                    [r.vector for r in batch],
-                    [r.metadata for r in batch],
-                )
-                offset += len(batch)
 
     @classmethod
     def from_persist_path(cls, persist_path: str, fs: Any = None) -> VecIndexVectorStore:
@@ -381,17 +368,6 @@ class VecIndexVectorStore(BasePydanticVectorStore):
 
 
 # ---------------------------------------------------------------------------- helpers
-def _reject_kwargs(
-    method: str, kwargs: dict[str, Any], allowed: Sequence[str] = ()
-) -> None:
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        valid = ", ".join(allowed) if allowed else "none"
-        raise InvalidArgumentError(
-            f"{method}() got unknown keyword argument(s) {', '.join(unknown)}; valid: {valid}"
-        )
-
-
 def _mmr_lambda(query: VectorStoreQuery, kwargs: dict[str, Any]) -> float:
     lam = kwargs.get("mmr_threshold")
     if lam is None:

@@ -8,6 +8,7 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.document_stores.types import FilterPolicy, apply_filter_policy
 
 from haystack_integrations.document_stores.vecindex import VecIndexDocumentStore
+from vecindex_core.validation import check_int
 
 __all__ = ["VecIndexEmbeddingRetriever"]
 
@@ -60,8 +61,7 @@ class VecIndexEmbeddingRetriever:
                 "document_store must be a VecIndexDocumentStore, got "
                 f"{type(document_store).__name__}"
             )
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
-            raise ValueError(f"top_k must be an int greater than 0, got {top_k!r}")
+        check_int(top_k, "top_k", low=1)
         self.document_store = document_store
         self.filters = filters
         self.top_k = top_k
@@ -101,9 +101,7 @@ class VecIndexEmbeddingRetriever:
         scale_score: bool | None,
         return_embedding: bool | None,
     ) -> dict[str, Any]:
-        top_k = self.top_k if top_k is None else top_k
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-            raise ValueError(f"top_k must be an int >= 0, got {top_k!r}")
+        top_k = check_int(self.top_k if top_k is None else top_k, "top_k", low=0)
         return {
             "filters": apply_filter_policy(self.filter_policy, self.filters, filters),
             "top_k": top_k,
