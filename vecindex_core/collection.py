@@ -190,6 +190,11 @@ def _blob_vec(blob: bytes) -> npt.NDArray[np.float32]:
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
+def _blob_matrix(blobs: Sequence[bytes], dim: int) -> FloatMatrix:
+    """Equal-length vector blobs as one float32 (n, dim) matrix (one copy)."""
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
+
+
 # --------------------------------------------------------------------------- locking
 class _RWLock:
     """Many readers or one writer; a waiting writer holds back new readers."""
@@ -559,7 +564,7 @@ class Collection:
         if not rows:
             return
         assert self._index is not None
-        x = np.stack([_blob_vec(r[1]) for r in rows])
+        x = _blob_matrix([r[1] for r in rows], self._index.dim)
         self._index.add(x, np.array([r[0] for r in rows], dtype=np.uint64))
 
     def _snapshot_path(self) -> Path | None:
@@ -1077,7 +1082,7 @@ class Collection:
         if not rows:
             return (np.full((nq, k), -np.inf, dtype=np.float32),
                     np.full((nq, k), MISSING, dtype=np.uint64))
-        x = np.stack([_blob_vec(r[1]) for r in rows])
+        x = _blob_matrix([r[1] for r in rows], q.shape[1])
         uids = np.array([r[0] for r in rows], dtype=np.uint64)
         scores = exact_scores(q, x, self.metric)
         order = np.lexsort((np.broadcast_to(uids, scores.shape), -scores), axis=1)[:, :k]
