@@ -89,6 +89,8 @@ def test_duplicate_policies() -> None:
         ({"ids": ["ok", ""]}, InvalidArgumentError),
         ({"ids": ["ok", 3]}, InvalidDtypeError),
         ({"ids": ["ok"]}, InvalidArgumentError),  # length mismatch
+        ({"texts": "ab"}, InvalidDtypeError),
+        ({"metadatas": {"a": 1, "b": 2}}, InvalidDtypeError),
     ],
 )
 def test_bad_batch_writes_nothing(kwargs, error) -> None:

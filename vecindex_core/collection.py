@@ -65,6 +65,7 @@ __all__ = ["Collection", "DuplicatePolicy", "Hit", "Record"]
 DuplicatePolicy = Literal["overwrite", "skip", "fail"]
 
 _SCHEMA_VERSION = 1
+_MAX_UID = 2**63 - 1
 _CHUNK = 5000  # SQL parameters per IN (...) list; SQLite >= 3.32 allows 32766
 #: Pending index changes that trigger an automatic snapshot: max(this, ntotal // 2).
 _SNAPSHOT_MIN_CHANGES = 50_000
@@ -640,6 +641,9 @@ class Collection:
             raise InvalidArgumentError(
                 f"on_duplicate is {on_duplicate!r}; expected 'overwrite', 'skip' or 'fail'"
             )
+        if isinstance(texts, (str, bytes)) or isinstance(metadatas, Mapping):
+            what = "texts" if isinstance(texts, (str, bytes)) else "metadatas"
+            raise InvalidDtypeError(f"{what} must be a sequence with one item per document")
         vec_rows = self._vector_rows(vectors)
         n = _batch_size(ids, texts, vec_rows, metadatas)
         if n == 0:
@@ -679,8 +683,8 @@ class Collection:
                 else:
                     uids[j] = next_uid + fresh
                     fresh += 1
-            if next_uid + fresh >= MISSING:
-                raise InvalidArgumentError("the collection has run out of uint64 ids")
+            if next_uid + fresh >= _MAX_UID:  # SQLite integers are signed 64-bit
+                raise InvalidArgumentError("the collection has run out of document ids")
             vec_of = np.cumsum(has_vec) - 1  # row of document i in `matrix`
             docs = [
                 (
