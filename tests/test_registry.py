@@ -42,7 +42,15 @@ def param_kind():
 
 #: Parameters valid only together with another value of the same kind (checked when the
 #: kind declares both): rescoring needs the original vectors.
-COMPANIONS = {"rerank": {"keep_vectors": True}}
+COMPANIONS = {
+    "rerank": {"keep_vectors": True},
+    # faiss search knobs apply only to factories that have them
+    "nprobe": {"factory": "IVF4,Flat"},
+    "max_codes": {"factory": "IVF4,Flat"},
+    "k_factor": {"factory": "PQ4,RFlat"},
+}
+#: free-form string parameters, where "default + 'x'" is not a valid value
+NON_DEFAULT_STR = {"factory": "Flat"}
 
 
 def non_default(p):
@@ -52,7 +60,7 @@ def non_default(p):
     if p.type is bool:
         return not p.default
     if p.type is str:
-        return p.default + "x"
+        return NON_DEFAULT_STR.get(p.name, p.default + "x")
     if p.type is int:
         return p.default + 1 if p.high is None or p.default + 1 <= p.high else p.default - 1
     mid = (p.default + (p.high if p.high is not None else p.default + 2)) / 2

@@ -10,7 +10,7 @@ Quick start::
 
 from __future__ import annotations
 
-from . import datasets, errors, registry
+from . import backends, datasets, errors, registry
 from ._threads import get_num_threads, set_num_threads
 from .api import create, load
 from .base import Moves, VectorIndex
@@ -86,6 +86,7 @@ __all__ = [
     "VecIndexError",
     "VectorIndex",
     "__version__",
+    "backends",
     "create",
     "datasets",
     "errors",

@@ -12,6 +12,17 @@
 
 #: kind name -> recall@10 floor (approximate kinds only).
 TOLERANCES: dict[str, float] = {
+    # faiss IVF16,Flat, 4 of 16 lists probed (TEST_SPECS): scores exact within the scanned
+    # quarter; masks of the suite's 1,000 rows go to exact search (IVF-Flat keeps vectors).
+    # Lowest measured 0.80 (l2 after removing a third); the 5,000-row sample 0.90.
+    "faiss": 0.70,
+    # hnswlib graph, M=16, ef=64 (suite: ef_construction=64); masks of the suite's 1,000
+    # rows go to exact search. Lowest measured 0.9905 (the 5,000-row sample, all metrics).
+    "hnsw": 0.95,
+    # annoy defaults (50 trees, search_k = 50 * k); masks of the suite's 1,000 rows go to
+    # exact search. Lowest measured 0.60: ip (annoy's dot) after removing a third of the
+    # rows; on the 5,000-row sample ip 0.68, cosine 0.79, l2 0.80.
+    "annoy": 0.55,
     # The defaults: 128-bit codes ranked by Hamming distance alone (no rerank); lowest case
     # measured: simhash 0.20 (one query, 60% mask), pcahash 0.295, itq 0.44. lsh scores its
     # candidates exactly, but its default 12-bit keys are made for tens of thousands of rows:
@@ -33,6 +44,10 @@ TOLERANCES: dict[str, float] = {
 
 #: kind name -> spec string the suite builds (defaults to the name itself).
 TEST_SPECS: dict[str, str] = {
+    # IVF: deterministic (HNSW builds are only on one thread), trains on the 200-row tests
+    "faiss": 'faiss(factory="IVF16,Flat",train_size=100,nprobe=4)',
+    # ef_construction 64 instead of 200: a third of the build time, same recall here
+    "hnsw": "hnsw(ef_construction=64)",
     # positional tests train on 200 rows: below the default train_size of 1,000
     "pcahash": "pcahash(train_size=100)",
     "itq": "itq(train_size=100)",
