@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench,torch,adapters]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,torch,adapters,milvus]"
 	touch $(STAMP)
 
 demo: $(STAMP)

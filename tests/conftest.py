@@ -220,3 +220,22 @@ def staged_kind():
         yield STAGED_NAME
     finally:
         del registry._REGISTRY[STAGED_NAME]
+
+
+# --------------------------------------------------------------------------- Milvus
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """One real standalone Milvus 2.3 server (PyPI ``milvus``) for the whole session."""
+    from vecindex_core.testing import start_milvus
+
+    server = start_milvus(tmp_path_factory.mktemp("milvus-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["lite", "server"])
+def milvus_uri(request, tmp_path):
+    """A Milvus URI: an embedded milvus-lite file, then the session's real server."""
+    if request.param == "lite":
+        return str(tmp_path / "milvus.db")
+    return request.getfixturevalue("milvus_server").uri

@@ -20,6 +20,7 @@ __all__ = [
     "NonFiniteError",
     "NotSupportedError",
     "NotTrainedError",
+    "ServiceUnavailableError",
     "UnknownIdError",
     "UnknownIndexError",
     "VecIndexError",
@@ -87,3 +88,11 @@ class FilterError(InvalidArgumentError):
 
 class BackendError(VecIndexError, RuntimeError):
     """A third-party backend failed; the original exception is chained as ``__cause__``."""
+
+
+class ServiceUnavailableError(BackendError, ConnectionError):
+    """A server (Milvus, Redis, PostgreSQL) cannot be reached or dropped the connection.
+
+    Nothing was changed by the failed call unless its message says otherwise; retry once the
+    server is back.
+    """
