@@ -1,6 +1,7 @@
 # make demo: build every registered index over the bundled sample and compare with peers,
 #            then answer one query through LangChain, LlamaIndex and Haystack.
-# make test: lint (ruff, mypy) and the whole test suite.
+# make test: lint (ruff, mypy) and the whole test suite (installs redis-server first when
+#            missing and run as root; otherwise says what to install).
 # Both create .venv on first use; torch (CPU build) is installed before anything that
 # could pull a CUDA build of it.
 
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint pytest bench clean
+.PHONY: demo test lint pytest servers bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +28,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+servers:
+	bash scripts/ensure_servers.sh
+
+pytest: $(STAMP) servers
 	$(BIN)/python -m pytest
 
 test: lint pytest

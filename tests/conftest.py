@@ -228,7 +228,10 @@ def milvus_server(tmp_path_factory):
     """One real standalone Milvus 2.3 server (PyPI ``milvus``) for the whole session."""
     from vecindex_core.testing import start_milvus
 
-    server = start_milvus(tmp_path_factory.mktemp("milvus-server"))
+    # 20 ms time ticks: a Strong read waits for the next tick (~40 ms instead of ~300 ms)
+    server = start_milvus(
+        tmp_path_factory.mktemp("milvus-server"), extra_config={"proxy.timeTickInterval": 20}
+    )
     yield server
     server.stop()
 
@@ -239,3 +242,56 @@ def milvus_uri(request, tmp_path):
     if request.param == "lite":
         return str(tmp_path / "milvus.db")
     return request.getfixturevalue("milvus_server").uri
+
+
+# --------------------------------------------------------------------------- Redis
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real standalone ``redis-server`` (append-only file on) for the whole session.
+
+    Fails loudly, naming what to install, when ``redis-server`` is missing
+    (``scripts/ensure_servers.sh`` installs it when run as root).
+    """
+    from vecindex_core.testing import start_redis
+
+    server = start_redis(tmp_path_factory.mktemp("redis-server"), unixsocket=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server):
+    """``redis://127.0.0.1:PORT/0`` of the session's standalone Redis."""
+    return redis_server.uri
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A real 3-master Redis Cluster (``redis-cli --cluster create``) for the whole session."""
+    from vecindex_core.testing import start_redis_cluster
+
+    cluster = start_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(redis_cluster):
+    """``redis://127.0.0.1:PORT`` of one master of the session's Redis Cluster."""
+    return redis_cluster.url
+
+
+@pytest.fixture(autouse=True)
+def _redis_for_redis_lsh(request, monkeypatch):
+    """Tests whose id names ``redis_lsh`` (its conformance cases, the registry round trips,
+    tests/test_redis_lsh.py) get ``$VECINDEX_REDIS_URL`` pointing at the session's Redis, so
+    a ``redis_lsh`` spec without a url reaches a real server; its keys are flushed after."""
+    if "redis_lsh" not in request.node.nodeid:
+        yield
+        return
+    from vecindex_core.testing.redis_server import redis_call
+
+    server = request.getfixturevalue("redis_server")
+    monkeypatch.setenv("VECINDEX_REDIS_URL", server.uri)
+    yield
+    redis_call(("127.0.0.1", int(server.extra["port"])), "FLUSHALL")

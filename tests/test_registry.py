@@ -45,12 +45,17 @@ def param_kind():
 COMPANIONS = {
     "rerank": {"keep_vectors": True},
     # faiss search knobs apply only to factories that have them
-    "nprobe": {"factory": "IVF4,Flat"},
+    "nprobe": {"factory": "IVF4,Flat", "index_type": "IVF_FLAT"},
     "max_codes": {"factory": "IVF4,Flat"},
     "k_factor": {"factory": "PQ4,RFlat"},
+    # milvus build and search parameters apply only to the index type that has them
+    "M": {"index_type": "HNSW"},
+    "ef_construction": {"index_type": "HNSW"},
+    "nlist": {"index_type": "IVF_FLAT"},
 }
-#: free-form string parameters, where "default + 'x'" is not a valid value
-NON_DEFAULT_STR = {"factory": "Flat"}
+#: free-form string parameters, where "default + 'x'" is not a valid value (the milvus uri
+#: is never connected to here: the index connects on first use)
+NON_DEFAULT_STR = {"factory": "Flat", "uri": "http://127.0.0.1:19530", "index_type": "FLAT"}
 
 
 def non_default(p):

@@ -10,11 +10,14 @@ Quick start::
 
 from __future__ import annotations
 
-from . import backends, datasets, errors, registry
+from typing import TYPE_CHECKING
+
+from . import backends, datasets, errors, lsh_tuning, redis_lsh, registry
 from ._threads import get_num_threads, set_num_threads
 from .api import create, load
 from .base import Moves, VectorIndex
 from .collection import Collection, Hit, Record
+from .documents import BaseCollection
 from .errors import (
     BackendError,
     DimensionMismatchError,
@@ -43,12 +46,17 @@ from .registry import get_kind, list_indexes
 from .turboquant import IVFTQIndex, TurboQuantIndex
 from .types import METRICS, MISSING, FloatMatrix, IdArray, Metric, SearchResult
 
+if TYPE_CHECKING:  # imported lazily (see __getattr__): pymilvus stays optional
+    from .milvus.collection import MilvusCollection
+
 __version__ = "0.1.0"
 
 __all__ = [
     "METRICS",
     "MISSING",
+    "MilvusCollection",
     "BackendError",
+    "BaseCollection",
     "Collection",
     "DimensionMismatchError",
     "DuplicateIdError",
@@ -96,6 +104,17 @@ __all__ = [
     "get_num_threads",
     "list_indexes",
     "load",
+    "lsh_tuning",
+    "redis_lsh",
     "registry",
     "set_num_threads",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # MilvusCollection is imported on first use, so the core imports without pymilvus.
+    if name == "MilvusCollection":
+        from .milvus.collection import MilvusCollection
+
+        return MilvusCollection
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

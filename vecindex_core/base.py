@@ -26,7 +26,15 @@ from .errors import (
 )
 from .registry import format_spec, get_kind
 from .types import FloatMatrix, Metric, SearchResult, SlotArray
-from .validation import as_float_matrix, as_mask, as_slots, check_k, check_metric
+from .validation import (
+    MAX_K,
+    as_float_matrix,
+    as_mask,
+    as_slots,
+    check_k,
+    check_metric,
+    quick_float_rows,
+)
 
 if TYPE_CHECKING:
     from .registry import IndexKind
@@ -37,6 +45,7 @@ __all__ = [
     "VectorIndex",
     "apply_score_map",
     "fit_score_map",
+    "full_counts",
     "normalize_rows",
     "swap_remove_plan",
 ]
@@ -45,6 +54,9 @@ __all__ = [
 #: over those rows by approximate kinds that keep their vectors (cheaper than the
 #: approximate scan, and exact).
 EXACT_MASK_ROWS = 2048
+#: Distinct per-call ``params`` values whose validated form an index keeps (then it starts
+#: over).
+PARAMS_CACHE_SIZE = 64
 
 Result = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
@@ -76,6 +88,27 @@ def swap_remove_plan(ntotal: int, slots: SlotArray) -> Moves:
     keep[tail_removed - new_n] = False
     sources = (np.flatnonzero(keep) + new_n)[::-1]
     return Moves(np.ascontiguousarray(sources[: holes.size]), holes)
+
+
+_ONE_ROW_COUNTS: dict[int, npt.NDArray[np.int64]] = {}
+
+
+def full_counts(nq: int, k: int) -> npt.NDArray[np.int64]:
+    """``counts`` of a result whose ``nq`` rows all hold ``k`` results: a new int64 ``(nq,)``.
+
+    ``np.full`` at a fraction of its per-call cost, which a single-query search notices
+    (one row: a copy of a cached ``[k]``).
+    """
+    if nq == 1:
+        one = _ONE_ROW_COUNTS.get(k)
+        if one is None:
+            if len(_ONE_ROW_COUNTS) >= 1024:
+                _ONE_ROW_COUNTS.clear()
+            one = _ONE_ROW_COUNTS[k] = np.full(1, k, dtype=np.int64)
+        return one.copy()
+    out = np.empty(nq, dtype=np.int64)
+    out.fill(k)
+    return out
 
 
 def normalize_rows(x: FloatMatrix) -> FloatMatrix:
@@ -146,6 +179,7 @@ class VectorIndex(abc.ABC):
         self.search_defaults: Mapping[str, Any] = MappingProxyType(
             {p.name: validated[p.name] for p in self.kind.search_params}
         )
+        self._params_cache: dict[tuple[Any, ...], Mapping[str, Any]] = {}
 
     # ----------------------------------------------------------------- properties
     @property
@@ -233,7 +267,32 @@ class VectorIndex(abc.ABC):
         SearchResult
             ``scores`` float32 (nq, k), ``ids`` int64 slots (nq, k) padded with ``-1``
             (scores ``-inf``), ``counts`` int64 (nq,).
+
+        Notes
+        -----
+        The common call (a C-contiguous float32 ndarray of shape (nq, dim) or (dim,), an
+        ``int`` k, no mask) takes a fast path that checks the same things (dimension,
+        dtype, NaN/inf, k, params, training) without the generic coercion: on a single
+        query of a fast library index the wrapper's own cost is a few microseconds.
+        Validated ``params`` are cached per distinct value (see :meth:`_resolve_params`).
         """
+        if mask is None:
+            # The common case (float32 ndarray queries, int k, no mask) gets the same checks
+            # without the generic coercion machinery; anything else takes the full route.
+            qp = quick_float_rows(q, self.dim)
+            if qp is not None and type(k) is int and 0 < k <= MAX_K:
+                if self.metric == "cosine":
+                    qp = normalize_rows(qp)
+                sp = self.search_defaults if params is None else self._resolve_params(params)
+                n = self.ntotal
+                if n == 0:
+                    return _empty_result(qp.shape[0], k)
+                if not self.is_trained:
+                    self._require_trained("search")
+                scores, slots, counts = self._search(qp, k if k < n else n, sp, None)
+                if slots.shape[1] == k:
+                    return SearchResult(scores, slots, counts)
+                return _pad_result(scores, slots, counts, k)
         qp, kk, sp, m = self._search_args(q, k, params, mask)
         if self.ntotal == 0 or (m is not None and not m.any()):
             return _empty_result(qp.shape[0], kk)
@@ -242,15 +301,48 @@ class VectorIndex(abc.ABC):
 
     def _search_args(
         self, q: object, k: int, params: Any, mask: object
-    ) -> tuple[FloatMatrix, int, dict[str, Any], npt.NDArray[np.bool_] | None]:
+    ) -> tuple[FloatMatrix, int, Mapping[str, Any], npt.NDArray[np.bool_] | None]:
         """Validate ``search``'s arguments: prepared queries, k, params and the mask."""
         qp = self.prepare(q, name="q")
         kk = check_k(k)
-        sp = self.kind.validate_search_params(params, self.search_defaults)
+        sp = self._resolve_params(params)
         m = None if mask is None else as_mask(mask, self.ntotal)
         if self.ntotal and (m is None or m.any()):
             self._require_trained("search")
         return qp, kk, sp, m
+
+    def _resolve_params(self, params: Any) -> Mapping[str, Any]:
+        """Validated search knobs: ``params`` (None, dict or typed) merged over the defaults.
+
+        The result is read-only and cached per distinct value (names, value types and
+        values, so ``{"ef": True}`` is never served what ``{"ef": 1}`` validated to), so a
+        loop of searches with the same knobs validates them once; values that cannot be
+        hashed, and other mapping types, are validated on every call.
+        """
+        if params is None:
+            return self.search_defaults
+        if type(params) is dict:
+            items = params.items()
+        elif type(params) is self.kind.SearchParams:
+            items = vars(params).items()
+        else:
+            items = None
+        key = None if items is None else tuple([(n, type(v), v) for n, v in items])
+        try:
+            hit = None if key is None else self._params_cache.get(key)
+        except TypeError:  # an unhashable value
+            key = None
+        else:
+            if hit is not None:
+                return hit
+        resolved = MappingProxyType(
+            self.kind.validate_search_params(params, self.search_defaults)
+        )
+        if key is not None:
+            if len(self._params_cache) >= PARAMS_CACHE_SIZE:
+                self._params_cache.clear()
+            self._params_cache[key] = resolved
+        return resolved
 
     def remove(self, slots: object) -> Moves:
         """Remove ``slots`` by swap-remove; returns the :class:`Moves` it made."""

@@ -30,39 +30,54 @@ Storage model
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import threading
-import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .base import normalize_rows
-from .errors import (
-    DimensionMismatchError,
-    DuplicateIdError,
-    IndexFormatError,
-    InvalidArgumentError,
-    InvalidDtypeError,
+from .documents import (
+    BaseCollection,
+    DuplicatePolicy,
+    Hit,
+    Record,
+    check_batch,
+    check_metadata,
+    dumps_metadata,
+    exact_scores,
+    mmr_select,
+    plain_json,
+    str_ids,
+    vector_matrix,
 )
+from .errors import DuplicateIdError, IndexFormatError, InvalidArgumentError
 from .filters import FilterColumns, validate_filter
 from .idmap import IdMapIndex, _IdTable
 from .registry import format_spec, resolve_spec
 from .types import MISSING, FloatMatrix, IdArray, Metric
 from .validation import as_float_matrix, check_int, check_k, check_metric
 
-__all__ = ["Collection", "DuplicatePolicy", "Hit", "Record"]
+__all__ = [
+    "BaseCollection",
+    "Collection",
+    "DuplicatePolicy",
+    "Hit",
+    "Record",
+    "exact_scores",
+    "mmr_select",
+]
 
-#: What :meth:`Collection.upsert` does with an id that is already stored.
-DuplicatePolicy = Literal["overwrite", "skip", "fail"]
+# The helpers moved to :mod:`vecindex_core.documents`; the old private names stay.
+_plain_json = plain_json
+_metadata = check_metadata
+_dumps = dumps_metadata
+_str_ids = str_ids
 
 _SCHEMA_VERSION = 1
 _MAX_UID = 2**63 - 1
@@ -74,84 +89,6 @@ _SNAPSHOT_MIN_CHANGES = 50_000
 _SQL_EXACT_ROWS = 512
 
 
-@dataclass(frozen=True)
-class Record:
-    """One stored document.
-
-    Attributes
-    ----------
-    id : str
-        The caller's string id.
-    text : str or None
-    metadata : dict
-        A fresh dict of JSON types on every read.
-    vector : ndarray of float32, shape (dim,), or None
-        Only filled when asked for (``include_vectors=True``) and the document has one.
-    uid : int
-        The uint64 id of the document inside the index.
-    """
-
-    id: str
-    text: str | None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    vector: npt.NDArray[np.float32] | None = None
-    uid: int = 0
-
-
-class Hit(NamedTuple):
-    """A search result: the document and its score (higher is better; ``l2`` is negated)."""
-
-    record: Record
-    score: float
-
-
-# --------------------------------------------------------------------------- validation
-def _plain_json(value: Any, where: str) -> Any:
-    """A plain JSON copy of ``value`` (dicts, lists, str, int, finite float, bool, None).
-
-    Tuples become lists and other mappings dicts, exactly as JSON would store them, so the
-    filter columns see what SQLite keeps. Anything else raises, naming where it sits.
-    """
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidArgumentError(f"{where} is {value!r}; metadata must be finite JSON")
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, Mapping):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidArgumentError(
-                    f"{where} has the key {key!r} of type {type(key).__name__}; metadata keys "
-                    "must be str"
-                )
-            out[key] = _plain_json(item, f"{where}[{key!r}]")
-        return out
-    raise InvalidArgumentError(
-        f"{where} is {value!r} of type {type(value).__name__}, which is not JSON "
-        "(metadata values must be str, int, float, bool, None, lists or dicts of those)"
-    )
-
-
-def _metadata(meta: object, doc_id: str) -> tuple[dict[str, Any], str]:
-    """Validated plain metadata of one document and its JSON text."""
-    if meta is None:
-        return {}, "{}"
-    if not isinstance(meta, Mapping):
-        raise InvalidArgumentError(
-            f"metadata of document {doc_id!r} is a {type(meta).__name__}, expected a dict"
-        )
-    plain = _plain_json(meta, f"metadata of document {doc_id!r}")
-    return plain, _dumps(plain)
-
-
-def _dumps(meta: Mapping[str, Any]) -> str:
-    return json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
-
-
 def _snapshot_sig(path: Path) -> str:
     """Identity of an index file: its 32-byte prefix (lengths and CRCs), "" when missing."""
     try:
@@ -159,28 +96,6 @@ def _snapshot_sig(path: Path) -> str:
             return f.read(32).hex()
     except FileNotFoundError:
         return ""
-
-
-def _batch_size(*args: object) -> int:
-    sizes = {len(a) for a in args if a is not None}  # type: ignore[arg-type]
-    if len(sizes) > 1:
-        raise InvalidArgumentError(
-            f"ids, texts, vectors and metadatas have different lengths {sorted(sizes)}"
-        )
-    return sizes.pop() if sizes else 0
-
-
-def _str_ids(ids: Sequence[object], what: str = "ids") -> list[str]:
-    if isinstance(ids, (str, bytes)):
-        raise InvalidDtypeError(f"{what} must be a sequence of str, got the single {ids!r}")
-    out: list[str] = []
-    for i in ids:
-        if not isinstance(i, str):
-            raise InvalidDtypeError(f"{what} must be str, got {i!r} of type {type(i).__name__}")
-        if not i:
-            raise InvalidArgumentError(f"{what} must be non-empty str, got ''")
-        out.append(i)
-    return out
 
 
 def _vec_blob(row: FloatMatrix) -> bytes:
@@ -237,7 +152,7 @@ class _RWLock:
 
 
 # --------------------------------------------------------------------------- collection
-class Collection:
+class Collection(BaseCollection):
     """Documents with vectors, metadata and filters over any registered index.
 
     Parameters
@@ -449,12 +364,6 @@ class Collection:
             f"metric={self.metric!r}, dim={self.dim}, count={len(self)})"
         )
 
-    def __enter__(self) -> Collection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ----------------------------------------------------------------- SQLite helpers
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -637,34 +546,16 @@ class Collection:
 
         Nothing is written when anything is invalid.
         """
-        if on_duplicate not in ("overwrite", "skip", "fail"):
-            raise InvalidArgumentError(
-                f"on_duplicate is {on_duplicate!r}; expected 'overwrite', 'skip' or 'fail'"
-            )
-        if isinstance(texts, (str, bytes)) or isinstance(metadatas, Mapping):
-            what = "texts" if isinstance(texts, (str, bytes)) else "metadatas"
-            raise InvalidDtypeError(f"{what} must be a sequence with one item per document")
-        vec_rows = self._vector_rows(vectors)
-        n = _batch_size(ids, texts, vec_rows, metadatas)
+        batch = check_batch(ids, texts, vectors, metadatas, on_duplicate)
+        n = len(batch)
         if n == 0:
             return []
-        sids = [uuid.uuid4().hex for _ in range(n)] if ids is None else _str_ids(ids)
-        if len(set(sids)) != n:
-            seen: set[str] = set()
-            dup = sorted({s for s in sids if s in seen or seen.add(s)})  # type: ignore[func-returns-value]
-            raise DuplicateIdError(f"ids {dup[:10]} repeat inside the batch; nothing was written")
-        text_list: list[str | None] = [None] * n if texts is None else list(texts)
-        for sid, t in zip(sids, text_list, strict=True):
-            if t is not None and not isinstance(t, str):
-                raise InvalidDtypeError(f"text of document {sid!r} is {type(t).__name__}, not str")
-        raw_metas = [None] * n if metadatas is None else list(metadatas)
-        checked = [_metadata(m, s) for m, s in zip(raw_metas, sids, strict=True)]
-        metas = [c[0] for c in checked]
-        meta_json = [c[1] for c in checked]
-        has_vec = [False] * n if vec_rows is None else [v is not None for v in vec_rows]
+        sids, text_list, metas, meta_json, has_vec = (
+            batch.ids, batch.texts, batch.metadatas, batch.metadata_json, batch.has_vec
+        )
         with self._lock.write():
             self._check_open()
-            matrix, dim = self._vector_matrix(vec_rows, has_vec)
+            matrix, dim = vector_matrix(batch, self.dim)
             existing = self._uids_of(sids)
             if existing and on_duplicate == "fail":
                 raise DuplicateIdError(
@@ -708,41 +599,6 @@ class Collection:
             self._apply_upsert(uids, keep, sids, text_list, metas, matrix, has_vec, vec_of)
             self._after_write(len(keep))
             return [sids[i] for i in keep]
-
-    def _vector_rows(self, vectors: object) -> list[object] | None:
-        if vectors is None:
-            return None
-        if isinstance(vectors, np.ndarray) and vectors.ndim == 2:
-            return list(vectors)
-        if isinstance(vectors, (str, bytes)) or not hasattr(vectors, "__len__"):
-            raise InvalidDtypeError(
-                "vectors must be a 2-D array or a sequence of vectors, got "
-                f"{type(vectors).__name__}"
-            )
-        return list(vectors)  # type: ignore[call-overload]
-
-    def _vector_matrix(
-        self, rows: list[object] | None, has_vec: list[bool]
-    ) -> tuple[FloatMatrix, int | None]:
-        """The non-None vectors as one validated (m, dim) float32 matrix, and the dim."""
-        present = [r for r, h in zip(rows or [], has_vec, strict=False) if h]
-        if not present:
-            return np.empty((0, self.dim or 0), dtype=np.float32), self.dim
-        dim = self.dim
-        if dim is None:
-            dim = len(present[0]) if hasattr(present[0], "__len__") else 0
-        try:
-            matrix = as_float_matrix(present, dim, name="vectors")
-        except (DimensionMismatchError, InvalidArgumentError) as e:
-            lengths = {len(r) if hasattr(r, "__len__") else -1 for r in present}
-            bad = sorted(lengths - {dim})
-            if not bad and dim >= 1:
-                raise
-            raise DimensionMismatchError(
-                f"vectors have {bad[0] if bad else dim} dimensions, but this collection "
-                f"expects {dim}; nothing was written"
-            ) from e
-        return matrix, dim
 
     def _apply_upsert(
         self,
@@ -979,49 +835,6 @@ class Collection:
         return out
 
     # ----------------------------------------------------------------- search
-    def search(
-        self,
-        vector: object,
-        k: int = 4,
-        *,
-        filter: Mapping[str, Any] | None = None,
-        ids: Sequence[str] | None = None,
-        params: Any = None,
-        include_vectors: bool = False,
-    ) -> list[Hit]:
-        """True top-``k`` documents for one query vector.
-
-        Parameters
-        ----------
-        vector : array_like, shape (dim,)
-        k : int
-        filter : dict, optional
-            A filter in the core language (:mod:`vecindex_core.filters`).
-        ids : sequence of str, optional
-            Restrict to these document ids (``[]`` allows nothing).
-        params : dict or SearchParams, optional
-            Search-time knobs of the index (``nprobe``, ``rerank``...).
-        include_vectors : bool
-            Fill :attr:`Record.vector`.
-
-        Returns
-        -------
-        list of Hit
-            Best first; fewer than ``k`` when fewer documents match.
-        """
-        shape = getattr(vector, "shape", None)
-        if shape is None:
-            shape = np.shape(np.asarray(vector, dtype=object))
-        if len(shape) != 1:
-            raise InvalidArgumentError(
-                f"search takes one vector of shape (dim,), got shape {tuple(shape)}; "
-                "use search_batch for several"
-            )
-        q = vector
-        return self.search_batch(
-            [q], k, filter=filter, ids=ids, params=params, include_vectors=include_vectors
-        )[0]
-
     def search_batch(
         self,
         vectors: object,
@@ -1096,47 +909,6 @@ class Collection:
         out_scores[:, : top.shape[1]] = top
         out_ids[:, : top.shape[1]] = uids[order]
         return out_scores, out_ids
-
-    def mmr(
-        self,
-        vector: object,
-        k: int = 4,
-        *,
-        fetch_k: int = 20,
-        lambda_mult: float = 0.5,
-        filter: Mapping[str, Any] | None = None,
-        ids: Sequence[str] | None = None,
-        params: Any = None,
-        include_vectors: bool = False,
-    ) -> list[Hit]:
-        """Maximal marginal relevance: ``k`` hits chosen from the ``fetch_k`` best.
-
-        Each step picks the candidate maximising
-        ``lambda_mult * sim(query, d) - (1 - lambda_mult) * max sim(d, chosen)`` with cosine
-        similarity over the stored vectors (as LangChain and LlamaIndex do).
-        ``lambda_mult=1`` is plain relevance order, ``0`` maximal diversity. Each
-        :attr:`Hit.score` is the document's search score for the query.
-        """
-        k = check_k(k)
-        fetch_k = max(check_k(fetch_k), k)
-        lam = float(lambda_mult)
-        if not 0.0 <= lam <= 1.0:
-            raise InvalidArgumentError(f"lambda_mult is {lambda_mult!r}; expected 0 <= it <= 1")
-        hits = self.search(vector, fetch_k, filter=filter, ids=ids, params=params,
-                           include_vectors=True)
-        if not hits:
-            return []
-        cand = normalize_rows(np.stack([h.record.vector for h in hits]))  # type: ignore[misc]
-        qv = normalize_rows(as_float_matrix(vector, cand.shape[1], name="query"))[0]
-        chosen = mmr_select(qv, cand, k, lam)
-        out = []
-        for i in chosen:
-            h = hits[i]
-            rec = h.record if include_vectors else Record(
-                h.record.id, h.record.text, h.record.metadata, None, h.record.uid
-            )
-            out.append(Hit(rec, h.score))
-        return out
 
     # ----------------------------------------------------------------- persistence
     def flush(self) -> None:
@@ -1217,39 +989,3 @@ def _write_snapshot(
             raise
         db.execute("COMMIT")
     return values
-
-
-def exact_scores(q: FloatMatrix, x: FloatMatrix, metric: Metric) -> npt.NDArray[np.float32]:
-    """Scores (nq, n) of queries against rows by the library rule (higher is better)."""
-    if metric == "cosine":
-        q, x = normalize_rows(q), normalize_rows(x)
-    s = q @ x.T
-    if metric == "l2":
-        qn = np.einsum("ij,ij->i", q, q)
-        xn = np.einsum("ij,ij->i", x, x)
-        s = -np.maximum(qn[:, None] + xn[None, :] - np.float32(2) * s, np.float32(0))
-    return np.asarray(s, dtype=np.float32)
-
-
-def mmr_select(
-    query: npt.NDArray[np.float32], cand: FloatMatrix, k: int, lambda_mult: float
-) -> list[int]:
-    """Greedy maximal-marginal-relevance order of unit-norm ``cand`` rows for unit ``query``.
-
-    Returns up to ``k`` row indices; ties go to the lower row (the better search rank).
-    """
-    n = cand.shape[0]
-    rel = cand @ query
-    sim = cand @ cand.T
-    chosen: list[int] = []
-    best_sim = np.full(n, -np.inf, dtype=np.float32)
-    free = np.ones(n, dtype=np.bool_)
-    for _ in range(min(k, n)):
-        penalty = np.where(np.isfinite(best_sim), best_sim, 0.0)
-        score = lambda_mult * rel - (1.0 - lambda_mult) * penalty
-        score[~free] = -np.inf
-        i = int(np.argmax(score))
-        chosen.append(i)
-        free[i] = False
-        best_sim = np.maximum(best_sim, sim[i])
-    return chosen

@@ -276,16 +276,23 @@ class IdMapIndex:
         SearchResult
             ``ids`` are uint64, padded with :data:`~vecindex_core.MISSING`.
         """
-        active = self._active
-        if active is not self.index:  # staged: exact search, but reject bad knobs all the same
-            self.index.kind.validate_search_params(params, self.index.search_defaults)
-            params = None
-        mask = self._allow_mask(allow)
-        res = active.search(q, k, params=params, mask=mask)
-        ids = np.full(res.ids.shape, MISSING, dtype=np.uint64)
-        found = res.ids >= 0
-        ids[found] = self._ids[res.ids[found]]
-        return SearchResult(res.scores, ids, res.counts)
+        active = self.index
+        if self._staging is not None:  # staged: exact search, but reject bad knobs all the same
+            active._resolve_params(params)
+            active, params = self._staging, None
+        mask = None if allow is None else self._allow_mask(allow)
+        scores, slots, counts = active.search(q, k, params=params, mask=mask)
+        return SearchResult(scores, self._slots_to_ids(slots), counts)
+
+    def _slots_to_ids(self, slots: npt.NDArray[Any]) -> IdArray:
+        """uint64 ids of a result's slots; padding (slot ``-1``) becomes ``MISSING``."""
+        # no padding (one row: padding sits at the end of a row): one gather, no mask
+        if slots.size and (slots.item(-1) if slots.shape[0] == 1 else slots.min()) >= 0:
+            return self._ids.take(slots)
+        ids = np.full(slots.shape, MISSING, dtype=np.uint64)
+        found = slots >= 0
+        ids[found] = self._ids[slots[found]]
+        return ids
 
     def _allow_mask(self, allow: Allow) -> npt.NDArray[np.bool_] | None:
         if allow is None:

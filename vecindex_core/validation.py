@@ -35,11 +35,13 @@ __all__ = [
     "check_k",
     "check_metric",
     "is_torch_tensor",
+    "quick_float_rows",
     "reject_kwargs",
 ]
 
 #: Largest ``k`` accepted by ``search``; results are ``(nq, k)`` arrays, so k bounds memory.
 MAX_K = 1 << 20
+_FLOAT32 = np.dtype(np.float32)
 
 
 def is_torch_tensor(x: object) -> bool:
@@ -144,6 +146,44 @@ def as_float_matrix(
             f"(float32 range is +-{np.finfo(np.float32).max:.3e})"
         )
     return out
+
+
+def quick_float_rows(x: object, dim: int) -> FloatMatrix | None:
+    """``x`` as a ``(n, dim)`` matrix when it already is one, cheaply; else None.
+
+    The fast path of :func:`as_float_matrix` for the common case of a search: a plain
+    ``numpy.ndarray`` of native float32, C-contiguous, of shape ``(n, dim)`` with ``n >= 1``
+    or ``(dim,)``, holding no NaN or infinity. For such input the result is exactly what
+    ``as_float_matrix(x, dim)`` returns (``x`` itself, or a ``(1, dim)`` view of a 1-D
+    ``x``). Anything else, valid or not, gives None, and the caller runs
+    :func:`as_float_matrix`, which converts it or raises the typed error. Never raises.
+
+    Parameters
+    ----------
+    x : object
+        What the caller passed.
+    dim : int
+        Expected number of dimensions (``>= 1``).
+
+    Returns
+    -------
+    ndarray of float32, shape (n, dim), or None
+    """
+    if type(x) is not np.ndarray or x.dtype is not _FLOAT32 or not x.flags.c_contiguous:
+        return None
+    shape = x.shape
+    if len(shape) == 2:
+        if shape[1] != dim or shape[0] == 0:
+            return None
+    elif len(shape) == 1 and shape[0] == dim:
+        x = x.reshape(1, dim)
+    else:
+        return None
+    # isfinite, not a sum or a dot: those warn on overflow of large finite values;
+    # count_nonzero is the cheapest reduction of the flags (no ufunc reduce machinery)
+    if np.count_nonzero(np.isfinite(x)) != x.size:
+        return None
+    return x
 
 
 def check_k(k: object) -> int:

@@ -1,4 +1,6 @@
-"""LangChain ``VectorStore`` over a vecindex :class:`~vecindex_core.collection.Collection`."""
+"""LangChain ``VectorStore`` over a vecindex collection: the SQLite
+:class:`~vecindex_core.collection.Collection` or the Milvus-backed
+:class:`~vecindex_core.milvus.collection.MilvusCollection`."""
 
 from __future__ import annotations
 
@@ -13,7 +15,14 @@ from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
 from typing_extensions import Self
 
-from vecindex_core import Collection, Hit, InvalidArgumentError, InvalidDtypeError, Record
+from vecindex_core import (
+    BaseCollection,
+    Collection,
+    Hit,
+    InvalidArgumentError,
+    InvalidDtypeError,
+    Record,
+)
 from vecindex_core.types import Metric
 from vecindex_core.validation import reject_kwargs
 
@@ -47,8 +56,10 @@ class VecIndexVectorStore(VectorStore):
             Default ``"cosine"`` for a new store.
         index_params: dict | None
             Parameters of the index kind, merged with the spec's.
-        collection: Collection | None
-            Use this open collection instead (then give none of the four above).
+        collection: BaseCollection | None
+            Use this open collection instead (then give none of the four above): a
+            ``vecindex_core.Collection`` or a ``vecindex_core.MilvusCollection`` (documents,
+            vectors and filters in Milvus: embedded milvus-lite or a Milvus server).
 
     Instantiate:
         .. code-block:: python
@@ -56,6 +67,11 @@ class VecIndexVectorStore(VectorStore):
             from langchain_vecindex import VecIndexVectorStore
 
             store = VecIndexVectorStore(embeddings, path="docs.db", index="turboquant")
+
+            # or on Milvus (a milvus-lite file, or "http://host:19530"):
+            from vecindex_core import MilvusCollection
+            store = VecIndexVectorStore(
+                embeddings, collection=MilvusCollection("milvus.db", collection_name="docs"))
 
     Add, update and delete documents:
         .. code-block:: python
@@ -109,7 +125,7 @@ class VecIndexVectorStore(VectorStore):
         index: str | None = None,
         metric: Metric | None = None,
         index_params: Mapping[str, Any] | None = None,
-        collection: Collection | None = None,
+        collection: BaseCollection | None = None,
     ) -> None:
         if not isinstance(embedding, Embeddings):
             raise InvalidArgumentError(
@@ -131,12 +147,12 @@ class VecIndexVectorStore(VectorStore):
                     f"give either collection= or {', '.join(given)}, not both: an open "
                     "collection already has its path, index and metric"
                 )
-            if not isinstance(collection, Collection):
+            if not isinstance(collection, BaseCollection):
                 raise InvalidArgumentError(
-                    f"collection must be a vecindex_core.Collection, got "
+                    f"collection must be a vecindex_core.Collection or MilvusCollection, got "
                     f"{type(collection).__name__}"
                 )
-            self._collection = collection
+            self._collection: BaseCollection = collection
         else:
             self._collection = Collection(
                 path, index=index, metric=metric, index_params=index_params
@@ -150,7 +166,7 @@ class VecIndexVectorStore(VectorStore):
         return self.embedding
 
     @property
-    def collection(self) -> Collection:
+    def collection(self) -> BaseCollection:
         """The underlying collection (documents, index, filters, persistence)."""
         return self._collection
 

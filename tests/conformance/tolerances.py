@@ -40,6 +40,17 @@ TOLERANCES: dict[str, float] = {
     # 4-bit codes, every row scored (lowest measured 0.90: one query, 20% mask)
     "turboquant": 0.88,
     "ivf_tq": 0.30,
+    # redis_lsh (buckets in the session's real Redis): 16 bands x 8 rows, 4 probes, every
+    # candidate scored exactly from kept vectors; short queries and masks of the suite's
+    # 1,000 rows go to exact search. Lowest measured 0.74 (after removing a third of the
+    # 1,000 rows); 0.76 on the 1,000 rows, 0.857 on the 5,000-row sample.
+    "redis_lsh": 0.65,
+    # milvus on private milvus-lite databases (TEST_SPECS): lite's faiss IVF64,Flat, 16 of
+    # 64 lists probed; masks go into Milvus as key lists, short filtered results are widened
+    # then answered exactly. Lowest measured 0.60 (one query, 20% mask, every metric); 20
+    # queries with that mask 0.79, small 0.905, after removing a third 0.845, the 5,000-row
+    # sample 0.944 (l2) to 0.955.
+    "milvus": 0.55,
 }
 
 #: kind name -> spec string the suite builds (defaults to the name itself).
@@ -56,7 +67,23 @@ TEST_SPECS: dict[str, str] = {
     "ivf_pq": "ivf_pq(nlist=8,train_size=100,nprobe=4,m=48,nbits=4)",
     "ivf_ae": "ivf_ae(nlist=8,train_size=100,nprobe=4,epochs=3)",
     "ivf_tq": "ivf_tq(nlist=8,train_size=100,nprobe=4)",
+    # the url comes from $VECINDEX_REDIS_URL, which tests/conftest.py points at a real server
+    "redis_lsh": "redis_lsh(keep_vectors=true)",
+    # IVF (nprobe left automatic: 16): deterministic (lite's HNSW builds are not: faiss
+    # inserts in parallel) and quick to build on lite, which builds an index on every flush
+    "milvus": "milvus(index_type=IVF_FLAT,nlist=64)",
 }
 
 #: kind name -> {test function name: reason}.
-KNOWN_GAPS: dict[str, dict[str, str]] = {}
+_REDIS_NAMESPACE = (
+    "each redis_lsh index owns a fresh Redis namespace (a random name saved with it, so the "
+    "file finds its buckets again): two indexes built alike differ in that name and so in "
+    "their bytes; tests/test_redis_lsh.py checks that they search alike"
+)
+KNOWN_GAPS: dict[str, dict[str, str]] = {
+    "redis_lsh": {
+        "test_same_inputs_give_the_same_index": _REDIS_NAMESPACE,
+        "test_lists_in": _REDIS_NAMESPACE,
+        "test_torch_cpu_tensors_in": _REDIS_NAMESPACE,
+    },
+}

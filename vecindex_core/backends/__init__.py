@@ -5,6 +5,6 @@ only when an index of that kind is created: a missing library raises ``NotSuppor
 naming the extra to install (``pip install "vecindex[faiss]"``), and only then.
 """
 
-from . import annoy_backend, faiss_backend, hnswlib_backend
+from . import annoy_backend, faiss_backend, hnswlib_backend, milvus_backend
 
-__all__ = ["annoy_backend", "faiss_backend", "hnswlib_backend"]
+__all__ = ["annoy_backend", "faiss_backend", "hnswlib_backend", "milvus_backend"]

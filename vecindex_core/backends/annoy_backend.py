@@ -48,7 +48,7 @@ import numpy.typing as npt
 
 from .._kernels.topk import dense_topk, sq_norms
 from .._threads import get_num_threads, map_chunks
-from ..base import Moves, VectorIndex
+from ..base import Moves, VectorIndex, full_counts
 from ..errors import BackendError, IndexFormatError, NotSupportedError
 from ..registry import Param, register
 from ..types import FloatMatrix, Metric, SlotArray
@@ -289,6 +289,12 @@ class AnnoyIndex(VectorIndex):
     def _search(
         self, q: FloatMatrix, k: int, params: Mapping[str, Any], mask: npt.NDArray[np.bool_] | None
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        if mask is None and q.shape[0] == 1:  # the hot path: one query, no mask
+            ids, dist = self._built_forest().index.get_nns_by_vector(
+                q[0].tolist(), k, _scaled_search_k(int(params["search_k"]), k, k), True)
+            if len(ids) == k:
+                return (self._to_scores(np.array(dist, dtype=np.float32).reshape(1, k)),
+                        np.array(ids, dtype=np.int64).reshape(1, k), full_counts(1, k))
         if mask is not None:
             allowed = self._exact_route(mask)
             if allowed is not None:

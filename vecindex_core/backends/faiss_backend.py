@@ -71,7 +71,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._threads import get_num_threads
-from ..base import Moves, VectorIndex
+from ..base import Moves, VectorIndex, full_counts
 from ..errors import (
     BackendError,
     IndexFormatError,
@@ -351,7 +351,7 @@ class FaissIndex(VectorIndex):
 
     @property
     def is_trained(self) -> bool:
-        return bool(self._index.is_trained)
+        return self._trained  # faiss's flag, read after every change (see _mutated)
 
     @property
     def min_train_size(self) -> int:
@@ -398,6 +398,7 @@ class FaissIndex(VectorIndex):
         self._mem = None
         self._pos = None
         self._n = int(self._index.ntotal) - self._dead
+        self._trained = bool(self._index.is_trained)
 
     # ----------------------------------------------------------------- train / add
     def _train(self, x: FloatMatrix) -> None:
@@ -531,9 +532,9 @@ class FaissIndex(VectorIndex):
         if mask is None and not self._dead:  # the hot path: cached parameters, no filtering
             dist, labels = self._faiss_search(q, k, fp)
             scores = np.negative(dist, out=dist) if self.metric == "l2" else dist
-            last = labels[:, k - 1]
-            if (last[0] if last.shape[0] == 1 else last.min()) >= 0:  # faiss pads at the end
-                return scores, labels, np.full(labels.shape[0], k, dtype=np.int64)
+            nq = labels.shape[0]  # faiss pads at the end of a row: full when the last is set
+            if (labels.item(-1) if nq == 1 else labels[:, k - 1].min()) >= 0:
+                return scores, labels, full_counts(nq, k)
             ok = labels >= 0
             counts = np.count_nonzero(ok, axis=1).astype(np.int64)
             scores = np.where(ok, scores, np.float32(-np.inf)).astype(np.float32)

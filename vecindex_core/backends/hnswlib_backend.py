@@ -73,7 +73,7 @@ import numpy.typing as npt
 
 from .._kernels.topk import sq_norms
 from .._threads import get_num_threads
-from ..base import Moves, VectorIndex
+from ..base import Moves, VectorIndex, full_counts
 from ..errors import BackendError, IndexFormatError, NotSupportedError
 from ..hashing import SEED
 from ..registry import Param, register
@@ -285,6 +285,11 @@ class HNSWIndex(VectorIndex):
         self, q: FloatMatrix, k: int, params: Mapping[str, Any],
         mask: npt.NDArray[np.bool_] | None,
     ) -> Result:
+        if mask is None:  # the hot path: straight to the graph
+            ef = int(params["ef"])
+            found = self._graph_search(q, k, ef if ef > k else k, None)
+            if found is not None:
+                return found
         subset = self._exact_route(mask)
         if subset is not None:
             return self._exact_subset(q, k, subset)
@@ -314,14 +319,18 @@ class HNSWIndex(VectorIndex):
                 if ef != self._ef:
                     self._graph.set_ef(ef)
                     self._ef = ef
-                labels, dist = self._graph.knn_query(q, k=k, num_threads=threads, filter=filt)
+                labels, dist = self._graph.knn_query(q, k, threads, filt)  # positional: cheaper
         except RuntimeError as e:
             if "contiguous 2D array" in str(e):  # fewer than k results in some row
                 return None
             raise BackendError(f"{self.spec}: hnswlib search failed: {e}") from e
         slots = labels.view(np.int64) if self._identity else self._label_to_slot[labels]
-        scores = np.negative(dist) if self.metric == "l2" else np.float32(1.0) - dist
-        return scores, slots, np.full(q.shape[0], k, dtype=np.int64)
+        # dist is a fresh float32 array: turn it into scores in place
+        if self.metric == "l2":
+            scores = np.negative(dist, out=dist)
+        else:
+            scores = np.subtract(np.float32(1.0), dist, out=dist)
+        return scores, slots, full_counts(q.shape[0], k)
 
     def _exact_subset(self, q: FloatMatrix, k: int, allowed: SlotArray) -> Result:
         from .._kernels.topk import dense_topk

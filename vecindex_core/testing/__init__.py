@@ -4,6 +4,20 @@ Nothing here is mocked: :func:`~vecindex_core.testing.servers.start_milvus` runs
 standalone Milvus shipped by the PyPI package ``milvus``; each server is stopped by its PID.
 """
 
+from .redis_server import (
+    ClusterHandle,
+    restart_redis,
+    start_redis,
+    start_redis_cluster,
+)
 from .servers import ServerProcess, free_port, start_milvus
 
-__all__ = ["ServerProcess", "free_port", "start_milvus"]
+__all__ = [
+    "ClusterHandle",
+    "ServerProcess",
+    "free_port",
+    "restart_redis",
+    "start_milvus",
+    "start_redis",
+    "start_redis_cluster",
+]

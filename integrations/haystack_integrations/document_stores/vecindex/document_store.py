@@ -1,4 +1,5 @@
-"""``VecIndexDocumentStore``: a Haystack 2.x DocumentStore over a vecindex ``Collection``."""
+"""``VecIndexDocumentStore``: a Haystack 2.x DocumentStore over a vecindex collection (the
+SQLite ``Collection`` or the Milvus-backed ``MilvusCollection``)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any, Literal, TypeVar
 from haystack import default_from_dict, default_to_dict, logging
 from haystack.dataclasses import Document
 from haystack.document_stores.types import DuplicatePolicy
+from haystack.utils import Secret, deserialize_secrets_inplace
 
-from vecindex_core import Collection, Record
+from vecindex_core import BaseCollection, Collection, Record
 from vecindex_core.errors import DuplicateIdError, InvalidArgumentError
 from vecindex_core.errors import FilterError as CoreFilterError
 from vecindex_core.validation import check_int
@@ -70,7 +72,9 @@ class VecIndexDocumentStore:
 
     Documents (id, content, meta, embedding) live in a vecindex ``Collection``: a SQLite file
     when ``path`` is given (the source of truth, durable on every write) with the vector
-    index derived beside it, or memory when it is not. Filters use Haystack's own filter
+    index derived beside it, or memory when it is not. With ``milvus_uri`` they live in a
+    Milvus collection instead (``vecindex_core.MilvusCollection``: embedded milvus-lite or a
+    Milvus server; filters run inside Milvus). Filters use Haystack's own filter
     syntax and semantics, evaluated by the vecindex core and pushed into the index scan, so a
     filtered ``embedding_retrieval`` returns the true top-k among matching documents.
 
@@ -82,6 +86,11 @@ class VecIndexDocumentStore:
         store = VecIndexDocumentStore(path="docs.db", index="turboquant", metric="cosine")
         store.write_documents([Document(content="hello", embedding=[0.1, 0.2, 0.3])])
         store.embedding_retrieval([0.1, 0.2, 0.3], top_k=1)
+
+        # on a Milvus server (credentials come from environment variables):
+        store = VecIndexDocumentStore(
+            milvus_uri="http://localhost:19530", collection_name="docs",
+            token=Secret.from_env_var("MILVUS_TOKEN"))
 
     Notes
     -----
@@ -104,6 +113,21 @@ class VecIndexDocumentStore:
         index: str | None = None,
         metric: Metric | None = None,
         index_params: Mapping[str, Any] | None = None,
+        *,
+        milvus_uri: str | None = None,
+        collection_name: str | None = None,
+        dim: int | None = None,
+        token: Secret | None = None,
+        user: str | None = None,
+        password: Secret | None = None,
+        db_name: str | None = None,
+        secure: bool | None = None,
+        server_pem_path: str | None = None,
+        server_name: str | None = None,
+        ca_pem_path: str | None = None,
+        client_pem_path: str | None = None,
+        client_key_path: str | None = None,
+        collection: BaseCollection | None = None,
     ) -> None:
         """Open (or create) a store.
 
@@ -116,18 +140,91 @@ class VecIndexDocumentStore:
         :param metric: ``"cosine"`` (default for a new store), ``"ip"`` (dot product) or
             ``"l2"``. Stored with the path like ``index``.
         :param index_params: Parameters of the index kind, merged with those of the spec.
+        :param milvus_uri: Keep the documents in Milvus instead of SQLite: a milvus-lite
+            database path ending in ``.db``, or a server URI (``http://host:19530``). Then
+            ``index`` is a Milvus index type (``"AUTOINDEX"`` by default, ``"FLAT"``,
+            ``"HNSW(M=16,efConstruction=200)"``, ``"IVF_FLAT(nlist=128)"``...) and ``path``
+            must be None.
+        :param collection_name: The Milvus collection (default ``"vecindex"``).
+        :param dim: Embedding dimensions (optional: the first embedding fixes it).
+        :param token: Milvus token, as a Haystack ``Secret`` (``Secret.from_env_var(...)``:
+            only the variable's name is serialized).
+        :param user: Milvus user name.
+        :param password: Milvus password, as a ``Secret``.
+        :param db_name: Milvus database.
+        :param secure: Use TLS to reach the server.
+        :param server_pem_path: TLS: the server certificate.
+        :param server_name: TLS: the server name to verify.
+        :param ca_pem_path: TLS: the CA certificate.
+        :param client_pem_path: TLS: the client certificate.
+        :param client_key_path: TLS: the client key.
+        :param collection: An open ``vecindex_core.Collection`` or ``MilvusCollection`` to use
+            instead (give none of the settings above then).
         :raises ValueError: Unknown index or parameter, or settings that differ from those
             stored at ``path`` (the vecindex errors are ``ValueError`` subclasses).
         """
         self.path = None if path is None else os.fspath(path)
-        self._collection = Collection(
-            self.path, index=index, metric=metric, index_params=index_params
-        )
+        self._milvus: dict[str, Any] = {
+            "milvus_uri": milvus_uri, "collection_name": collection_name, "dim": dim,
+            "token": token, "user": user, "password": password, "db_name": db_name,
+            "secure": secure, "server_pem_path": server_pem_path, "server_name": server_name,
+            "ca_pem_path": ca_pem_path, "client_pem_path": client_pem_path,
+            "client_key_path": client_key_path,
+        }
+        for key in ("token", "password"):
+            if self._milvus[key] is not None and not isinstance(self._milvus[key], Secret):
+                raise InvalidArgumentError(
+                    f"{key} must be a haystack Secret (Secret.from_env_var(...)), got "
+                    f"{type(self._milvus[key]).__name__}"
+                )
+        if collection is not None:
+            given = [k for k, v in (("path", path), ("index", index), ("metric", metric),
+                                    ("index_params", index_params), *self._milvus.items())
+                     if v is not None]
+            if given:
+                raise InvalidArgumentError(
+                    f"give either collection= or {', '.join(given)}, not both: an open "
+                    "collection already has its settings"
+                )
+            if not isinstance(collection, BaseCollection):
+                raise InvalidArgumentError(
+                    "collection must be a vecindex_core.Collection or MilvusCollection, got "
+                    f"{type(collection).__name__}"
+                )
+            self._collection: BaseCollection = collection
+            if isinstance(collection, Collection):
+                self.path = collection.path
+            else:
+                self._milvus["milvus_uri"] = collection.path
+                self._milvus["collection_name"] = getattr(collection, "collection_name", None)
+        elif milvus_uri is not None:
+            if path is not None:
+                raise InvalidArgumentError("give path (SQLite) or milvus_uri (Milvus), not both")
+            from vecindex_core.milvus.collection import MilvusCollection
+
+            token_value = None if token is None else token.resolve_value()
+            password_value = None if password is None else password.resolve_value()
+            self._collection = MilvusCollection(
+                milvus_uri, collection_name=collection_name or "vecindex", index=index,
+                metric=metric, dim=dim, index_params=index_params, user=user, db_name=db_name,
+                secure=secure, server_pem_path=server_pem_path, server_name=server_name,
+                ca_pem_path=ca_pem_path, client_pem_path=client_pem_path,
+                client_key_path=client_key_path, token=token_value, password=password_value,
+            )
+        else:
+            milvus_only = [k for k, v in self._milvus.items() if v is not None and k != "dim"]
+            if milvus_only:
+                raise InvalidArgumentError(
+                    f"{', '.join(milvus_only)} need milvus_uri (they configure a Milvus store)"
+                )
+            self._collection = Collection(
+                self.path, index=index, metric=metric, dim=dim, index_params=index_params
+            )
 
     # ------------------------------------------------------------------ housekeeping
     @property
-    def collection(self) -> Collection:
-        """The underlying vecindex ``Collection`` (for inspection and vecindex-only features)."""
+    def collection(self) -> BaseCollection:
+        """The underlying vecindex collection (for inspection and vecindex-only features)."""
         return self._collection
 
     @property
@@ -152,24 +249,40 @@ class VecIndexDocumentStore:
         self.close()
 
     def __repr__(self) -> str:
-        return (
-            f"VecIndexDocumentStore(path={self.path!r}, index={self.index!r}, "
-            f"metric={self.metric!r})"
-        )
+        where = (f"path={self.path!r}" if self._milvus["milvus_uri"] is None else
+                 f"milvus_uri={self._milvus['milvus_uri']!r}, "
+                 f"collection_name={self._milvus['collection_name']!r}")
+        return f"VecIndexDocumentStore({where}, index={self.index!r}, metric={self.metric!r})"
 
     def to_dict(self) -> dict[str, Any]:
         """Serializes the store to a dictionary (its settings, never its documents).
 
         The index is written as its full canonical spec, so ``from_dict`` reopens a path with
         exactly the stored settings and recreates an in-memory store (empty) identically.
+        A Milvus-backed store also writes its uri, collection, dimension and connection
+        settings; ``token`` and ``password`` are written as their ``Secret`` (an environment
+        variable's name; Haystack refuses to serialize a token given as a plain value).
         """
+        if self._milvus["milvus_uri"] is None:
+            return default_to_dict(
+                self, path=self.path, index=self.index, metric=self.metric, index_params=None
+            )
+        milvus = {
+            **self._milvus,
+            "dim": self._collection.dim,
+            "token": None if self._milvus["token"] is None else self._milvus["token"].to_dict(),
+            "password": (None if self._milvus["password"] is None
+                         else self._milvus["password"].to_dict()),
+        }
         return default_to_dict(
-            self, path=self.path, index=self.index, metric=self.metric, index_params=None
+            self, path=None, index=self.index, metric=self.metric, index_params=None, **milvus
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VecIndexDocumentStore:
-        """Deserializes the store from a dictionary made by :meth:`to_dict`."""
+        """Deserializes the store from a dictionary made by :meth:`to_dict` (not modified)."""
+        data = {**data, "init_parameters": dict(data.get("init_parameters", {}))}
+        deserialize_secrets_inplace(data["init_parameters"], keys=["token", "password"])
         return default_from_dict(cls, data)
 
     # ------------------------------------------------------------------ protocol

@@ -1,4 +1,5 @@
-"""``VecIndexVectorStore``: a LlamaIndex vector store over a vecindex ``Collection``."""
+"""``VecIndexVectorStore``: a LlamaIndex vector store over a vecindex collection (SQLite
+``Collection`` or Milvus-backed ``MilvusCollection``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryResult,
 )
 
-from vecindex_core import Collection, InvalidArgumentError, NotSupportedError
+from vecindex_core import BaseCollection, Collection, InvalidArgumentError, NotSupportedError
 from vecindex_core.validation import reject_kwargs
 
 from ._convert import nodes_to_rows, record_to_node
@@ -64,6 +65,13 @@ class VecIndexVectorStore(BasePydanticVectorStore):
         metric: ``"cosine"`` (default for a new collection), ``"ip"`` or ``"l2"``.
         dim: Embedding dimensions; fixed by the first node added when None.
         index_params: Parameters of the index kind, merged with those in ``index``.
+        collection_name: Store everything in Milvus instead: ``path`` is then a Milvus
+            ``uri`` (a milvus-lite ``.db`` path or ``http://host:19530``), this the Milvus
+            collection, and ``index`` a Milvus index type (``"AUTOINDEX"``, ``"HNSW"``...);
+            see ``vecindex_core.MilvusCollection``. Credentials cannot be given here: pass
+            ``collection=`` for a server that needs them.
+        collection: An open ``vecindex_core.Collection`` or ``MilvusCollection`` to use
+            (then give none of the arguments above). The fields then describe it.
 
     Similarities (``VectorStoreQueryResult.similarities``) are what LlamaIndex's own
     ``similarity`` function gives for the metric: cosine similarity for ``cosine`` (what
@@ -86,7 +94,11 @@ class VecIndexVectorStore(BasePydanticVectorStore):
 
     Persistence: ``persist(persist_path)`` writes a complete collection (a SQLite file, plus
     ``<persist_path>.index``) at ``persist_path``, whatever the path's suffix; StorageContext
-    calls it with ``<dir>/default__vector_store.json``. ``from_persist_path`` /
+    calls it with ``<dir>/default__vector_store.json``. A Milvus-backed store persists by
+    itself (every write is in Milvus); ``persist`` still exports a complete SQLite copy
+    (``MilvusCollection.copy_to``) so that ``from_persist_path`` / ``from_persist_dir``
+    and a persisted ``StorageContext`` work as with any LlamaIndex store (the copy opens as
+    a SQLite-backed store with the flat index). ``from_persist_path`` /
     ``from_persist_dir`` open that file in place: later writes go to it directly. Only the
     configuration (path, index, metric, dim, index_params) is serialised by ``to_dict``; an
     in-memory store comes back empty from ``from_dict``. The fields hold what was asked for;
@@ -116,8 +128,11 @@ class VecIndexVectorStore(BasePydanticVectorStore):
     index_params: dict[str, Any] | None = Field(
         default=None, description="Parameters of the index kind."
     )
+    collection_name: str | None = Field(
+        default=None, description="Milvus collection (then path is a Milvus uri)."
+    )
 
-    _collection: Collection = PrivateAttr()
+    _collection: BaseCollection = PrivateAttr()
 
     def __init__(
         self,
@@ -127,15 +142,48 @@ class VecIndexVectorStore(BasePydanticVectorStore):
         metric: Literal["cosine", "ip", "l2"] | None = None,
         dim: int | None = None,
         index_params: dict[str, Any] | None = None,
+        collection_name: str | None = None,
+        collection: BaseCollection | None = None,
         **kwargs: Any,
     ) -> None:
         path = None if path is None else os.fspath(path)
+        if collection is not None:
+            given = [name for name, value in (
+                ("path", path), ("index", index), ("metric", metric), ("dim", dim),
+                ("index_params", index_params), ("collection_name", collection_name),
+            ) if value is not None]
+            if given:
+                raise InvalidArgumentError(
+                    f"give either collection= or {', '.join(given)}, not both: an open "
+                    "collection already has its settings"
+                )
+            if not isinstance(collection, BaseCollection):
+                raise InvalidArgumentError(
+                    "collection must be a vecindex_core.Collection or MilvusCollection, got "
+                    f"{type(collection).__name__}"
+                )
+            path, index, metric = collection.path, collection.index_spec, collection.metric
+            dim = collection.dim
+            collection_name = getattr(collection, "collection_name", None)
         super().__init__(  # type: ignore[call-arg]
-            path=path, index=index, metric=metric, dim=dim, index_params=index_params, **kwargs
+            path=path, index=index, metric=metric, dim=dim, index_params=index_params,
+            collection_name=collection_name, **kwargs
         )
-        self._collection = Collection(
-            path, index=index, metric=metric, dim=dim, index_params=index_params
-        )
+        if collection is not None:
+            self._collection = collection
+        elif collection_name is not None:
+            if path is None:
+                raise InvalidArgumentError("collection_name needs path, the Milvus uri")
+            from vecindex_core.milvus.collection import MilvusCollection
+
+            self._collection = MilvusCollection(
+                path, collection_name=collection_name, index=index, metric=metric, dim=dim,
+                index_params=index_params,
+            )
+        else:
+            self._collection = Collection(
+                path, index=index, metric=metric, dim=dim, index_params=index_params
+            )
 
     @classmethod
     def from_params(
@@ -154,8 +202,8 @@ class VecIndexVectorStore(BasePydanticVectorStore):
         return "VecIndexVectorStore"
 
     @property
-    def client(self) -> Collection:
-        """The underlying ``vecindex_core.Collection``."""
+    def client(self) -> BaseCollection:
+        """The underlying ``vecindex_core.Collection`` (or ``MilvusCollection``)."""
         return self._collection
 
     def close(self) -> None:
@@ -325,7 +373,7 @@ class VecIndexVectorStore(BasePydanticVectorStore):
         """
         _check_local_fs(fs)
         target = os.path.abspath(os.fspath(persist_path))
-        own = self._collection.path
+        own = self._collection.path if isinstance(self._collection, Collection) else None
         if own is not None and os.path.exists(target) and os.path.samefile(own, target):
             self._collection.flush()
             return
