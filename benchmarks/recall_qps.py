@@ -10,7 +10,10 @@ on the same arrays, on one thread (``vecindex_core.bench.runner.pinned_threads(1
 OpenMP, numba, faiss), with ``k = 10`` and all queries in one call. For every entry the
 main search knob is swept; each setting is searched once (recall@10 against the dataset's
 exact ground truth, and the warm-up), then timed ``--repeats`` times (fewer when one pass
-takes over ``--point-budget`` seconds), and the best time gives the QPS.
+takes over ``--point-budget`` seconds), and the best wall time gives the QPS (the process
+CPU time of each pass is kept in the JSON too). A bare peer and our kind over the same
+library are built together and their timed passes alternate, so a change of load on a
+shared machine does not fall on one side of the comparison.
 
 Bare peers (dashed lines in the plot, the same colour as our kind that wraps them):
 
@@ -103,6 +106,7 @@ def ours(x: np.ndarray, spec: str, knob: str | None, metric: str = "ip",
     def build() -> tuple[Knobbed, Any]:
         index = vc.create(spec, dim=x.shape[1], metric=metric)
         index.add(x)
+        index.search(x[:1], K)  # a kind that builds lazily (annoy) builds here
 
         def at(value: Any) -> Search:
             params = {**fixed, knob: value} if knob is not None else (fixed or None)
@@ -240,24 +244,44 @@ def entries(x: np.ndarray, peers: dict[str, Any]) -> list[Entry]:
     return out
 
 
-def measure(entry: Entry, q: np.ndarray, gt: np.ndarray, repeats: int,
+def measure(group: list[Entry], q: np.ndarray, gt: np.ndarray, repeats: int,
             point_budget: float) -> None:
-    """Build the entry, then recall@K and best-of batched QPS at each setting."""
-    t0 = time.perf_counter()
-    at, index = entry.build()
-    entry.build_s = time.perf_counter() - t0
-    log(f"[{entry.name}] built in {entry.build_s:.1f} s")
-    for value in entry.settings:
-        search = at(value)
-        first, found = timed(lambda search=search: search(q))  # recall, and the warm-up
-        rec = recall_at_k(np.asarray(found, dtype=np.int64), gt, K)
-        n = max(1, min(repeats, int(point_budget / max(first, 1e-9))))
-        times = [timed(lambda search=search: search(q))[0] for _ in range(n)]
-        row = {"knob": entry.knob, "value": value, "recall": rec,
-               "qps": q.shape[0] / min(times), "times_s": times}
-        entry.rows.append(row)
-        log(f"  {entry.knob}={value}: recall@{K}={rec:.4f} QPS={row['qps']:,.0f}")
-    del index
+    """Build the entries of ``group`` (a bare peer and our kind over it, or one entry), then
+    at each setting: recall@K, and the best of timed batched passes, the members' passes
+    alternating so that a change of load on the shared machine hits both alike."""
+    searchers = []
+    for entry in group:
+        t0 = time.perf_counter()
+        at, index = entry.build()
+        entry.build_s = time.perf_counter() - t0
+        searchers.append((at, index))
+        log(f"[{entry.name}] built in {entry.build_s:.1f} s")
+    settings = [list(e.settings) for e in group]
+    assert all(s == settings[0] for s in settings), "a group sweeps one list of settings"
+    for i, value in enumerate(settings[0]):
+        runs, firsts, recalls = [], [], []
+        for at, _ in searchers:
+            search = at(value)
+            first, found = timed(lambda search=search: search(q))  # recall, and the warm-up
+            runs.append(search)
+            firsts.append(first)
+            recalls.append(recall_at_k(np.asarray(found, dtype=np.int64), gt, K))
+        n = max(1, min(repeats, int(point_budget / max(max(firsts), 1e-9))))
+        times: list[list[float]] = [[] for _ in group]
+        cpu: list[list[float]] = [[] for _ in group]
+        for r in range(n):
+            for j in np.roll(np.arange(len(group)), r + i):
+                c = time.process_time()
+                times[j].append(timed(lambda search=runs[j]: search(q))[0])
+                cpu[j].append(time.process_time() - c)
+        for j, entry in enumerate(group):
+            row = {"knob": entry.knob, "value": value, "recall": recalls[j],
+                   "qps": q.shape[0] / min(times[j]), "times_s": times[j],
+                   "qps_cpu_time": q.shape[0] / max(min(cpu[j]), 1e-9), "cpu_s": cpu[j]}
+            entry.rows.append(row)
+            log(f"  {entry.name} {entry.knob}={value}: recall@{K}={recalls[j]:.4f} "
+                f"QPS={row['qps']:,.0f}")
+    del searchers
 
 
 def at_targets(entry: Entry) -> dict[str, dict[str, Any] | None]:
@@ -278,7 +302,8 @@ def to_markdown(res: dict[str, Any]) -> str:
         "",
         f"{d['name']}: {d['n']:,} x {d['dim']}, {d['queries']} queries, metric {d['metric']}, "
         f"k={d['k']}; one thread; all queries in one call, best of up to {res['repeats']} "
-        "timed passes after a warm-up. Bare libraries are marked *(bare)*; every other "
+        "timed passes after a warm-up (a bare peer and our kind over it alternate their "
+        "passes). Bare libraries are marked *(bare)*; every other "
         "entry is ours through `vecindex_core.create` (an `IdMapIndex`). Plot: "
         "`recall_qps.png`. Generated by `benchmarks/recall_qps.py` in "
         f"{res['elapsed_s']:.0f} s.",
@@ -375,9 +400,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]
         todo = [e for e in todo if any(w in e.name for w in wanted)]
+    groups: list[list[Entry]] = []  # a bare peer and ours over it are measured together
+    for e in todo:
+        if groups and not e.bare and groups[-1][-1].bare and groups[-1][-1].color == e.color:
+            groups[-1].append(e)
+        else:
+            groups.append([e])
     with pinned_threads(1):
-        for e in todo:
-            measure(e, q, gt, args.repeats, args.point_budget)
+        for group in groups:
+            measure(group, q, gt, args.repeats, args.point_budget)
     res: dict[str, Any] = {
         "dataset": {"name": ds.name, "n": int(x.shape[0]), "dim": int(x.shape[1]),
                     "queries": int(q.shape[0]), "metric": "ip", "k": K},

@@ -300,3 +300,18 @@ def test_search_knobs_and_k_limit(milvus_uri, data):
             assert (index.search(q, 50, params=params).counts == 50).all()  # ef raised to k
         with pytest.raises(vc.InvalidParameterError, match="nprobe=3 does not apply"):
             index.search(q, 3, params={"nprobe": 3})
+
+
+def test_k_above_the_milvus_top_k_takes_the_exact_route(milvus_uri):
+    """k > 16,384 (Milvus's largest limit) is answered exactly instead of raising."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((mb.TOPK_MAX + 40, DIM)).astype(np.float32)
+    q = rng.standard_normal((2, DIM)).astype(np.float32)
+    k = mb.TOPK_MAX + 10
+    with make(milvus_uri, index_type="FLAT") as index:
+        index.add(x)
+        got = index.search(q, k)
+    want = exact(x, q, k, "l2")
+    assert (got.counts == k).all()
+    np.testing.assert_array_equal(got.ids[:, :50], want.ids[:, :50])
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-4, atol=1e-3)

@@ -374,3 +374,11 @@ def test_copy_to(tmp_path: Path, persist: bool) -> None:
     assert [h.record.id for h in copy.search(x[3], 3)] == [
         h.record.id for h in coll.search(x[3], 3) if h.record.id != "after"
     ][:3]
+
+
+@pytest.mark.parametrize("kw", [{"ids": ["a\ud800"]}, {"ids": ["a"], "texts": ["x\udc00"]}])
+def test_lone_surrogate_is_a_typed_error_and_writes_nothing(kw):
+    c = Collection()
+    with pytest.raises(InvalidArgumentError, match="not valid Unicode"):
+        c.upsert(vectors=[[1.0, 2.0]], **kw)
+    assert len(c) == 0

@@ -125,3 +125,20 @@ def test_milvus_settings_need_milvus_uri_and_secrets(tmp_path: Any) -> None:
         VecIndexDocumentStore(milvus_uri=str(tmp_path / "m.db"), token="plain")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="not both"):
         VecIndexDocumentStore(tmp_path / "s.db", milvus_uri=str(tmp_path / "m.db"))
+
+
+def test_to_dict_of_a_wrapped_milvus_collection_keeps_or_refuses(tmp_path: Any) -> None:
+    """A wrapped MilvusCollection: its settings are read back, or to_dict raises."""
+    uri = str(tmp_path / "w.db")
+    coll = MilvusCollection(uri, collection_name="docs", dim=3, db_name="default")
+    store = VecIndexDocumentStore(collection=coll)
+    params = store.to_dict()["init_parameters"]
+    assert params["milvus_uri"] == uri and params["collection_name"] == "docs"
+    assert params["db_name"] == "default" and params["dim"] == 3
+    coll.close()
+    for kw in ({"consistency_level": "Bounded"}, {"page_size": 100}, {"timeout": 30.0},
+               {"token": "root:Milvus"}):
+        other = MilvusCollection(uri, collection_name="docs", **kw)
+        with pytest.raises(InvalidArgumentError, match=next(iter(kw))):
+            VecIndexDocumentStore(collection=other).to_dict()
+        other.close()

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -439,3 +440,141 @@ def test_the_core_imports_without_pymilvus(tmp_path: Any) -> None:
             raise AssertionError("no error")
     """)
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# ================================================================================== review fixes
+def test_second_client_adopts_the_dimension_another_client_fixed(make: Any) -> None:
+    """Two clients without a dim: the second must not wipe the first one's vectors."""
+    name = _name()
+    a = make(name, dim=None)
+    b = make(name)
+    a.upsert(["x"], ["tx"], [[1.0, 2.0, 3.0, 4.0]])
+    assert b.dim is None  # b has not looked yet
+    assert b.search([1.0, 2.0, 3.0, 4.0], 1)[0].record.id == "x"  # a search looks
+    b._settings["dim"] = None  # a stale view again
+    with pytest.raises(DimensionMismatchError):
+        b.upsert(["y"], ["ty"], [[1.0] * 8])
+    assert b.dim == 4
+    b.upsert(["y"], ["ty"], [[0.0, 1.0, 0.0, 0.0]])
+    got = {r.id: r.vector for r in a.get(["x", "y"], include_vectors=True)}
+    np.testing.assert_allclose(got["x"], [1, 2, 3, 4])
+    assert a.search([1.0, 2.0, 3.0, 4.0], 2)[0].record.id == "x"
+    pending = make(name, dim=None)
+    pending._settings["dim"] = 5  # as if opened with dim=5 before the dimension was fixed
+    pending._settings["dim_pending"] = True
+    with pytest.raises(DimensionMismatchError):
+        pending.upsert(["z"], None, [[1.0] * 5])
+    assert len(a) == 2
+
+
+def test_fix_dim_refuses_rows_with_vectors_and_a_live_tmp_copy(make: Any) -> None:
+    name = _name()
+    a = make(name, dim=None)
+    a.upsert(["x"], None, [[1.0, 0.0, 0.0]])
+    b = make(name)
+    b._settings["dim"] = None  # a stale view of the settings
+    with pytest.raises(DimensionMismatchError):
+        b._fix_dim(3)
+    c = make(dim=None)
+    c.upsert(["t"], ["no vector"])
+    live = make(c.collection_name + mc.TMP_SUFFIX, dim=None)
+    live.close()  # stands for another client's copy (no start time: counts as stale)
+    reopened = make(c.collection_name)  # opening leaves the copy alone
+    assert reopened.client.has_collection(c.collection_name + mc.TMP_SUFFIX)
+    c.upsert(["v"], None, [[1.0, 2.0]])  # a stale copy is dropped and replaced
+    assert c.dim == 2 and len(c) == 2
+    assert not c.client.has_collection(c.collection_name + mc.TMP_SUFFIX)
+    d = make(dim=None)
+    d.upsert(["t"], ["no vector"])
+    d._create(d.collection_name + mc.TMP_SUFFIX, 2, started=time.time())
+    with pytest.raises(ServiceUnavailableError):  # another client's copy in progress
+        d.upsert(["v"], None, [[1.0, 2.0]])
+    assert d.dim is None and len(d) == 1
+    d.client.drop_collection(d.collection_name + mc.TMP_SUFFIX)
+
+
+def test_flat_cosine_with_a_zero_vector_matches_sqlite(make: Any) -> None:
+    """The server leaves zero-norm vectors out under cosine; the answer must not be short."""
+    coll = make(dim=2, index="FLAT", metric="cosine")
+    ref = Collection(None, dim=2, index="flat", metric="cosine")
+    for c in (coll, ref):
+        c.upsert(["a", "b", "z"], None, [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    for query in ([1.0, 0.0], [0.0, 0.0]):
+        got = [(h.record.id, round(h.score, 5)) for h in coll.search(query, 3)]
+        want = [(h.record.id, round(h.score, 5)) for h in ref.search(query, 3)]
+        assert sorted(got) == sorted(want) and len(got) == 3
+
+
+def test_many_queries_are_sent_in_chunks(make: Any, monkeypatch: Any) -> None:
+    coll = make(dim=2, index="FLAT", metric="l2")
+    coll.upsert(["a", "b"], None, [[1.0, 0.0], [0.0, 1.0]])
+    q = np.tile(np.array([[1.0, 0.0], [0.0, 1.0]], np.float32), (mc.MAX_WINDOW // 2 + 3, 1))
+    res = coll.search_batch(q, 1)  # more than 16,384 queries
+    assert len(res) == q.shape[0]
+    assert [r[0].record.id for r in res[:4]] == ["a", "b", "a", "b"]
+    assert res[-1][0].record.id == "b"
+    monkeypatch.setattr(mc, "READ_BYTES", 3000)  # a few queries a request
+    res = coll.search_batch(q[:7], 2)
+    assert [[h.record.id for h in r] for r in res] == [["a", "b"], ["b", "a"]] * 3 + [["a", "b"]]
+
+
+def test_reads_are_paged_by_bytes(make: Any, monkeypatch: Any) -> None:
+    coll = make(dim=2)
+    n = 40
+    coll.upsert([f"d{i:02d}" for i in range(n)], ["x" * 3000] * n, _vectors(n, dim=2),
+                [{"i": i} for i in range(n)])
+    monkeypatch.setattr(mc, "READ_BYTES", 20000)  # a few rows a page
+    assert [r.id for r in coll.find()] == [f"d{i:02d}" for i in range(n)]
+    assert coll._row_bytes  # sized from the rows of a full page: several pages were read
+    assert coll._rows_per_read(mc._ROW_OUT) < n
+    assert coll.update_metadata(None, {"a": 1}) == n
+    got = coll.get([f"d{i:02d}" for i in range(n)], include_vectors=True)
+    assert len(got) == n and all(r.metadata == {"i": i, "a": 1} for i, r in enumerate(got))
+    assert coll.delete(filter=_eq("a", 1)) == n and len(coll) == 0
+    assert list(mc._id_chunks(["a" * 100] * 5, per=2)) == [["a" * 100] * 2] * 2 + [["a" * 100]]
+    monkeypatch.setattr(mc, "IN_BYTES", 1000)
+    assert [len(c) for c in mc._id_chunks(["b" * 100] * 5)] == [2, 2, 1]
+
+
+def test_both_collections_share_the_argument_checks(make: Any) -> None:
+    from vecindex_core import collection as sqlite_collection
+    from vecindex_core import documents
+
+    assert sqlite_collection._RWLock is documents.RWLock
+    coll, ref = make(), Collection(None, dim=DIM)
+    for c in (coll, ref):
+        c.upsert(["a"], None, _vectors(1))
+        with pytest.raises(InvalidArgumentError, match="exactly one of ids= or filter="):
+            c.delete()
+        with pytest.raises(InvalidArgumentError, match="would delete every document"):
+            c.delete(filter={})
+        with pytest.raises(InvalidArgumentError, match="offset"):
+            c.find(offset=-1)
+        with pytest.raises(InvalidArgumentError, match="limit"):
+            c.find(limit=-2)
+        with pytest.raises(DuplicateIdError, match=r"ids \['a'\] are already stored"):
+            c.upsert(["a", "b"], None, _vectors(2), on_duplicate="fail")
+        assert c.upsert(["a", "b"], None, _vectors(2), on_duplicate="skip") == ["b"]
+
+
+def test_lone_surrogate_ids_find_nothing_like_sqlite(make: Any) -> None:
+    coll, ref = make(), Collection(None, dim=DIM)
+    bad = "x\ud800"
+    for c in (coll, ref):
+        x = _fill(c, 3)
+        assert c.get([bad]) == [] and [r.id for r in c.get([bad, "d1"])] == ["d1"]
+        assert c.delete([bad]) == 0
+        assert c.search(x[0], 2, ids=[bad]) == []
+        assert [h.record.id for h in c.search(x[0], 2, ids=[bad, "d0"])] == ["d0"]
+
+
+def test_the_message_size_refusal_is_recognised_through_the_chain() -> None:
+    try:
+        try:
+            raise RuntimeError('status = StatusCode.RESOURCE_EXHAUSTED\n details = "grpc: '
+                               'trying to send message larger than max (72183619 vs. 67108864)"')
+        except RuntimeError as inner:
+            raise mc.BackendError("Milvus failed to query collection 'c': <_Inactive") from inner
+    except mc.BackendError as e:
+        assert mc._too_big(e)
+    assert not mc._too_big(mc.BackendError("collection not found"))

@@ -549,3 +549,13 @@ def test_supports_infix_like(version: str, infix: bool) -> None:
 def test_every_operator_is_covered() -> None:
     ops = {f["operator"] for f in _fixed_filters()}
     assert ops == set(COMPARISON_OPERATORS)
+
+
+def test_a_text_over_the_derived_field_budget_is_named_in_the_error() -> None:
+    from vecindex_core.milvus import expr as mx
+
+    with pytest.raises(mx.InvalidArgumentError, match=r"'f_like', derived from the id, the text"):
+        mx.row_fields("d", "a_" * 15000, {})
+    with pytest.raises(mx.InvalidArgumentError, match=r"limit of 65536 bytes per JSON field"):
+        mx.row_fields("d", "a_" * 15000, {})
+    assert mx.row_fields("d", "a" * 30000, {})["text"] == "a" * 30000

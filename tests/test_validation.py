@@ -32,6 +32,7 @@ BUILTIN = {
     "IndexFormatError": ValueError,
     "FilterError": ValueError,
     "BackendError": RuntimeError,
+    "ServiceUnavailableError": ConnectionError,
 }
 
 

@@ -47,16 +47,22 @@ from .documents import (
     DuplicatePolicy,
     Hit,
     Record,
+    RWLock,
     check_batch,
+    check_delete_args,
     check_metadata,
+    check_page,
     dumps_metadata,
     exact_scores,
+    kept_rows,
+    match_settings,
     mmr_select,
     plain_json,
+    storable_ids,
     str_ids,
     vector_matrix,
 )
-from .errors import DuplicateIdError, IndexFormatError, InvalidArgumentError
+from .errors import IndexFormatError, InvalidArgumentError
 from .filters import FilterColumns, validate_filter
 from .idmap import IdMapIndex, _IdTable
 from .registry import format_spec, resolve_spec
@@ -112,43 +118,7 @@ def _blob_matrix(blobs: Sequence[bytes], dim: int) -> FloatMatrix:
 
 
 # --------------------------------------------------------------------------- locking
-class _RWLock:
-    """Many readers or one writer; a waiting writer holds back new readers."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._waiting = 0
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
+_RWLock = RWLock  # the lock moved to vecindex_core.documents
 
 
 # --------------------------------------------------------------------------- collection
@@ -207,8 +177,8 @@ class Collection(BaseCollection):
             if stored is None:
                 self._settings = self._init_settings(requested)
             else:
-                self._settings = self._match_settings(stored, requested, index, metric, dim,
-                                                      index_params)
+                match_settings(stored, requested, index, metric, dim, index_params)
+                self._settings = stored
             self._columns = FilterColumns()
             self._row_uid = np.empty(0, dtype=np.uint64)
             self._rows = _IdTable()
@@ -302,30 +272,6 @@ class Collection(BaseCollection):
         with self._transaction():
             self._write_settings(schema=_SCHEMA_VERSION, **settings)
         return settings
-
-    @staticmethod
-    def _match_settings(
-        stored: dict[str, Any],
-        requested: dict[str, Any],
-        index: str | None,
-        metric: str | None,
-        dim: int | None,
-        index_params: Mapping[str, Any] | None,
-    ) -> dict[str, Any]:
-        given = {
-            "index": index is not None or bool(index_params),
-            "metric": metric is not None,
-            "dim": dim is not None and stored["dim"] is not None,
-        }
-        for key, was_given in given.items():
-            if was_given and requested[key] != stored[key]:
-                raise InvalidArgumentError(
-                    f"this collection was created with {key}={stored[key]!r}, but "
-                    f"{key}={requested[key]!r} was given; omit it to reopen"
-                )
-        if stored["dim"] is None and requested["dim"] is not None:
-            stored["dim"] = requested["dim"]
-        return stored
 
     # ----------------------------------------------------------------- properties
     @property
@@ -557,12 +503,7 @@ class Collection(BaseCollection):
             self._check_open()
             matrix, dim = vector_matrix(batch, self.dim)
             existing = self._uids_of(sids)
-            if existing and on_duplicate == "fail":
-                raise DuplicateIdError(
-                    f"ids {sorted(existing)[:10]} are already stored; nothing was written "
-                    "(use on_duplicate='overwrite' or 'skip')"
-                )
-            keep = [i for i in range(n) if on_duplicate != "skip" or sids[i] not in existing]
+            keep = kept_rows(sids, existing, on_duplicate)
             if not keep:
                 return []
             next_uid = int(self._settings["next_uid"])
@@ -692,13 +633,8 @@ class Collection(BaseCollection):
         FilterError
             The filter is invalid (nothing is deleted).
         """
-        if (ids is None) == (filter is None):
-            raise InvalidArgumentError("delete takes exactly one of ids= or filter=")
-        if filter is not None and not filter:
-            raise InvalidArgumentError(
-                "delete(filter={}) would delete every document; call clear() for that"
-            )
-        sids = None if ids is None else _str_ids(ids)
+        check_delete_args(ids, filter)
+        sids = None if ids is None else storable_ids(_str_ids(ids))
         with self._lock.write():
             self._check_open()
             if sids is not None:
@@ -791,7 +727,7 @@ class Collection(BaseCollection):
 
     def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
         """Documents with these ids, in the given order; unknown ids are skipped."""
-        sids = list(dict.fromkeys(_str_ids(ids)))
+        sids = storable_ids(_str_ids(ids))
         with self._lock.read():
             self._check_open()
             uid_of = self._uids_of(sids)
@@ -807,9 +743,7 @@ class Collection(BaseCollection):
         include_vectors: bool = False,
     ) -> list[Record]:
         """Documents matching ``filter`` in write order (first write of each id)."""
-        offset = check_int(offset, "offset", low=0)
-        if limit is not None:
-            limit = check_int(limit, "limit", low=0)
+        offset, limit = check_page(offset, limit)
         with self._lock.read():
             self._check_open()
             if filter is None:
@@ -849,7 +783,7 @@ class Collection(BaseCollection):
         k = check_k(k)
         if filter is not None:
             validate_filter(filter)
-        sids = None if ids is None else _str_ids(ids)
+        sids = None if ids is None else storable_ids(_str_ids(ids))
         with self._lock.read():
             self._check_open()
             q = as_float_matrix(vectors, self.dim, name="query")

@@ -20,8 +20,10 @@ import abc
 import json
 import math
 import os
+import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, TypeVar
 
@@ -36,20 +38,26 @@ from .errors import (
     InvalidDtypeError,
 )
 from .types import FloatMatrix, Metric
-from .validation import as_float_matrix, check_k
+from .validation import as_float_matrix, check_int, check_k
 
 __all__ = [
     "BaseCollection",
     "DuplicatePolicy",
     "Hit",
+    "RWLock",
     "Record",
     "UpsertBatch",
     "check_batch",
+    "check_delete_args",
+    "check_page",
     "check_metadata",
     "dumps_metadata",
     "exact_scores",
+    "kept_rows",
+    "match_settings",
     "mmr_select",
     "plain_json",
+    "storable_ids",
     "str_ids",
     "vector_matrix",
 ]
@@ -237,6 +245,9 @@ def check_batch(
     for sid, t in zip(sids, text_list, strict=True):
         if t is not None and not isinstance(t, str):
             raise InvalidDtypeError(f"text of document {sid!r} is {type(t).__name__}, not str")
+        _check_utf8(sid, "id", sid)
+        if t is not None:
+            _check_utf8(t, "text", sid)
     raw_metas = [None] * n if metadatas is None else list(metadatas)
     checked = [check_metadata(m, s) for m, s in zip(raw_metas, sids, strict=True)]
     has_vec = [False] * n if vec_rows is None else [v is not None for v in vec_rows]
@@ -533,3 +544,202 @@ class BaseCollection(abc.ABC):
             )
             out.append(Hit(rec, h.score))
         return out
+
+
+# --------------------------------------------------------------------------- shared by both
+class RWLock:
+    """Many readers or one writer; a waiting writer holds back new readers."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        """Hold the lock shared with other readers."""
+        with self._cond:
+            while self._writer or self._waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        """Hold the lock alone."""
+        with self._cond:
+            self._waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+def check_delete_args(ids: object, filter: Mapping[str, Any] | None) -> None:
+    """Check the arguments of :meth:`BaseCollection.delete`.
+
+    Parameters
+    ----------
+    ids : sequence of str or None
+        The ids to delete.
+    filter : dict or None
+        The filter of the documents to delete.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Both or neither were given, or the filter is empty (it would delete everything).
+    """
+    if (ids is None) == (filter is None):
+        raise InvalidArgumentError("delete takes exactly one of ids= or filter=")
+    if filter is not None and not filter:
+        raise InvalidArgumentError(
+            "delete(filter={}) would delete every document; call clear() for that"
+        )
+
+
+def check_page(offset: object, limit: object) -> tuple[int, int | None]:
+    """Check the ``offset`` and ``limit`` of :meth:`BaseCollection.find`.
+
+    Parameters
+    ----------
+    offset : int
+        Documents to skip (at least 0).
+    limit : int or None
+        Most documents to return (at least 0; None: all).
+
+    Returns
+    -------
+    tuple of (int, int or None)
+        ``(offset, limit)`` as Python integers.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Either is not an integer or is negative.
+    """
+    off = check_int(offset, "offset", low=0)
+    return off, None if limit is None else check_int(limit, "limit", low=0)
+
+
+def kept_rows(
+    ids: Sequence[str], existing: Mapping[str, Any], on_duplicate: DuplicatePolicy
+) -> list[int]:
+    """Positions of the batch rows an upsert writes under ``on_duplicate``.
+
+    Parameters
+    ----------
+    ids : sequence of str
+        The batch's ids.
+    existing : mapping
+        The ids of the batch that are already stored (as keys).
+    on_duplicate : {"overwrite", "skip", "fail"}
+        The policy.
+
+    Returns
+    -------
+    list of int
+        Every position (``"overwrite"``), or those of ids not stored (``"skip"``).
+
+    Raises
+    ------
+    DuplicateIdError
+        ``"fail"`` and an id is already stored (nothing may be written).
+    """
+    if existing and on_duplicate == "fail":
+        raise DuplicateIdError(
+            f"ids {sorted(existing)[:10]} are already stored; nothing was written "
+            "(use on_duplicate='overwrite' or 'skip')"
+        )
+    return [i for i, sid in enumerate(ids) if on_duplicate != "skip" or sid not in existing]
+
+
+def _check_utf8(value: str, what: str, sid: str) -> None:
+    """Raise when ``value`` has no UTF-8 form (a lone surrogate): it could not be stored."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidArgumentError(
+            f"{what} of document {sid!r} is not valid Unicode ({e.reason} at position "
+            f"{e.start}); nothing was written"
+        ) from None
+
+
+def match_settings(
+    stored: dict[str, Any],
+    requested: dict[str, Any],
+    index: str | None,
+    metric: str | None,
+    dim: int | None,
+    index_params: Mapping[str, Any] | None,
+) -> bool:
+    """Check the settings given when reopening a collection against the stored ones.
+
+    Only what the caller gave is compared (``index`` also counts as given through
+    ``index_params``). A ``dim`` given for a collection whose dim is not fixed yet is adopted
+    into ``stored``.
+
+    Returns
+    -------
+    bool
+        True when ``dim`` was adopted that way.
+
+    Raises
+    ------
+    InvalidArgumentError
+        A given setting differs from the stored one.
+    """
+    given = {
+        "index": index is not None or bool(index_params),
+        "metric": metric is not None,
+        "dim": dim is not None and stored["dim"] is not None,
+    }
+    for key, was_given in given.items():
+        if was_given and requested[key] != stored[key]:
+            raise InvalidArgumentError(
+                f"this collection was created with {key}={stored[key]!r}, but "
+                f"{key}={requested[key]!r} was given; omit it to reopen"
+            )
+    if stored["dim"] is None and requested["dim"] is not None:
+        stored["dim"] = requested["dim"]
+        return True
+    return False
+
+
+def storable_ids(sids: Sequence[str]) -> list[str]:
+    """The distinct ids of ``sids`` that could be stored, in order.
+
+    An id with a lone surrogate has no UTF-8 form, so it is never stored; a lookup
+    (``get``, ``delete(ids=)``, ``search(ids=)``) skips it and finds nothing for it.
+
+    Parameters
+    ----------
+    sids : sequence of str
+        Ids, already checked to be strings.
+
+    Returns
+    -------
+    list of str
+        The encodable ids, first occurrence of each.
+    """
+    out = []
+    for sid in dict.fromkeys(sids):
+        try:
+            sid.encode("utf-8")
+        except UnicodeEncodeError:
+            continue
+        out.append(sid)
+    return out

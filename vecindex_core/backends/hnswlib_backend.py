@@ -89,6 +89,7 @@ COMPACT_FRACTION = 0.25
 GROWTH = 1.5
 #: ``ef`` multiplier of the one retry after a short graph search.
 RETRY_EF_FACTOR = 4
+_ONE = np.float32(1.0)
 #: hnswlib's level-0 file layout: 6 size_t, int, uint32, 3 size_t, double, size_t.
 _HEADER_BYTES = 96
 _DELETE_MARK = 0x01  # in byte 2 of an element's level-0 link-list header
@@ -329,7 +330,7 @@ class HNSWIndex(VectorIndex):
         if self.metric == "l2":
             scores = np.negative(dist, out=dist)
         else:
-            scores = np.subtract(np.float32(1.0), dist, out=dist)
+            scores = np.subtract(_ONE, dist, out=dist)
         return scores, slots, full_counts(q.shape[0], k)
 
     def _exact_subset(self, q: FloatMatrix, k: int, allowed: SlotArray) -> Result:

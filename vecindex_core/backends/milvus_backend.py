@@ -104,7 +104,8 @@ _IO_ROWS = 4096
 _QUERY_ROWS = 1024
 #: Most keys in one ``key in [...]`` / ``key not in [...]`` expression.
 IN_LIST_MAX = 16384
-#: Milvus's largest ``limit`` (topk) per search.
+#: Milvus's largest ``limit`` (topk) per search; a larger ``k`` is answered by an exact
+#: scan over the vectors read back from Milvus.
 TOPK_MAX = 16384
 #: Largest ``ef`` Milvus accepts; widening stops there.
 EF_MAX = 32768
@@ -571,10 +572,6 @@ class MilvusIndex(VectorIndex):
         self, q: FloatMatrix, k: int, params: Mapping[str, Any], mask: npt.NDArray[np.bool_] | None
     ) -> Result:
         self._require_open()
-        if k > TOPK_MAX:
-            raise InvalidArgumentError(
-                f"{self.spec}: Milvus returns at most {TOPK_MAX} results per query, got k={k}"
-            )
         self._check_knobs(params)
         with self._lock:
             h = self._sync()
@@ -617,7 +614,8 @@ class MilvusIndex(VectorIndex):
         todo = np.arange(nq)
         level = 0
         selectivity = n_rows / max(1, slot_keys.size)
-        while True:
+        # Milvus returns at most TOPK_MAX hits a query: a larger k takes the exact route
+        while kk <= TOPK_MAX:
             sp, exhaustive = self._knobs(params, kk, level, selectivity)
             s, sl, c = self._milvus_search(h, q[todo], kk, sp, expr, key_slots)
             scores[todo], slots[todo], counts[todo] = s, sl, c

@@ -27,8 +27,15 @@ Choices
   collection starts with a provisional one-dimensional vector field and the first vector
   written fixes the dimension: the (vectorless) rows are copied into a new collection
   ``<name>__vecindex_tmp`` with the real dimension, the old one is dropped and the new one
-  renamed (a crash in between is repaired by the next open). ``clear(reset_index=True)``
-  returns to that provisional state.
+  renamed (a crash between the drop and the rename is finished by the next open).
+  ``clear(reset_index=True)`` returns to that provisional state. Several clients: before a
+  write fixes the dimension, the stored settings are read again under the write lock, and a
+  dimension another client fixed is adopted (a different one raises
+  :class:`~vecindex_core.errors.DimensionMismatchError`); rows with vectors are never
+  copied over. Opening never drops a ``__vecindex_tmp`` copy while the original exists
+  (another client may be filling it); a dim change drops one only when it is older than
+  :data:`TMP_STALE_S` (crashed), and otherwise raises
+  :class:`~vecindex_core.errors.ServiceUnavailableError` (retry).
 - **uid** is a deterministic 63-bit BLAKE2b hash of the string id, so every client computes
   the same one without a shared counter. A write whose id hashes to the uid of another
   stored id raises :class:`~vecindex_core.errors.InvalidArgumentError` (about one chance in
@@ -37,7 +44,7 @@ Choices
   an overwritten document keeps its ``seq``, so :meth:`find` returns documents in the order
   they were first written, across processes as well as their clocks agree.
 - **Consistency.** Every request uses ``consistency_level`` (default ``"Strong"``), so a
-  caller reads its own writes.
+  caller reads its own writes; later pages of a call are not downgraded.
 - **No multi-row transactions in Milvus.** A batch is validated whole before anything is
   sent, and invalid input writes nothing. A batch is sent as one upsert request unless it is
   larger than :data:`REQUEST_BYTES` (then in chunks); if the server fails mid-call, a prefix
@@ -46,13 +53,16 @@ Choices
   the first call would have produced. ``on_duplicate="fail"`` is the exception: a retry then
   reports the documents the failed call already stored.
 - **Limits handled.** Reads larger than Milvus's 16,384-row query window are paged by
-  primary key (``page_size`` rows a request); ``id in [...]`` lists are chunked
-  (:data:`IN_CHUNK` ids a request); ``k`` above 16,384 is served by an exact scan.
+  primary key (``page_size`` rows and about :data:`READ_BYTES` a request, halved when the
+  server refuses a reply as too large); ``id in [...]`` lists are chunked
+  (:data:`IN_CHUNK` ids and :data:`IN_BYTES` a request); ``search_batch`` sends at most
+  16,384 queries a request; ``k`` above 16,384 is served by an exact scan.
 - **Exactness.** When Milvus returns fewer than ``k`` hits although more documents match
   (milvus-lite's HNSW drops candidates under selective filters; IVF probes too few lists),
   the short queries are answered by an exact scan over the matching documents' vectors, so
-  a search never comes back short. Search inside Milvus is otherwise exact for ``FLAT`` and
-  approximate for the other index types.
+  a search never comes back short (``FLAT`` included: the server leaves zero-norm vectors
+  out under cosine). Search inside Milvus is otherwise exact for ``FLAT`` and approximate
+  for the other index types.
 - **milvus-lite** searches rows not yet flushed brute force and builds its index on
   :meth:`flush`; results are correct either way (see above).
 """
@@ -73,22 +83,30 @@ from typing import Any
 
 import numpy as np
 
-from ..collection import Collection, _RWLock
+from ..collection import Collection
 from ..documents import (
     BaseCollection,
     DuplicatePolicy,
     Hit,
     Record,
+    RWLock,
     check_batch,
+    check_delete_args,
     check_metadata,
+    check_page,
     exact_scores,
+    kept_rows,
+    match_settings,
+    storable_ids,
     str_ids,
     vector_matrix,
 )
 from ..errors import (
-    DuplicateIdError,
+    BackendError,
+    DimensionMismatchError,
     InvalidArgumentError,
     InvalidParameterError,
+    ServiceUnavailableError,
 )
 from ..types import FloatMatrix, Metric
 from ..validation import as_float_matrix, check_int, check_k, check_metric
@@ -99,7 +117,6 @@ from .client import (
     flush,
     index_params,
     is_lite,
-    scores_from_distances,
     search_params,
     translate_errors,
 )
@@ -114,7 +131,8 @@ from .expr import (
     to_expr,
 )
 
-__all__ = ["IN_CHUNK", "MAX_WINDOW", "REQUEST_BYTES", "MilvusCollection"]
+__all__ = ["IN_BYTES", "IN_CHUNK", "MAX_WINDOW", "READ_BYTES", "REQUEST_BYTES", "TMP_STALE_S",
+           "MilvusCollection"]
 
 #: Milvus's query window (``offset + limit``) and largest search ``limit``.
 MAX_WINDOW = 16384
@@ -122,10 +140,16 @@ MAX_WINDOW = 16384
 IN_CHUNK = 1000
 #: Estimated bytes per upsert request (the server's gRPC limit is 64 MiB and more).
 REQUEST_BYTES = 16 << 20
+#: Target bytes per read reply (the server refuses replies over 64 MiB).
+READ_BYTES = 32 << 20
+#: Bytes of ids per ``id in [...]`` expression.
+IN_BYTES = 1 << 20
 #: The property holding our settings in the Milvus collection.
 SETTINGS_KEY = "vecindex.settings"
 #: Suffix of the collection a dimension change is copied into.
 TMP_SUFFIX = "__vecindex_tmp"
+#: Age in seconds after which a left-over ``__vecindex_tmp`` copy counts as crashed.
+TMP_STALE_S = 600.0
 _SCHEMA_VERSION = 1
 _MAX_VARCHAR = 65535
 _CONSISTENCY = ("Strong", "Bounded", "Session", "Eventually")
@@ -136,6 +160,49 @@ _VEC_OUT = ("has_vec", "vec")
 _KEY_OUT = ("id", "seq")
 _HAS_VEC = "has_vec == true"
 _ALL = 'id != ""'
+# the message of a reply (or request) over the gRPC size limit
+_TOO_BIG = re.compile(
+    r"larger than max|RESOURCE_EXHAUSTED|ResourceExhausted|message size|too large|exceeds? "
+    r"the max", re.IGNORECASE)
+
+
+def _too_big(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it chains) is the server's message-size refusal."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if _TOO_BIG.search(str(e)):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _row_size(row: Mapping[str, Any]) -> int:
+    """Estimated bytes of one returned row."""
+    size = 64
+    for v in row.values():
+        if isinstance(v, str):
+            size += 8 + len(v) * 3 if len(v) > 1024 else 8 + len(v.encode("utf-8", "surrogatepass"))
+        elif isinstance(v, (list, np.ndarray)):
+            size += 8 + 4 * len(v)
+        elif isinstance(v, Mapping):
+            size += 8 + len(json.dumps(v, ensure_ascii=False, default=str)) * 2
+        else:
+            size += 16
+    return size
+
+
+def _id_chunks(sids: Sequence[str], per: int = IN_CHUNK) -> Iterator[Sequence[str]]:
+    """``sids`` in slices of at most ``per`` ids and about :data:`IN_BYTES` bytes."""
+    start, size = 0, 0
+    for i, sid in enumerate(sids):
+        size += 8 + len(sid) * 4
+        if i > start and (i - start >= per or size > IN_BYTES):
+            yield sids[start:i]
+            start, size = i, 8 + len(sid) * 4
+    if start < len(sids):
+        yield sids[start:]
 
 
 def _uid(doc_id: str) -> int:
@@ -269,7 +336,7 @@ client_pem_path, client_key_path
         client_key_path: str | None = None,
         timeout: float | None = None,
     ) -> None:
-        self._lock = _RWLock()
+        self._lock = RWLock()
         self._seq_lock = threading.Lock()
         self._last_seq = 0
         self._closed = True
@@ -300,10 +367,16 @@ client_pem_path, client_key_path
         # keyword arguments of every read request, and of every write request
         self._wkw: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         self._rpc: dict[str, Any] = {"consistency_level": consistency_level, **self._wkw}
-        # later reads of one call: "Session" after a first "Strong" one (see _read_kw)
-        self._rpc_next = {**self._rpc, "consistency_level": (
-            "Session" if consistency_level == "Strong" else consistency_level)}
-        self._tls = threading.local()
+        # largest bytes per row seen, per set of output fields (sizes read pages)
+        self._row_bytes: dict[tuple[str, ...], int] = {}
+        self._timeout = timeout
+        self._has_secrets = token is not None or password is not None
+        self._connection: dict[str, Any] = {
+            "user": user, "db_name": db_name, "secure": secure,
+            "server_pem_path": server_pem_path, "server_name": server_name,
+            "ca_pem_path": ca_pem_path, "client_pem_path": client_pem_path,
+            "client_key_path": client_key_path,
+        }
         self._client = connect(
             uri, token=token, user=user, password=password, db_name=db_name, secure=secure,
             server_pem_path=server_pem_path, server_name=server_name, ca_pem_path=ca_pem_path,
@@ -320,8 +393,9 @@ client_pem_path, client_key_path
                 }
                 self._create(self._name, self._settings["dim"])
             else:
-                self._settings = self._match_settings(stored, requested, index, metric, dim,
-                                                      index_params)
+                if match_settings(stored, requested, index, metric, dim, index_params):
+                    stored["dim_pending"] = True  # the schema still has the provisional dim
+                self._settings = stored
                 self._ensure_loaded(self._name)
         except BaseException:
             disconnect(self._client)
@@ -334,14 +408,23 @@ client_pem_path, client_key_path
         c, name, tmp = self._client, self._name, self._name + TMP_SUFFIX
         with translate_errors(f"open collection {name!r}"):
             has, has_tmp = c.has_collection(name), c.has_collection(tmp)
-            if has_tmp and not has:  # crashed between drop and rename: finish it
-                c.rename_collection(tmp, name)
+            if has_tmp and not has:  # a dim change between drop and rename: finish it
+                try:
+                    c.rename_collection(tmp, name)
+                except Exception:
+                    if not c.has_collection(name):  # not renamed by the other client either
+                        raise
                 has = True
-            elif has_tmp:  # crashed before the drop: the original is intact
-                c.drop_collection(tmp)
+            # both present: the original is intact and authoritative; the copy may be
+            # another live client's dim change, so it is left alone (see _fix_dim)
             if not has:
                 return None
             desc = c.describe_collection(name)
+        return self._parse_settings(desc)
+
+    def _parse_settings(self, desc: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings stored in a ``describe_collection`` answer (checked)."""
+        name = self._name
         raw = (desc.get("properties") or {}).get(SETTINGS_KEY)
         if raw is None:
             raise InvalidArgumentError(
@@ -376,39 +459,40 @@ client_pem_path, client_key_path
             )
         return settings
 
-    @staticmethod
-    def _match_settings(
-        stored: dict[str, Any],
-        requested: dict[str, Any],
-        index: str | None,
-        metric: str | None,
-        dim: int | None,
-        index_params: Mapping[str, Any] | None,
-    ) -> dict[str, Any]:
-        given = {
-            "index": index is not None or bool(index_params),
-            "metric": metric is not None,
-            "dim": dim is not None and stored["dim"] is not None,
-        }
-        for key, was_given in given.items():
-            if was_given and requested[key] != stored[key]:
-                raise InvalidArgumentError(
-                    f"this collection was created with {key}={stored[key]!r}, but "
-                    f"{key}={requested[key]!r} was given; omit it to reopen"
-                )
-        if stored["dim"] is None and requested["dim"] is not None:
-            stored["dim"] = requested["dim"]
-            stored["dim_pending"] = True  # the schema still has the provisional dim
-        return stored
-
-    def _settings_json(self, dim: int | None) -> str:
+    def _settings_json(self, dim: int | None, started: float | None = None) -> str:
         s = self._settings
-        return json.dumps({
+        out = {
             "schema": _SCHEMA_VERSION, "index": s["index"], "index_type": s["index_type"],
             "index_params": s["index_params"], "metric": s["metric"], "dim": dim,
-        })
+        }
+        if started is not None:  # a dim-change copy: when it was started (see _fix_dim)
+            out["started"] = started
+        return json.dumps(out)
 
-    def _create(self, name: str, dim: int | None) -> None:
+    def _refresh_dim(self) -> None:
+        """Adopt the dimension another client stored (read again from Milvus).
+
+        Called under the write lock before a write fixes the dimension, and by a search
+        that still has none. Raises :class:`~vecindex_core.errors.DimensionMismatchError`
+        when this object was opened with a ``dim`` different from the stored one.
+        """
+        if self._settings["dim"] is not None and not self._settings.get("dim_pending"):
+            return
+        with translate_errors(f"describe collection {self._name!r}"):
+            desc = self._client.describe_collection(self._name)
+        stored = self._parse_settings(desc)["dim"]
+        if stored is None:
+            return
+        mine = self._settings["dim"]
+        if mine is not None and int(mine) != stored:
+            raise DimensionMismatchError(
+                f"collection {self._name!r} was given dim={mine} by this client, but another "
+                f"client fixed its dimension to {stored}; reopen it with dim={stored}"
+            )
+        self._settings["dim"] = stored
+        self._settings.pop("dim_pending", None)
+
+    def _create(self, name: str, dim: int | None, started: float | None = None) -> None:
         """Create (and load) the Milvus collection ``name``; ``dim=None`` is provisional."""
         from .client import import_pymilvus
 
@@ -429,7 +513,7 @@ client_pem_path, client_key_path
         with translate_errors(f"create collection {name!r}"):
             c.create_collection(
                 name, schema=schema, consistency_level=self._consistency,
-                properties={SETTINGS_KEY: self._settings_json(dim)},
+                properties={SETTINGS_KEY: self._settings_json(dim, started)},
             )
         self._ensure_loaded(name)
 
@@ -448,9 +532,33 @@ client_pem_path, client_key_path
                 self._client.load_collection(name)
 
     def _fix_dim(self, dim: int) -> None:
-        """Give the provisional vector field its real dimension (see the module docstring)."""
+        """Give the provisional vector field its real dimension (see the module docstring).
+
+        Refuses when a row already has a vector (another client fixed the dimension), and
+        when a ``__vecindex_tmp`` copy younger than :data:`TMP_STALE_S` seconds exists
+        (another client is changing the dimension right now); an older copy is a crashed
+        change and is dropped.
+        """
         c, name, tmp = self._client, self._name, self._name + TMP_SUFFIX
         rows = list(self._scan("", (*_ROW_OUT, "has_vec", *(n for n, _ in ROW_FIELDS))))
+        if any(r["has_vec"] for r in rows):
+            raise DimensionMismatchError(
+                f"collection {name!r} already holds vectors written by another client, but "
+                "its stored settings have no dimension; nothing was written"
+            )
+        with translate_errors(f"change the dimension of collection {name!r}"):
+            if c.has_collection(tmp):
+                props = c.describe_collection(tmp).get("properties") or {}
+                try:
+                    started = float(json.loads(props[SETTINGS_KEY])["started"])
+                except (KeyError, TypeError, ValueError):
+                    started = 0.0
+                if time.time() - started < TMP_STALE_S:
+                    raise ServiceUnavailableError(
+                        f"another client is changing the dimension of collection {name!r} "
+                        f"({tmp!r} exists); retry in a moment"
+                    )
+                c.drop_collection(tmp)
         before = dict(self._settings)
         self._settings["dim"] = dim
         self._settings.pop("dim_pending", None)
@@ -460,9 +568,7 @@ client_pem_path, client_key_path
                     c.drop_collection(name)
                     self._create(name, dim)
                     return
-                if c.has_collection(tmp):
-                    c.drop_collection(tmp)
-                self._create(tmp, dim)
+                self._create(tmp, dim, started=time.time())
                 placeholder = self._placeholder()
                 self._send(tmp, [{**r, "has_vec": False, "vec": placeholder} for r in rows])
                 c.drop_collection(name)
@@ -492,6 +598,27 @@ client_pem_path, client_key_path
     def consistency_level(self) -> str:
         """The consistency level of every request."""
         return self._consistency
+
+    @property
+    def page_size(self) -> int:
+        """The most rows one read request returns."""
+        return self._page
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds to wait for each request (None: pymilvus's default)."""
+        return self._timeout
+
+    @property
+    def connection(self) -> dict[str, Any]:
+        """The connection settings it was opened with, secrets left out: ``user``,
+        ``db_name``, ``secure`` and the TLS paths (None where not given)."""
+        return dict(self._connection)
+
+    @property
+    def has_secrets(self) -> bool:
+        """Whether it was opened with a ``token`` or ``password`` (never stored here)."""
+        return self._has_secrets
 
     @property
     def lite(self) -> bool:
@@ -544,10 +671,9 @@ client_pem_path, client_key_path
     # ----------------------------------------------------------------- Milvus helpers
     @contextmanager
     def _reading(self) -> Iterator[None]:
-        """The read lock, for one public call (its first read is the synchronising one)."""
+        """The read lock, for one public call."""
         with self._lock.read():
             self._check_open()
-            self._tls.synced = False
             yield
 
     @contextmanager
@@ -555,21 +681,15 @@ client_pem_path, client_key_path
         """The write lock, for one public call."""
         with self._lock.write():
             self._check_open()
-            self._tls.synced = False
             yield
 
     def _read_kw(self) -> dict[str, Any]:
-        """Request arguments of the next read of the current call.
+        """Request arguments of every read: the collection's consistency level.
 
-        The first read uses the collection's consistency level (``Strong``: it waits until
-        the server has applied every write acknowledged before it). Later reads of the same
-        call only need to see at least as much, which ``Session`` guarantees without a
-        second wait: the server's applied-time only moves forward, and Session waits for
-        this process's own last write.
+        Every request of a call uses it (with ``Strong``, each waits until the server has
+        applied every write acknowledged before it); no later request of a call is
+        downgraded, so a replica that lags cannot drop rows from a later page.
         """
-        if getattr(self._tls, "synced", False):
-            return self._rpc_next
-        self._tls.synced = True
         return self._rpc
 
     def _query(self, expr: str, fields: Sequence[str], **kw: Any) -> list[dict[str, Any]]:
@@ -579,29 +699,74 @@ client_pem_path, client_key_path
             )
         return list(rows)
 
-    def _scan(self, expr: str, fields: Sequence[str]) -> Iterator[dict[str, Any]]:
-        """Every row matching ``expr``, in primary-key order, ``page_size`` rows a request.
+    def _row_est(self, fields: Sequence[str]) -> int:
+        """Estimated bytes per row returned with ``fields`` (the largest seen so far)."""
+        guess = 128 + (4 * int(self._settings["dim"] or 1) if "vec" in fields else 0)
+        if "text" in fields or "meta" in fields:
+            guess += 2048
+        return max(guess, self._row_bytes.get(tuple(sorted(fields)), 0))
 
+    def _note_rows(self, fields: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+        """Remember the largest row of a reply (sampled) for sizing later requests."""
+        if not rows:
+            return
+        step = max(1, len(rows) // 64)
+        big = max(_row_size(rows[i]) for i in range(0, len(rows), step))
+        key = tuple(sorted(fields))
+        if big > self._row_bytes.get(key, 0):
+            self._row_bytes[key] = big
+
+    def _rows_per_read(self, fields: Sequence[str]) -> int:
+        """Rows per request so that a reply stays under :data:`READ_BYTES`."""
+        return max(1, min(self._page, READ_BYTES // self._row_est(fields)))
+
+    def _scan(self, expr: str, fields: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Every row matching ``expr``, in primary-key order, in pages.
+
+        A page has at most ``page_size`` rows and about :data:`READ_BYTES` bytes (sized by
+        the largest row seen; halved when the server still refuses the reply as too large).
         Pages follow the primary key (``id > last``); the ``iterator`` flag makes both
         deployments return each page sorted by it (milvus-lite does not otherwise).
         """
         out = tuple(dict.fromkeys(("id", *fields)))
         last: str | None = None
+        page = self._rows_per_read(out)
         while True:
             where = expr if last is None else _and(f"id > {string_literal(last)}", expr)
-            rows = self._query(where or _ALL, out, limit=self._page, iterator="True",
-                               reduce_stop_for_best="False")
+            try:
+                rows = self._query(where or _ALL, out, limit=page, iterator="True",
+                                   reduce_stop_for_best="False")
+            except BackendError as e:
+                if page == 1 or not _too_big(e):
+                    raise
+                page //= 2
+                continue
             yield from rows
-            if len(rows) < self._page:
+            if len(rows) < page:
                 return
+            self._note_rows(out, rows)
+            page = min(page * 2, self._rows_per_read(out))
             last = rows[-1]["id"]
 
     def _by_ids(self, sids: Sequence[str], fields: Sequence[str],
                 expr: str = "") -> list[dict[str, Any]]:
-        """Rows with these ids (and matching ``expr``), in chunks of :data:`IN_CHUNK`."""
+        """Rows with these ids (and matching ``expr``), in chunks of at most
+        :data:`IN_CHUNK` ids, :data:`IN_BYTES` bytes of ids and a reply of about
+        :data:`READ_BYTES` bytes (a chunk the server refuses as too large is halved)."""
         out: list[dict[str, Any]] = []
-        for i in range(0, len(sids), IN_CHUNK):
-            out.extend(self._query(_and(id_in_expr(sids[i : i + IN_CHUNK]), expr), fields))
+        todo = list(_id_chunks(sids, min(IN_CHUNK, self._rows_per_read(fields))))
+        while todo:
+            part = todo.pop(0)
+            try:
+                rows = self._query(_and(id_in_expr(part), expr), fields)
+            except BackendError as e:
+                if len(part) == 1 or not _too_big(e):
+                    raise
+                half = len(part) // 2
+                todo[:0] = [part[:half], part[half:]]
+                continue
+            self._note_rows(fields, rows)
+            out.extend(rows)
         return out
 
     def _count(self, expr: str) -> int:
@@ -636,10 +801,9 @@ client_pem_path, client_key_path
                 start, size = i + 1, 0
 
     def _delete_ids(self, sids: Sequence[str]) -> None:
-        for i in range(0, len(sids), IN_CHUNK):
+        for part in _id_chunks(sids):
             with translate_errors(f"delete from collection {self._name!r}"):
-                self._client.delete(self._name, filter=id_in_expr(sids[i : i + IN_CHUNK]),
-                                    **self._wkw)
+                self._client.delete(self._name, filter=id_in_expr(part), **self._wkw)
 
     def _next_seqs(self, n: int) -> int:
         with self._seq_lock:
@@ -674,7 +838,9 @@ client_pem_path, client_key_path
         Parameters and errors are those of :meth:`Collection.upsert
         <vecindex_core.collection.Collection.upsert>`, plus Milvus's storage limits: an id
         or a text over 65,535 UTF-8 bytes, a metadata integer beyond int64, a string with a
-        lone surrogate, or a document whose JSON fields exceed 64 KiB raise
+        lone surrogate, or a document whose JSON fields exceed 64 KiB (the derived
+        ``f_like``/``f_lower`` fields hold the id, text and metadata strings together,
+        escaped, so a text near 64 KiB may exceed it) raise
         :class:`~vecindex_core.errors.InvalidArgumentError`. Nothing is written when
         anything is invalid; see the module docstring for a server failure mid-batch.
 
@@ -702,14 +868,11 @@ client_pem_path, client_key_path
                 "two ids of this batch hash to the same uid; rename one (nothing was written)"
             )
         with self._writing():
+            if any(batch.has_vec):
+                self._refresh_dim()
             matrix, dim = vector_matrix(batch, self.dim)
             existing = self._existing(batch.ids, uids)
-            if existing and on_duplicate == "fail":
-                raise DuplicateIdError(
-                    f"ids {sorted(existing)[:10]} are already stored; nothing was written "
-                    "(use on_duplicate='overwrite' or 'skip')"
-                )
-            keep = [i for i in range(n) if on_duplicate != "skip" or batch.ids[i] not in existing]
+            keep = kept_rows(batch.ids, existing, on_duplicate)
             if not keep:
                 return []
             if matrix.shape[0] and (self._settings["dim"] is None
@@ -739,8 +902,7 @@ client_pem_path, client_key_path
         """``{id: seq}`` of the stored ids among ``sids``; raises on a uid collision."""
         uid_of = dict(zip(sids, uids, strict=True))
         out: dict[str, int] = {}
-        for i in range(0, len(sids), IN_CHUNK):
-            part = sids[i : i + IN_CHUNK]
+        for part in _id_chunks(sids):
             expr = f"{id_in_expr(part)} or uid in [{','.join(str(uid_of[s]) for s in part)}]"
             for row in self._query(expr, ("id", "uid", "seq")):
                 rid = str(row["id"])
@@ -771,13 +933,8 @@ client_pem_path, client_key_path
         FilterError
             The filter is invalid (nothing is deleted).
         """
-        if (ids is None) == (filter is None):
-            raise InvalidArgumentError("delete takes exactly one of ids= or filter=")
-        if filter is not None and not filter:
-            raise InvalidArgumentError(
-                "delete(filter={}) would delete every document; call clear() for that"
-            )
-        sids = None if ids is None else list(dict.fromkeys(str_ids(ids)))
+        check_delete_args(ids, filter)
+        sids = None if ids is None else storable_ids(str_ids(ids))
         with self._writing():
             if sids is not None:
                 found = [str(r["id"]) for r in self._by_ids(sids, ("id",))]
@@ -841,7 +998,7 @@ client_pem_path, client_key_path
 
     def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[Record]:
         """Documents with these ids, in the given order; unknown ids are skipped."""
-        sids = list(dict.fromkeys(str_ids(ids)))
+        sids = storable_ids(str_ids(ids))
         with self._reading():
             return self._fetch(sids, include_vectors)
 
@@ -865,9 +1022,7 @@ client_pem_path, client_key_path
         The keys of every matching document are read (in pages) and sorted by write order;
         then the requested page of documents is fetched.
         """
-        offset = check_int(offset, "offset", low=0)
-        if limit is not None:
-            limit = check_int(limit, "limit", low=0)
+        offset, limit = check_page(offset, limit)
         with self._reading():
             expr = self._filter_expr(filter)
             if limit is None and offset == 0:
@@ -894,7 +1049,7 @@ client_pem_path, client_key_path
         ``params`` takes the Milvus search knobs ``ef`` (HNSW) and ``nprobe`` (IVF_*).
         """
         k = check_k(k)
-        sids = None if ids is None else list(dict.fromkeys(str_ids(ids)))
+        sids = None if ids is None else storable_ids(str_ids(ids))
         if isinstance(params, Mapping) or params is None:
             sp = search_params(self.index_type, params, k=min(k, MAX_WINDOW))
         else:
@@ -902,54 +1057,68 @@ client_pem_path, client_key_path
                 f"params must be a dict of Milvus search knobs (ef, nprobe), got {params!r}"
             )
         with self._reading():
+            if self._settings["dim"] is None:  # another client may have fixed it since
+                self._refresh_dim()
             q = as_float_matrix(vectors, self.dim, name="query")
             nq = q.shape[0]
             expr = _and(_HAS_VEC, self._filter_expr(filter))
             if self.dim is None or self._settings.get("dim_pending") or sids == []:
                 return [[] for _ in range(nq)]
             chunks: list[str] = [""] if sids is None else [
-                id_in_expr(sids[i : i + IN_CHUNK]) for i in range(0, len(sids), IN_CHUNK)
+                id_in_expr(part) for part in _id_chunks(sids)
             ]
-            fields = self._fields(include_vectors)
+            # seq orders find(), not hits: one field fewer to send and decode per hit
+            fields = tuple(f for f in self._fields(include_vectors) if f != "seq")
+            limit = min(k, MAX_WINDOW)
+            negate = self.metric == "l2"  # as scores_from_distances, per hit
+            # queries per request: Milvus takes at most 16,384, and the reply (nq * limit
+            # rows) should stay near READ_BYTES
+            step = max(1, min(MAX_WINDOW, READ_BYTES // (limit * self._row_est(fields))))
             hits: list[list[tuple[float, dict[str, Any]]]] = [[] for _ in range(nq)]
             for part in chunks:
                 where = _and(expr, part)
-                with translate_errors(f"search collection {self._name!r}"):
-                    res = self._client.search(
-                        self._name, data=q.tolist(), limit=min(k, MAX_WINDOW), filter=where,
-                        output_fields=list(fields), search_params=sp, anns_field="vec",
-                        **self._read_kw(),
-                    )
-                for qi, found in enumerate(res):
-                    scores = scores_from_distances([h["distance"] for h in found], self.metric)
-                    hits[qi].extend(
-                        (float(s), {**h["entity"], "id": h["id"]})
-                        for s, h in zip(scores, found, strict=True)
-                    )
+                for q0 in range(0, nq, step):
+                    with translate_errors(f"search collection {self._name!r}"):
+                        res = self._client.search(
+                            self._name, data=q[q0 : q0 + step].tolist(), limit=limit,
+                            filter=where, output_fields=list(fields), search_params=sp,
+                            anns_field="vec", **self._read_kw(),
+                        )
+                    for qi, found in enumerate(res, start=q0):
+                        row = hits[qi]
+                        for h in found:
+                            # the reply's own entity dict (fresh, ours to keep); the
+                            # distance is a float32 value already
+                            entity = h["entity"]
+                            entity["id"] = h["id"]
+                            d = float(h["distance"])
+                            row.append((-d if negate else d, entity))
             out = [
                 sorted(h, key=lambda t: -t[0])[:k] for h in hits
             ]
+            # every index, FLAT included: the server leaves out zero-norm vectors under
+            # cosine, so a short FLAT answer is not proof that fewer documents match
             short = [qi for qi in range(nq) if len(out[qi]) < k]
-            if self.index_type == "FLAT" and k <= MAX_WINDOW:
-                short = []  # brute force inside Milvus: short only when fewer match
+            wheres = [_and(expr, c) for c in chunks]
             if short:
-                matching = self._count(_and(expr, " or ".join(f"({c})" for c in chunks if c)))
+                matching = sum(self._count(w) for w in wheres)
                 short = [qi for qi in short if len(out[qi]) < matching]
             if short:
-                exact = self._exact(q[short], k, _and(expr, " or ".join(
-                    f"({c})" for c in chunks if c)), include_vectors)
+                exact = self._exact(q[short], k, wheres, include_vectors)
                 for qi, row in zip(short, exact, strict=True):
                     out[qi] = row
         return [[Hit(self._record(r, include_vectors), s) for s, r in row] for row in out]
 
     def _exact(
-        self, q: FloatMatrix, k: int, expr: str, include_vectors: bool
+        self, q: FloatMatrix, k: int, exprs: Sequence[str], include_vectors: bool
     ) -> list[list[tuple[float, dict[str, Any]]]]:
-        """Exact top-``k`` over the vectors of every row matching ``expr`` (paged)."""
+        """Exact top-``k`` over the vectors of every row matching one of ``exprs`` (which
+        match disjoint rows), read in pages."""
         nq = q.shape[0]
         best_s = np.full((nq, 0), -np.inf, dtype=np.float32)
         best_i = np.empty((nq, 0), dtype=object)
-        for page in _pages(self._scan(expr, ("id", "vec")), self._page):
+        stream = (r for e in exprs for r in self._scan(e, ("id", "vec")))
+        for page in _pages(stream, self._rows_per_read(("id", "vec"))):
             x = np.asarray([r["vec"] for r in page], dtype=np.float32)
             ids = np.array([r["id"] for r in page], dtype=object)
             s = np.concatenate([best_s, exact_scores(q, x, self.metric)], axis=1)

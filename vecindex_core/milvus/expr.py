@@ -363,12 +363,20 @@ def row_fields(id: str, text: str | None, meta: Mapping[str, Any]) -> dict[str, 
         "text": "" if text is None else text, "has_text": text is not None, "meta": plain, **d,
     }
     for name, kind in ROW_FIELDS:
-        if kind == "json":
+        if kind == "json" and row[name]:  # an empty dict is "{}": 2 bytes
             size = _json_bytes(row[name])
             if size > MAX_JSON_BYTES:
+                what = ("metadata" if name == "meta" else
+                        "the id, the text and every metadata string (the field that makes "
+                        "like/substring/case-insensitive filters exact; '%', '_', '\\' and a "
+                        "few control characters take several bytes each, non-ASCII letters "
+                        "up to 6)" if name in ("f_like", "f_lower") else
+                        "the date strings of the metadata")
                 raise InvalidArgumentError(
-                    f"document {id!r}: the JSON field {name!r} would take {size} bytes, over "
-                    f"Milvus's limit of {MAX_JSON_BYTES}; store less metadata per document"
+                    f"document {id!r}: the JSON field {name!r}, derived from {what}, would "
+                    f"take {size} bytes, over Milvus's limit of {MAX_JSON_BYTES} bytes per "
+                    "JSON field; shorten the text or the metadata strings (nothing was "
+                    "written)"
                 )
     return row
 

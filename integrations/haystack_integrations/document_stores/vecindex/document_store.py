@@ -197,6 +197,7 @@ class VecIndexDocumentStore:
             else:
                 self._milvus["milvus_uri"] = collection.path
                 self._milvus["collection_name"] = getattr(collection, "collection_name", None)
+                self._milvus.update(getattr(collection, "connection", {}))
         elif milvus_uri is not None:
             if path is not None:
                 raise InvalidArgumentError("give path (SQLite) or milvus_uri (Milvus), not both")
@@ -266,6 +267,24 @@ class VecIndexDocumentStore:
         if self._milvus["milvus_uri"] is None:
             return default_to_dict(
                 self, path=self.path, index=self.index, metric=self.metric, index_params=None
+            )
+        coll: Any = self._collection
+        lost = []
+        if getattr(coll, "has_secrets", False) and self._milvus["token"] is None and (
+                self._milvus["password"] is None):
+            lost.append("its token or password (pass them as Secrets with milvus_uri=)")
+        if getattr(coll, "consistency_level", "Strong") != "Strong":
+            lost.append(f"consistency_level={coll.consistency_level!r}")
+        if getattr(coll, "timeout", None) is not None:
+            lost.append(f"timeout={coll.timeout!r}")
+        page = getattr(coll, "page_size", None)
+        if page is not None and page != _milvus_page_default():
+            lost.append(f"page_size={page!r}")
+        if lost:
+            raise InvalidArgumentError(
+                "this store wraps a MilvusCollection whose settings to_dict cannot write: "
+                f"{', '.join(lost)}; from_dict would reconnect without them. Create the "
+                "store with milvus_uri= (and Secrets) instead to serialize it"
             )
         milvus = {
             **self._milvus,
@@ -563,3 +582,9 @@ class VecIndexDocumentStore:
             return_embedding,
         )
 
+
+def _milvus_page_default() -> int:
+    """MilvusCollection's default ``page_size`` (what ``from_dict`` reconnects with)."""
+    from vecindex_core.milvus.collection import MAX_WINDOW
+
+    return MAX_WINDOW
