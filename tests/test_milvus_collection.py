@@ -578,3 +578,24 @@ def test_the_message_size_refusal_is_recognised_through_the_chain() -> None:
     except mc.BackendError as e:
         assert mc._too_big(e)
     assert not mc._too_big(mc.BackendError("collection not found"))
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_search_scores_follow_the_library_rule_like_sqlite(make: Any, metric: str) -> None:
+    """Hits (assembled straight from the reply) score as the SQLite Collection's: the
+    negated squared distance for l2, the inner product for ip; text and metadata intact."""
+    coll = make(metric=metric, index="FLAT")
+    ref = Collection(None, dim=DIM, index="flat", metric=metric)
+    x = _fill(coll)
+    _fill(ref)
+    got = coll.search_batch(x[:3], 4)
+    want = ref.search_batch(x[:3], 4)
+    for g, w in zip(got, want, strict=True):
+        assert [h.record.id for h in g] == [h.record.id for h in w]
+        np.testing.assert_allclose([h.score for h in g], [h.score for h in w], rtol=1e-5,
+                                   atol=1e-4)
+        assert [(h.record.text, h.record.metadata, h.record.uid != 0) for h in g] == [
+            (h.record.text, h.record.metadata, True) for h in w]
+    if metric == "l2":
+        assert got[0][0].score == pytest.approx(0.0, abs=1e-4)  # the query itself
+    ref.close()

@@ -35,6 +35,10 @@ SAMPLE_SPECS: dict[str, str] = {
     "pq": "pq(train_size=2000)",
 }
 
+#: Kinds that need an external server, and the environment variable that points at one: the
+#: default demo runs with no servers, so these join it only when the variable is set.
+SERVER_KINDS: dict[str, str] = {"redis_lsh": "VECINDEX_REDIS_URL"}
+
 
 def _text(texts: Sequence[Any] | None, i: int) -> str:
     if texts is None or i < 0 or i >= len(texts):
@@ -113,9 +117,13 @@ def run_demo(
 
     out = stream if stream is not None else sys.stdout
     dataset = load_sample()
+    left_out: list[str] = []
     if specs is None:
         names = list_indexes()
-        specs = ["flat"] + [SAMPLE_SPECS.get(n, n) for n in names if n != "flat"]
+        left_out = [n for n, env in SERVER_KINDS.items() if n in names and not os.environ.get(env)]
+        specs = ["flat"] + [
+            SAMPLE_SPECS.get(n, n) for n in names if n != "flat" and n not in left_out
+        ]
     n, dim = dataset.base.shape
     print(
         f"vecindex demo: {len(specs)} index kind(s) and {len(peers)} peer(s) over the "
@@ -123,6 +131,9 @@ def run_demo(
         f"({n} x {dim} base vectors, {dataset.queries.shape[0]} queries, metric cosine)",
         file=out,
     )
+    for name in left_out:
+        print(f"  {name} left out: it needs a server (set {SERVER_KINDS[name]} to include it)",
+              file=out)
     report = run_benchmark(
         dataset, list(specs), peers=list(peers), k_values=(1, 10, 100), threads=(1,),
         metric="cosine", out_dir=out_dir, repeats=2, latency_queries=100, stem="demo",
