@@ -337,8 +337,8 @@ def to_markdown(out: dict[str, Any]) -> str:
         "",
         "## Unfiltered search",
         "",
-        "\"ours\" is the `IdMapIndex` that `create` returns; the last column is the positional "
-        "`HNSWIndex` under it. Batched: each side's fastest of "
+        "\"ours\" is the `IdMapIndex` that `create` returns; \"ratio, positional\" is the "
+        "positional `HNSWIndex` under it. Batched: each side's fastest of "
         f"{out['rounds']} x {out['repeats']} calls, the sides called in turn, by wall clock "
         "and by the calling thread's CPU time (which leaves out waiting for a core on this "
         "shared machine). Single query: "

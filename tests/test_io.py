@@ -15,8 +15,8 @@ import pytest
 
 import vecindex_core as vc
 from vecindex_core import IndexFormatError
-from vecindex_core import io as vio
 from vecindex_core.io import FORMAT_VERSION, MAGIC
+from vecindex_core.io import format as vio
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 V1 = GOLDEN / "v1"

@@ -35,7 +35,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .errors import IndexFormatError
+from ..errors import IndexFormatError
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "read_index", "read_index_bytes", "write_index"]
 
