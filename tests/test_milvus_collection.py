@@ -129,6 +129,28 @@ def test_round_trip_matches_the_sqlite_collection(make: Any, tmp_path: Any) -> N
     ref.close()
 
 
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_a_vectorless_document_never_takes_a_hit_slot(make: Any, metric: str) -> None:
+    # The placeholder vector of a document without one is (1, 0, ..., 0): a query along it
+    # finds the placeholder first, so the search that leaves the has_vec filter out must
+    # notice and search that query again with it, and still return k real hits.
+    coll = make(metric=metric, index="FLAT")
+    x = _fill(coll)
+    coll.upsert(["n1", "n2"], ["no vector", None], None, [{"g": 1}, None])
+    probe = np.zeros((2, DIM), dtype=np.float32)
+    probe[:, 0] = 1.0
+    probe[1] = x[3]
+    for flt in (None, _eq("meta.g", 1)):
+        rows = coll.search_batch(probe, 5, filter=flt)
+        want = 4 if flt else 5  # meta.g == 1 holds for d1, d4, d7, d10 and n1
+        assert [len(r) for r in rows] == [want, want]
+        assert not any(h.record.id.startswith("n") for r in rows for h in r)
+        stored = {r.id: r.uid for r in coll.find()}
+        assert all(h.record.uid == stored[h.record.id] for r in rows for h in r)
+    if metric != "ip":  # under ip another vector may score higher than x[3] itself
+        assert coll.search(x[3], 1)[0].record.id == "d3"
+
+
 def test_upsert_policies_keep_first_write_order(make: Any) -> None:
     coll = make()
     x = _vectors(4)

@@ -519,3 +519,30 @@ def test_restart_mid_query_stream(own_redis, small):
     assert np.array_equal(np.unique(members), np.sort(index.index.rowkeys))
     index.add(x[:5])  # and it takes writes again
     assert len(index) == 1000 - 143 + 5
+
+
+def test_a_collection_lends_its_stored_vectors_for_reranks(redis_url, small, tmp_path):
+    # Without keep_vectors the index holds only row keys; the Collection wires its SQLite
+    # vectors in as the vector_fetch_fn, so reranked scores are exact, also after a reopen.
+    x, q = small
+    ids = [f"d{i}" for i in range(len(x))]
+    kept = vc.Collection(tmp_path / "kept.db", index="redis_lsh", metric="cosine",
+                         index_params={"url": redis_url, "keep_vectors": True})
+    kept.upsert(ids, None, x)
+    path = tmp_path / "fetched.db"
+    coll = vc.Collection(path, index="redis_lsh", metric="cosine", index_params={"url": redis_url})
+    coll.upsert(ids, None, x)
+    assert coll.index is not None and not coll.index.index.keeps_vectors
+    for _ in range(2):
+        a = kept.search_batch(q, 10, params={"rerank": 50})
+        b = coll.search_batch(q, 10, params={"rerank": 50})
+        assert [[h.record.id for h in r] for r in a] == [[h.record.id for h in r] for r in b]
+        hit = b[0][0]
+        v = x[int(hit.record.id[1:])]
+        want = float(v @ q[0] / (np.linalg.norm(v) * np.linalg.norm(q[0])))
+        assert hit.score == pytest.approx(want, abs=1e-5)
+        coll.flush()
+        coll.close()
+        coll = vc.Collection(path)
+    coll.close()
+    kept.close()

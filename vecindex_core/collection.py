@@ -357,7 +357,27 @@ class Collection(BaseCollection):
 
         dim = self.dim
         assert dim is not None
-        return create(self.index_spec, dim=dim, metric=self.metric)
+        return self._wire(create(self.index_spec, dim=dim, metric=self.metric))
+
+    def _wire(self, index: IdMapIndex) -> IdMapIndex:
+        """Give an index that reranks with a ``vector_fetch_fn`` (``redis_lsh`` without
+        ``keep_vectors``) the vectors stored here, so its exact scores need no extra copy."""
+        inner = index.index
+        if getattr(inner, "vector_fetch_fn", False) is None and not getattr(
+            inner, "keeps_vectors", True
+        ):
+            dim = index.dim
+
+            def fetch(slots: npt.NDArray[np.int64]) -> FloatMatrix:
+                uids = index.ids[np.asarray(slots, dtype=np.int64)]
+                rows = dict(self._query_in(
+                    "SELECT uid, vec FROM docs WHERE vec IS NOT NULL AND uid IN ({})",
+                    [int(u) for u in np.unique(uids)],
+                ))
+                return _blob_matrix([rows[int(u)] for u in uids], dim)
+
+            setattr(inner, "vector_fetch_fn", fetch)  # noqa: B010 (not on VectorIndex)
+        return index
 
     def _load_index(self) -> None:
         if self.dim is None:
@@ -380,7 +400,7 @@ class Collection(BaseCollection):
             self._index = self._new_index()
             self._reindex(None)
         else:
-            self._index = index
+            self._index = self._wire(index)
             touched = [
                 r[0]
                 for r in self._query(

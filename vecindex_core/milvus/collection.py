@@ -817,7 +817,9 @@ client_pem_path, client_key_path
         vec = None
         if include_vectors and row.get("has_vec"):
             vec = np.asarray(row["vec"], dtype=np.float32)
-        return Record(str(row["id"]), text, meta, vec, int(row["uid"]))
+        sid = str(row["id"])
+        uid = row.get("uid")
+        return Record(sid, text, meta, vec, _uid(sid) if uid is None else int(uid))
 
     @staticmethod
     def _fields(include_vectors: bool) -> tuple[str, ...]:
@@ -1061,38 +1063,28 @@ client_pem_path, client_key_path
                 self._refresh_dim()
             q = as_float_matrix(vectors, self.dim, name="query")
             nq = q.shape[0]
-            expr = _and(_HAS_VEC, self._filter_expr(filter))
+            user = self._filter_expr(filter)
+            expr = _and(_HAS_VEC, user)
             if self.dim is None or self._settings.get("dim_pending") or sids == []:
                 return [[] for _ in range(nq)]
             chunks: list[str] = [""] if sids is None else [
                 id_in_expr(part) for part in _id_chunks(sids)
             ]
-            # seq orders find(), not hits: one field fewer to send and decode per hit
-            fields = tuple(f for f in self._fields(include_vectors) if f != "seq")
+            # seq orders find(), not hits, and uid is a hash of the id: two fields fewer
+            # to send and decode per hit. has_vec tells a placeholder vector apart.
+            fields = (*(f for f in self._fields(include_vectors) if f not in ("seq", "uid")),
+                      *(() if include_vectors else ("has_vec",)))
             limit = min(k, MAX_WINDOW)
-            negate = self.metric == "l2"  # as scores_from_distances, per hit
-            # queries per request: Milvus takes at most 16,384, and the reply (nq * limit
-            # rows) should stay near READ_BYTES
-            step = max(1, min(MAX_WINDOW, READ_BYTES // (limit * self._row_est(fields))))
-            hits: list[list[tuple[float, dict[str, Any]]]] = [[] for _ in range(nq)]
-            for part in chunks:
-                where = _and(expr, part)
-                for q0 in range(0, nq, step):
-                    with translate_errors(f"search collection {self._name!r}"):
-                        res = self._client.search(
-                            self._name, data=q[q0 : q0 + step].tolist(), limit=limit,
-                            filter=where, output_fields=list(fields), search_params=sp,
-                            anns_field="vec", **self._read_kw(),
-                        )
-                    for qi, found in enumerate(res, start=q0):
-                        row = hits[qi]
-                        for h in found:
-                            # the reply's own entity dict (fresh, ours to keep); the
-                            # distance is a float32 value already
-                            entity = h["entity"]
-                            entity["id"] = h["id"]
-                            d = float(h["distance"])
-                            row.append((-d if negate else d, entity))
+            # The search leaves out "has_vec == true": a filter costs the server a
+            # predicate pass and a filtered graph walk on every query (measured +10-15% on
+            # a single query), and documents without a vector are rare. A query whose hits
+            # include a placeholder is searched again with it.
+            hits = self._ann(q, [_and(user, c) for c in chunks], fields, limit, sp)
+            again = [qi for qi in range(nq) if any(not e["has_vec"] for _, e in hits[qi])]
+            if again:
+                redo = self._ann(q[again], [_and(expr, c) for c in chunks], fields, limit, sp)
+                for qi, row in zip(again, redo, strict=True):
+                    hits[qi] = row
             out = [
                 sorted(h, key=lambda t: -t[0])[:k] for h in hits
             ]
@@ -1108,6 +1100,37 @@ client_pem_path, client_key_path
                 for qi, row in zip(short, exact, strict=True):
                     out[qi] = row
         return [[Hit(self._record(r, include_vectors), s) for s, r in row] for row in out]
+
+    def _ann(
+        self, q: FloatMatrix, wheres: Sequence[str], fields: Sequence[str], limit: int,
+        sp: Mapping[str, Any],
+    ) -> list[list[tuple[float, dict[str, Any]]]]:
+        """Milvus's top-``limit`` of each query for each of ``wheres``, as ``(score, row)``
+        lists (unsorted across ``wheres``)."""
+        nq = q.shape[0]
+        negate = self.metric == "l2"  # as scores_from_distances, per hit
+        # queries per request: Milvus takes at most 16,384, and the reply (nq * limit rows)
+        # should stay near READ_BYTES
+        step = max(1, min(MAX_WINDOW, READ_BYTES // (limit * self._row_est(fields))))
+        hits: list[list[tuple[float, dict[str, Any]]]] = [[] for _ in range(nq)]
+        for where in wheres:
+            for q0 in range(0, nq, step):
+                with translate_errors(f"search collection {self._name!r}"):
+                    res = self._client.search(
+                        self._name, data=q[q0 : q0 + step].tolist(), limit=limit,
+                        filter=where, output_fields=list(fields), search_params=sp,
+                        anns_field="vec", **self._read_kw(),
+                    )
+                for qi, found in enumerate(res, start=q0):
+                    row = hits[qi]
+                    for h in found:
+                        # the reply's own entity dict (fresh, ours to keep); the distance
+                        # is a float32 value already
+                        entity = h["entity"]
+                        entity["id"] = h["id"]
+                        d = float(h["distance"])
+                        row.append((-d if negate else d, entity))
+        return hits
 
     def _exact(
         self, q: FloatMatrix, k: int, exprs: Sequence[str], include_vectors: bool
