@@ -905,7 +905,9 @@ client_pem_path, client_key_path
         uid_of = dict(zip(sids, uids, strict=True))
         out: dict[str, int] = {}
         for part in _id_chunks(sids):
-            expr = f"{id_in_expr(part)} or uid in [{','.join(str(uid_of[s]) for s in part)}]"
+            # every stored row's uid is the hash of its id, so the uids alone find both the
+            # stored copies and the collisions (an int64 "in" is cheaper than a varchar one)
+            expr = f"uid in [{','.join(str(uid_of[s]) for s in part)}]"
             for row in self._query(expr, ("id", "uid", "seq")):
                 rid = str(row["id"])
                 if rid in uid_of and uid_of[rid] == int(row["uid"]):
