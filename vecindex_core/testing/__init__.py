@@ -4,6 +4,7 @@ Nothing here is mocked: :func:`~vecindex_core.testing.servers.start_milvus` runs
 standalone Milvus shipped by the PyPI package ``milvus``; each server is stopped by its PID.
 """
 
+from .postgres_server import PostgresHandle, postgres_binaries, start_postgres
 from .redis_server import (
     ClusterHandle,
     restart_redis,
@@ -14,10 +15,13 @@ from .servers import ServerProcess, free_port, start_milvus
 
 __all__ = [
     "ClusterHandle",
+    "PostgresHandle",
     "ServerProcess",
     "free_port",
+    "postgres_binaries",
     "restart_redis",
     "start_milvus",
+    "start_postgres",
     "start_redis",
     "start_redis_cluster",
 ]
