@@ -623,3 +623,109 @@ def test_cli_ingest_from_postgres(postgres_dsn: str, tmp_path: Path,
                  "--into", str(tmp_path / "x.vi"), "--index", "flat"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vecindex: error:") and err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- review fixes
+def test_second_ingest_into_the_same_target_is_refused(tmp_path: Path) -> None:
+    """Two ingestions into one target would interleave index saves and lose rows: a lock."""
+    x = gen(1000, 8)
+    target = tmp_path / "l.vi"
+    errors: list[str] = []
+
+    def meanwhile(done: int, total: int | None) -> None:
+        if done == 200:  # a second ingestion starts while the first holds the target
+            with pytest.raises(InvalidArgumentError, match="another ingestion into") as e:
+                ingest(NumpySource(x[:10] + 1), target, index="flat", progress=False,
+                       state_path=tmp_path / "other.json")
+            errors.append(str(e.value))
+
+    r = ingest(NumpySource(x), target, index="flat", batch_size=100, checkpoint_rows=100,
+               progress=meanwhile)
+    assert r.rows_added == 1000 and len(errors) == 1 and str(os.getpid()) in errors[0]
+    assert vc.load(target).ntotal == 1000 and not (tmp_path / "other.json").exists()
+    assert not Path(str(target) + ".ingest.lock").exists()  # removed when done
+    # a lock file left by a dead process (kill -9) does not block: flock died with it
+    Path(str(target) + ".ingest.lock").write_text("999999\n")
+    assert ingest(NumpySource(x), target, progress=False).already_done
+
+
+def test_corrupt_state_files_raise_typed_errors(tmp_path: Path) -> None:
+    x = gen(20, 4)
+    for name, data in (("bin", b"\xff\xfe\x00\x81garbage"), ("trunc", b'{"format": "vecin'),
+                       ("version", json.dumps({"format": "vecindex-ingest", "rows_done": 1,
+                                               "source": {}, "version": "x"}).encode())):
+        state_path_for(tmp_path / f"{name}.vi").write_bytes(data)
+        with pytest.raises(InvalidArgumentError, match="not a vecindex ingest state"):
+            ingest(NumpySource(x), tmp_path / f"{name}.vi", index="flat", progress=False)
+
+
+def test_explicit_state_path_of_another_target_raises(tmp_path: Path) -> None:
+    """Resuming target B from target A's state would silently skip rows B never got."""
+    x = gen(300, 4)
+    np.save(tmp_path / "x.npy", x)
+    shared = tmp_path / "shared.json"
+    ingest(NumpySource(tmp_path / "x.npy"), tmp_path / "a.vi", index="flat",
+           state_path=shared, progress=False)
+    vc.create("flat", dim=4).save(tmp_path / "b.vi")  # an existing, empty target
+    with pytest.raises(InvalidArgumentError, match="records progress into.*a.vi.*not.*b.vi"):
+        ingest(NumpySource(tmp_path / "x.npy"), tmp_path / "b.vi", state_path=shared,
+               progress=False)
+    assert vc.load(tmp_path / "b.vi").ntotal == 0
+    # the same target by another spelling of its path is the same target
+    os.chdir(tmp_path)
+    try:
+        assert ingest(NumpySource("x.npy"), "a.vi", state_path="shared.json",
+                      progress=False).already_done
+    finally:
+        os.chdir(ROOT)
+
+
+def test_rerun_after_done_with_appended_rows_adds_only_them(tmp_path: Path) -> None:
+    x = gen(700, 6)
+    np.save(tmp_path / "x.npy", x[:400])
+    target = tmp_path / "g.vi"
+    ingest(NumpySource(tmp_path / "x.npy"), target, index="flat", metric="l2", progress=False)
+    np.save(tmp_path / "x.npy", x)  # more rows appended to the same file
+    r = ingest(NumpySource(tmp_path / "x.npy"), target, batch_size=128, progress=False)
+    assert (r.resumed_from, r.rows_added, r.rows_skipped, r.rows_done) == (400, 300, 0, 700)
+    same_results(vc.load(target), direct("flat", x, metric="l2"), x[:10])
+    assert ingest(NumpySource(tmp_path / "x.npy"), target, progress=False).already_done
+    # a Parquet directory that gained a file after the old ones
+    d = tmp_path / "parts"
+    d.mkdir()
+    write_parquet(d / "p0.parquet", x[:250], row_group_size=100)
+    write_parquet(d / "p1.parquet", x[250:500], row_group_size=100)
+    pt = tmp_path / "p.vi"
+    ingest(ParquetSource(d, "embedding"), pt, index="flat", metric="l2", progress=False)
+    write_parquet(d / "p2.parquet", x[500:], row_group_size=100)
+    r = ingest(ParquetSource(d, "embedding"), pt, progress=False)
+    assert (r.resumed_from, r.rows_added, r.rows_skipped) == (500, 200, 0)
+    same_results(vc.load(pt), direct("flat", x, metric="l2"), x[:10])
+    # a file that sorts before the old ones changes row numbers: not a mere extension
+    write_parquet(d / "a.parquet", x[:5])
+    with pytest.raises(InvalidArgumentError, match="another source"):
+        ingest(ParquetSource(d, "embedding"), pt, progress=False)
+
+
+def test_parquet_corrupt_and_hidden_files(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "parts"
+    d.mkdir()
+    x = gen(50, 4)
+    write_parquet(d / "p0.parquet", x)
+    (d / "_tmp.parquet").write_bytes(b"half-written")  # writers' temporaries are skipped
+    (d / ".p0.parquet.crc").write_bytes(b"crc")
+    (d / ".hidden.parquet").write_bytes(b"")
+    src = ParquetSource(d, "embedding")
+    assert [f.name for f in src.files] == ["p0.parquet"] and src.count() == 50
+    (d / "p1.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(InvalidArgumentError, match="p1.parquet.*not a Parquet file"):
+        ParquetSource(d, "embedding")
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(InvalidArgumentError, match="x.npy.*not a Parquet file"):
+        ParquetSource(tmp_path / "x.npy", "embedding")
+    assert main(["ingest", str(d), "--into", str(tmp_path / "c.vi"), "--index", "flat",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vecindex: error:") and "not a Parquet file" in err
+    assert err.count("\n") == 1

@@ -70,6 +70,14 @@ def _create(dsn: str, kind: str, vectors: np.ndarray, texts=None, *, table="item
                      f"t{i % 3}", i / 4))
 
 
+def _append(dsn: str, kind: str, vectors: np.ndarray, ids: list[int]) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
+        for i, v in zip(ids, vectors, strict=True):
+            ph, value = _param(v, kind)
+            cur.execute(sql.SQL("INSERT INTO items (id, emb) VALUES (%s, {})").format(ph),
+                        (i, value))
+
+
 # ------------------------------------------------------------------ round trips
 @pytest.mark.parametrize("kind", COLUMN_TYPES)
 def test_each_column_type_round_trips_bit_exactly(request, sample, kind):
@@ -480,3 +488,11 @@ def test_ingest_postgres_source_into_flat_index(pgvector_dsn, sample, tmp_path):
     assert res.ids[:, 0].tolist() == list(range(1000, 1005))
     again = ingest(src, path, index="flat", metric="ip", batch_size=64, progress=False)
     assert again.rows_added == 0
+    # a table read in key order follows appends: a rerun after "done" reads only new keys
+    more = np.ascontiguousarray(base[:7] * np.float32(0.5))
+    _append(pgvector_dsn, "vector", more, ids=list(range(5000, 5007)))
+    grown = ingest(src, path, index="flat", metric="ip", batch_size=64, progress=False)
+    assert (grown.rows_added, grown.rows_skipped) == (7, 0)
+    idx = vecindex_core.load(path)
+    assert len(idx) == N + 7 and idx.contains(5006)
+    assert ingest(src, path, index="flat", metric="ip", progress=False).rows_added == 0

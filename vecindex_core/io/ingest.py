@@ -30,8 +30,20 @@ A Collection without a local path (in memory, or a server URI) gets no state fil
 ``state_path`` is given; rerunning it is still idempotent (every row is skipped).
 
 A state file of another source raises :class:`~vecindex_core.errors.InvalidArgumentError`
-telling the user to remove it or pick another target. A finished ingestion marks its state
-``done``; running it again is a no-op that reports 0 rows added.
+telling the user to remove it or pick another target, except a source that only grew at
+its end (more files after the old ones of a Parquet directory, more rows in a ``.npy``
+file): ingestion then continues after the recorded position. A finished ingestion marks
+its state ``done``; running it again with the same source is a no-op that reports 0 rows
+added, except for a source that follows appends (a PostgreSQL table read in key order,
+:func:`~vecindex_core.io.sources.follows_appends`), whose rerun reads the rows added since.
+An explicit ``state_path`` records its target, and naming it for another target
+raises.
+
+*One at a time.* While it runs, ingestion holds an exclusive ``flock`` on
+``<target path>.ingest.lock`` (removed at the end; the kernel releases it when the process
+dies, even by ``kill -9``). A second ingestion into the same target raises
+:class:`~vecindex_core.errors.InvalidArgumentError` naming the holder's process id instead
+of interleaving index saves and losing rows.
 
 Failures
 --------
@@ -69,9 +81,11 @@ from ..idmap import IdMapIndex
 from ..registry import format_spec, resolve_spec
 from ..types import IdArray, Metric
 from ..validation import as_ids, check_int, check_metric
-from .sources import Batch, JSONValue, Source
+from .sources import Batch, JSONValue, Source, follows_appends
 
-__all__ = ["STATE_SUFFIX", "IngestResult", "ProgressCallback", "ingest", "state_path_for"]
+__all__ = [
+    "LOCK_SUFFIX", "STATE_SUFFIX", "IngestResult", "ProgressCallback", "ingest", "state_path_for",
+]
 
 #: Suffix of the checkpoint state file written beside the target.
 STATE_SUFFIX = ".ingest.json"
@@ -153,15 +167,19 @@ def _canonical(value: Any) -> Any:
 
 def _read_state(path: Path) -> dict[str, Any] | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
+    except IsADirectoryError:
+        data = b""
     try:
-        state = json.loads(text)
+        state = json.loads(data.decode("utf-8"))  # bad UTF-8 is a ValueError too
         ok = (
             isinstance(state, dict)
             and state.get("format") == _STATE_FORMAT
             and isinstance(state.get("rows_done"), int)
+            and not isinstance(state.get("rows_done"), bool)
+            and isinstance(state.get("version", 0), int)
             and "source" in state
         )
     except ValueError:
@@ -171,7 +189,7 @@ def _read_state(path: Path) -> dict[str, Any] | None:
             f"ingestion state file {str(path)!r} is not a vecindex ingest state (corrupt or "
             "foreign); remove it to start the ingestion over"
         )
-    if int(state.get("version", 0)) > _STATE_VERSION:
+    if state.get("version", 0) > _STATE_VERSION:
         raise InvalidArgumentError(
             f"ingestion state file {str(path)!r} has version {state['version']}, newer than "
             f"this library's {_STATE_VERSION}; upgrade vecindex or remove the file"
@@ -471,6 +489,114 @@ def _progress_hook(
     return (lambda _done, delta: bar.update(delta)), bar.close
 
 
+# --------------------------------------------------------------------------- lock, target
+#: Suffix of the lock file held beside the target while an ingestion runs.
+LOCK_SUFFIX = ".ingest.lock"
+
+
+def _target_key(into: object) -> str | None:
+    """The absolute path (or server URI) of a durable target; None for one in memory."""
+    if isinstance(into, (str, os.PathLike)):
+        return str(Path(into).resolve())
+    if isinstance(into, BaseCollection):
+        where = into.path
+        if where is None or where == ":memory:":
+            return None
+        return where if "://" in where else str(Path(where).resolve())
+    return None
+
+
+def _lock_path_for(into: object, state: Path | None) -> Path | None:
+    """``<target path>.ingest.lock`` for a local target; ``<state>.lock`` else; or None."""
+    key = _target_key(into)
+    if key is not None and "://" not in key:
+        return Path(key + LOCK_SUFFIX)
+    return None if state is None else Path(os.fspath(state) + ".lock")
+
+
+def _acquire_lock(path: Path, into: object) -> int | None:
+    """Hold an exclusive ``flock`` on ``path`` (created), or raise if another process does.
+
+    The kernel drops the lock when its holder dies (even by ``kill -9``), so a lock file
+    left behind never blocks a rerun. Returns the descriptor, or None where the platform
+    has no ``flock``.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no cross-process exclusion
+        return None
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            except OSError:
+                holder = ""
+            os.close(fd)
+            target = os.fspath(into) if isinstance(into, (str, os.PathLike)) else str(path)
+            raise InvalidArgumentError(
+                f"another ingestion into {target!r} is running (process "
+                f"{holder or 'unknown'} holds lock file {str(path)!r}); wait for it to "
+                "finish or pick another target"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:  # the holder may have removed the file between our open and our lock
+            st, here = os.fstat(fd), os.stat(path)
+            same = (st.st_ino, st.st_dev) == (here.st_ino, here.st_dev)
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _release_lock(path: Path, fd: int | None) -> None:
+    """Remove the lock file (while still holding it) and release it."""
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        path.unlink()
+    os.close(fd)
+
+
+def _grown_from(old: Any, new: Any) -> bool:
+    """True when identity ``new`` is ``old`` with rows appended at the end.
+
+    That is: the same keys and values except a ``files`` list that gained files after the
+    old ones (each old file unchanged), or a ``shape`` whose first axis grew (and a
+    ``size`` that grew with it). The position recorded for ``old`` is then still valid.
+    """
+    if not isinstance(old, dict) or not isinstance(new, dict) or old.keys() != new.keys():
+        return False
+    grew = False
+    for name, a in old.items():
+        b = new[name]
+        if a == b:
+            continue
+        if name == "files" and isinstance(a, list) and isinstance(b, list):
+            if len(b) <= len(a) or b[: len(a)] != a:
+                return False
+            grew = True
+        elif name == "shape" and isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b) or not a or a[1:] != b[1:] or not (
+                isinstance(a[0], int) and isinstance(b[0], int) and b[0] > a[0]
+            ):
+                return False
+            grew = True
+        elif name == "size" and isinstance(a, int) and isinstance(b, int) and b > a:
+            continue
+        else:
+            return False
+    return grew
+
+
 # --------------------------------------------------------------------------- ingest
 def ingest(
     source: Source,
@@ -531,14 +657,18 @@ def ingest(
     ------
     InvalidArgumentError
         Bad arguments; the state file belongs to another source (remove it or pick another
-        target); a new index file without ``index``; a spec or metric that differs from the
-        existing target's; a null vector.
+        target) or, given as ``state_path``, to another target; another ingestion into the
+        same target is running (it holds ``<target>.ingest.lock``); a new index file without
+        ``index``; a spec or metric that differs from the existing target's; a null vector;
+        a corrupt state file.
     DimensionMismatchError
         The source's dimension differs from the target's, or a row has another length.
     NonFiniteError
         A row holds NaN or infinity (the message names the row).
     DuplicateIdError
         An id repeats inside one batch (nothing of that batch is added).
+    FileNotFoundError
+        The directory of an index file or Collection path does not exist.
     """
     if not isinstance(source, Source):
         raise InvalidArgumentError(
@@ -568,12 +698,42 @@ def ingest(
             f"progress must be True, False, 'always' or a callable, got {progress!r}"
         )
     identity = _canonical(dict(source.identity()))
-    dim = source.dim
     t0 = time.perf_counter()
-
+    if isinstance(into, (str, os.PathLike)) and not Path(into).parent.is_dir():
+        raise FileNotFoundError(f"directory {str(Path(into).parent)!r} does not exist")
     sp = _default_state_path(into) if state_path is None else Path(state_path)
+    lock_path = _lock_path_for(into, sp)
+    lock_fd = None if lock_path is None else _acquire_lock(lock_path, into)
+    try:
+        return _ingest_locked(
+            source, into, identity, t0, sp, state_path is not None, index=index,
+            metric=metric, batch_size=bs, checkpoint_rows=ck_rows,
+            checkpoint_seconds=checkpoint_seconds, progress=progress, train_rows=train_rows,
+        )
+    finally:
+        if lock_path is not None:
+            _release_lock(lock_path, lock_fd)
+
+
+def _ingest_locked(
+    source: Source, into: object, identity: Any, t0: float, sp: Path | None,
+    explicit_state: bool, *, index: str | None, metric: Metric | None, batch_size: int,
+    checkpoint_rows: int, checkpoint_seconds: float | None,
+    progress: bool | str | ProgressCallback, train_rows: int | None,
+) -> IngestResult:
+    """:func:`ingest` once its arguments are checked and the target's lock is held."""
+    bs, ck_rows, dim = batch_size, checkpoint_rows, source.dim
+    key = _target_key(into)
     state = None if sp is None else _read_state(sp)
-    if state is not None and state["source"] != identity:
+    if (state is not None and explicit_state and key is not None
+            and state.get("target_key") not in (None, key)):
+        raise InvalidArgumentError(
+            f"ingestion state file {str(sp)!r} records progress into "
+            f"{state.get('target_key')!r}, not {key!r}; pass that target's state file, or "
+            "remove this one to start over"
+        )
+    grown = state is not None and _grown_from(state["source"], identity)
+    if state is not None and state["source"] != identity and not grown:
         raise InvalidArgumentError(
             f"ingestion state file {str(sp)!r} belongs to another source "
             f"({json.dumps(state['source'], sort_keys=True)[:300]}), not "
@@ -586,7 +746,7 @@ def ingest(
             f"ingestion state file {str(sp)!r} records progress into {os.fspath(into)!r}, "
             "which does not exist; remove the state file to start over"
         )
-    if state is not None and state.get("done"):
+    if state is not None and state.get("done") and not grown and not follows_appends(source):
         label = os.fspath(into) if isinstance(into, (str, os.PathLike)) else str(sp)
         return IngestResult(label, 0, 0, 0, int(state["rows_done"]),
                             time.perf_counter() - t0, state.get("position"), True)
@@ -606,7 +766,8 @@ def ingest(
         target.commit()
         if target.state_path is not None:
             _write_state(target.state_path, {
-                "source": identity, "target": target.label, "position": position,
+                "source": identity, "target": target.label, "target_key": key,
+                "position": position,
                 "rows_done": rows_done, "rows_added": added_total + added,
                 "rows_skipped": skipped_total + skipped, "done": done,
             })

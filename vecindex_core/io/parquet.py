@@ -65,7 +65,9 @@ def _pyarrow() -> tuple[Any, Any, Any]:
 
 def _list_files(path: Path) -> list[Path]:
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix == ".parquet" and p.is_file())
+        # like pyarrow.dataset, names starting "." or "_" are not data (".part.crc", "_tmp")
+        files = sorted(p for p in path.iterdir() if p.suffix == ".parquet" and p.is_file()
+                       and not p.name.startswith((".", "_")))
         if not files:
             raise InvalidArgumentError(f"directory {str(path)!r} holds no *.parquet files")
         return files
@@ -74,13 +76,38 @@ def _list_files(path: Path) -> list[Path]:
     return [path]
 
 
+def _open(pq: Any, pa: Any, f: Path, **kwargs: Any) -> Any:
+    """``pq.ParquetFile(f)``; a file that is not Parquet (or a corrupt one) raises our error."""
+    try:
+        return pq.ParquetFile(f, **kwargs)
+    except pa.ArrowException as e:
+        if isinstance(e, OSError):
+            raise
+        raise InvalidArgumentError(f"{str(f)!r} is not a Parquet file or is corrupt: {e}") from e
+
+
+def _read(pa: Any, f: Path, batches: Iterator[Any]) -> Iterator[Any]:
+    """``batches``, with a decoding error (a corrupt page) raised as our error naming ``f``."""
+    while True:
+        try:
+            rb = next(batches)
+        except StopIteration:
+            return
+        except pa.ArrowException as e:
+            if isinstance(e, OSError):
+                raise
+            raise InvalidArgumentError(f"{str(f)!r} could not be decoded: {e}") from e
+        yield rb
+
+
 class ParquetSource:
     """Rows of one Parquet file or a directory of them, in file then row order.
 
     Parameters
     ----------
     path : str or path-like
-        A ``.parquet`` file, or a directory whose ``*.parquet`` files are read in name order.
+        A ``.parquet`` file, or a directory whose ``*.parquet`` files are read in name order
+        (names starting ``.`` or ``_`` are skipped; subdirectories are not read).
     vector_column : str
         ``fixed_size_list``, ``list`` or ``large_list`` of float16/float32/float64.
     id_column : str, optional
@@ -99,7 +126,8 @@ class ParquetSource:
         ``path`` does not exist.
     InvalidArgumentError
         A named column is missing from a file (the message lists the columns), the
-        directory holds no Parquet file, or a list column's first row is null or empty.
+        directory holds no Parquet file, a file is not Parquet or is corrupt, or a list
+        column's first row is null or empty.
     InvalidDtypeError
         The vector column is not a list of floats, or the id column is not integer.
     DimensionMismatchError
@@ -139,7 +167,7 @@ class ParquetSource:
         self._row_groups: list[list[int]] = []  # rows of each row group, per file
         dim: int | None = None
         for f in self._files:
-            pf = pq.ParquetFile(f)
+            pf = _open(pq, pa, f)
             schema = pf.schema_arrow
             missing = [c for c in self._columns if schema.get_field_index(c) < 0]
             if missing:
@@ -182,16 +210,17 @@ class ParquetSource:
         self._dim = dim
 
     def _first_row_dim(self) -> int:
-        _, pq, _ = _pyarrow()
+        pa, pq, _ = _pyarrow()
         for f in self._files:
-            pf = pq.ParquetFile(f)
-            for rb in pf.iter_batches(batch_size=1, columns=[self.vector_column]):
+            pf = _open(pq, pa, f)
+            batches = pf.iter_batches(batch_size=1, columns=[self.vector_column])
+            for rb in _read(pa, f, batches):
                 if rb.num_rows == 0:
                     continue
                 first = rb.column(0)[0]
                 if not first.is_valid:
                     raise InvalidArgumentError(
-                        f"row 0 of {str(self._files[0])!r} has a null vector in column "
+                        f"row 0 of {str(f)!r} has a null vector in column "
                         f"{self.vector_column!r}"
                     )
                 d = len(first)
@@ -246,7 +275,7 @@ class ParquetSource:
         DimensionMismatchError
             A list vector's length differs from :attr:`dim` (naming the row).
         """
-        _, pq, _ = _pyarrow()
+        pa, pq, _ = _pyarrow()
         bs = check_int(batch_size, "batch_size", 1)
         start = 0 if resume is None else check_int(resume, "resume position", 0, self.count())
         offset = 0  # global row number of the current file's first row
@@ -261,11 +290,11 @@ class ParquetSource:
                 first_rg += 1
             drop = max(0, start - rg_offset)
             row = rg_offset
-            pf = pq.ParquetFile(f, pre_buffer=False)  # buffers one column chunk at a time
-            for rb in pf.iter_batches(
+            pf = _open(pq, pa, f, pre_buffer=False)  # buffers one column chunk at a time
+            for rb in _read(pa, f, pf.iter_batches(
                 batch_size=bs, row_groups=list(range(first_rg, len(groups))),
                 columns=self._columns,
-            ):
+            )):
                 n = rb.num_rows
                 if drop:
                     take = min(drop, n)

@@ -295,6 +295,13 @@ class PostgresSource:
     def query(self) -> str | None:
         return self._query
 
+    @property
+    def follows_appends(self) -> bool:
+        """True with a key column: rows are read in key order, so a rerun of a finished
+        ingestion reads the rows whose key is above the last one ingested (rows inserted
+        later with a smaller key are not seen)."""
+        return self.key_column is not None
+
     def identity(self) -> Mapping[str, JSONValue]:
         """``{"kind": "postgres", "schema", "table", "query", ...columns}`` (no DSN)."""
         return {

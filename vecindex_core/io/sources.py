@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Batch", "Source"]
+__all__ = ["Batch", "Source", "follows_appends"]
 
 JSONValue = Any
 
@@ -75,3 +75,14 @@ class Source(Protocol):
     def batches(self, batch_size: int, resume: JSONValue = None) -> Iterator[Batch]:
         """Yield the rows in order, starting after ``resume`` (a ``Batch.position``)."""
         ...
+
+
+def follows_appends(source: Source) -> bool:
+    """Whether ``source``'s last position stays valid when rows are added later.
+
+    A source sets the optional attribute ``follows_appends = True`` when it reads in an
+    order that new rows extend (a table read in key order: rows with larger keys come
+    after every position already given). Ingestion then reads past the end of a finished
+    run instead of reporting it done, so a rerun picks up the new rows.
+    """
+    return bool(getattr(source, "follows_appends", False))
