@@ -1,7 +1,8 @@
 # make demo: build every registered index over the bundled sample and compare with peers,
 #            then answer one query through LangChain, LlamaIndex and Haystack.
-# make test: lint (ruff, mypy) and the whole test suite (installs redis-server first when
-#            missing and run as root; otherwise says what to install).
+# make test: lint (ruff, mypy) and the whole test suite (installs redis-server and
+#            postgresql first when missing and run as root; otherwise says what to install),
+#            then the native-kernel tests again on the fallback paths.
 # Both create .venv on first use; torch (CPU build) is installed before anything that
 # could pull a CUDA build of it.
 
@@ -33,6 +34,10 @@ servers:
 
 pytest: $(STAMP) servers
 	$(BIN)/python -m pytest
+	# the kernels' fallback paths: the native tests and the hashing kinds again, forced
+	# onto the numba kernels and onto the portable C path
+	VECINDEX_NATIVE=off $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_hashing.py
+	VECINDEX_NATIVE=portable $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_hashing.py
 
 test: lint pytest
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import backends, datasets, errors, lsh_tuning, redis_lsh, registry
+from ._native import show_config
 from ._threads import get_num_threads, set_num_threads
 from .api import create, load
 from .base import Moves, VectorIndex
@@ -108,6 +109,7 @@ __all__ = [
     "redis_lsh",
     "registry",
     "set_num_threads",
+    "show_config",
 ]
 
 

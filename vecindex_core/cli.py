@@ -1,4 +1,4 @@
-"""The ``vecindex`` command line: ``bench``, ``demo`` and ``info``.
+"""The ``vecindex`` command line: ``bench``, ``demo``, ``info`` and ``ingest``.
 
 ::
 
@@ -6,13 +6,19 @@
                    [--k 1,10,100] [--threads 1,2] [--queries N] [--out DIR]
     vecindex demo [--out DIR]
     vecindex info [--json]
+    vecindex ingest SOURCE --into PATH [--index SPEC] [--metric M] [--vector-column C]
+                   [--id-column C] [--text-column C] [--table T | --query SQL]
+                   [--batch-size N] [--checkpoint-rows N] [--no-progress]
 
 ``bench`` runs :func:`vecindex_core.bench.run_benchmark` on a dataset (the bundled sample,
 a directory with ``base.npy``/``queries.npy``, a ``.npy``/``.fvecs`` file or an
 ANN-benchmarks ``.hdf5``), prints the markdown table and writes JSON, markdown and a PNG
 plot to ``--out``. ``demo`` builds every registered index over the bundled sample and
 compares them with the installed peers. ``info`` prints versions, the registered indexes
-with their parameters, and the thread settings.
+with their parameters, and the thread settings. ``ingest`` streams a ``.npy``/``.fvecs``
+file, a Parquet file or directory, or a ``postgresql://`` table or query into an index file
+or a Collection (``.db``/``.sqlite``), resumably (:func:`vecindex_core.io.ingest.ingest`),
+and prints a one-line summary.
 
 Exit status: 0 on success, 1 when one of our indexes failed during a benchmark, 2 on a bad
 argument (one line on stderr: ``vecindex: error: ...``).
@@ -154,6 +160,37 @@ def _build_parser() -> _Parser:
 
     i = sub.add_parser("info", help="versions, registered indexes, thread settings")
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    g = sub.add_parser(
+        "ingest",
+        help="stream vectors from .npy, Parquet or PostgreSQL into an index or Collection",
+        description="Stream SOURCE (a .npy/.fvecs file, a .parquet file or a directory of "
+        "them, or a postgresql:// URL with --table or --query) into an index file or, for a "
+        "path ending .db/.sqlite, a Collection. Memory stays bounded by one batch; a rerun "
+        "after a crash resumes from the last checkpoint and adds every row exactly once.",
+    )
+    g.add_argument("source", help="a .npy/.fvecs file, a .parquet file or directory, or a "
+                   "postgresql:// URL")
+    g.add_argument("--into", required=True,
+                   help="index file to create or extend, or a .db/.sqlite Collection")
+    g.add_argument("--index", default=None,
+                   help="index spec for a new target, e.g. 'turboquant(bits=4)'")
+    g.add_argument("--metric", choices=("cosine", "ip", "l2"), default=None,
+                   help="metric of a new target (default: cosine)")
+    g.add_argument("--vector-column", default=None,
+                   help="vector column (Parquet, PostgreSQL; default: embedding)")
+    g.add_argument("--id-column", default=None,
+                   help="uint64 id column (default: the row numbers)")
+    g.add_argument("--text-column", default=None, help="text column (Collection targets)")
+    g.add_argument("--table", default=None, help="PostgreSQL table to read")
+    g.add_argument("--query", default=None, help="PostgreSQL query to read")
+    g.add_argument("--key-column", default=None,
+                   help="PostgreSQL column that orders rows and positions resume")
+    g.add_argument("--batch-size", type=_positive_int, default=10_000,
+                   help="rows read and added at a time (default: 10000)")
+    g.add_argument("--checkpoint-rows", type=_positive_int, default=100_000,
+                   help="save index and state after this many rows (default: 100000)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -211,9 +248,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def info() -> dict[str, Any]:
-    """Versions, registered indexes with their parameters, and thread settings."""
+    """Versions, registered indexes with their parameters, thread settings and the native
+    kernels (:func:`vecindex_core._native.config`)."""
     import numba
 
+    from ._native import config as native_config
     from ._threads import get_num_threads
     from .bench.env import environment_info
     from .registry import get_kind, list_indexes
@@ -243,6 +282,7 @@ def info() -> dict[str, Any]:
         "cpu_flags": env["cpu_flags"],
         "platform": env["platform"],
         "threadpool_info": env["threadpool_info"],
+        "native": native_config(),
     }
 
 
@@ -277,7 +317,69 @@ def _cmd_info(args: argparse.Namespace) -> int:
             f"threads={pool.get('num_threads')} arch={pool.get('architecture', '-')} "
             f"[{pool.get('filepath')}]"
         )
+    nat = data["native"]
+    out += [
+        f"native kernels: built {nat['built']}, path in use {nat['isa'] or 'none'} "
+        f"(usable {', '.join(nat['usable_isas']) or '-'}; VECINDEX_NATIVE="
+        f"{nat['env'] if nat['env'] is not None else '(unset)'}), "
+        f"hamming_topk {nat['hamming_topk']} [{nat['path'] or nat['import_error']}]",
+    ]
     print("\n".join(out))
+    return 0
+
+
+def _ingest_source(args: argparse.Namespace) -> Any:
+    """Build the source named on the command line (only for SOURCE's kind)."""
+    src: str = args.source
+    vector_column = args.vector_column or "embedding"
+    if src.startswith(("postgresql://", "postgres://")):
+        if (args.table is None) == (args.query is None):
+            raise _UsageError("a postgresql:// source needs exactly one of --table or --query")
+        from .io.postgres import PostgresSource
+
+        return PostgresSource(
+            src, table=args.table, query=args.query, vector_column=vector_column,
+            id_column=args.id_column, key_column=args.key_column, text_column=args.text_column,
+        )
+    for flag, value in (("--table", args.table), ("--query", args.query),
+                        ("--key-column", args.key_column)):
+        if value is not None:
+            raise _UsageError(f"{flag} is for postgresql:// sources, not {src!r}")
+    lower = src.lower()
+    if lower.endswith((".npy", ".fvecs")):
+        for flag, value in (("--vector-column", args.vector_column),
+                            ("--id-column", args.id_column),
+                            ("--text-column", args.text_column)):
+            if value is not None:
+                raise _UsageError(f"{flag} does not apply to an array file like {src!r}")
+        from .io.numpy_source import NumpySource
+
+        return NumpySource(src)
+    if lower.endswith(".parquet") or os.path.isdir(src):
+        from .io.parquet import ParquetSource
+
+        return ParquetSource(src, vector_column, id_column=args.id_column,
+                             text_column=args.text_column)
+    raise _UsageError(
+        f"unknown source {src!r}: expected a .npy/.fvecs file, a .parquet file or directory, "
+        "or a postgresql:// URL"
+    )
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from .errors import VecIndexError
+    from .io.ingest import ingest
+
+    try:
+        source = _ingest_source(args)
+        result = ingest(
+            source, args.into, index=args.index, metric=args.metric,
+            batch_size=args.batch_size, checkpoint_rows=args.checkpoint_rows,
+            progress=not args.no_progress,
+        )
+    except (VecIndexError, OSError) as e:
+        raise _UsageError(str(e) or type(e).__name__) from None
+    print(result.summary())
     return 0
 
 
@@ -291,7 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     try:
         args = _build_parser().parse_args(argv)
-        commands = {"bench": _cmd_bench, "demo": _cmd_demo, "info": _cmd_info}
+        commands = {"bench": _cmd_bench, "demo": _cmd_demo, "info": _cmd_info,
+                    "ingest": _cmd_ingest}
         return commands[args.command](args)
     except _UsageError as e:
         print(f"{PROG}: error: {str(e).splitlines()[0] if str(e) else 'bad arguments'}",

@@ -22,12 +22,14 @@ import numpy.typing as npt
 from numba import types
 from numba.extending import intrinsic
 
+from .. import _native
 from .._threads import get_num_threads, map_chunks
 from .topk import _sift_down, finalize_heaps, init_heaps
 
 __all__ = [
     "exact_score",
     "hamming_topk",
+    "hamming_topk_numba",
     "pack_bits",
     "popcount64",
     "push",
@@ -198,6 +200,29 @@ def hamming_topk(
     n: int | None = None,
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
     """The ``k`` nearest codes by Hamming distance for every query code.
+
+    Runs the native kernel (:func:`vecindex_core._native.hamming_topk`) when it is built and
+    not disabled by ``VECINDEX_NATIVE=off``, else :func:`hamming_topk_numba`; both give the
+    same results bit for bit. Arguments and results as :func:`hamming_topk_numba`.
+    """
+    isa = _native.active_isa()
+    if isa is not None:
+        return _native.hamming_topk(qcodes, codes_t, k, max_bits=max_bits, mask=mask, n=n,
+                                    isa=isa)
+    return hamming_topk_numba(qcodes, codes_t, k, max_bits=max_bits, mask=mask, n=n)
+
+
+def hamming_topk_numba(
+    qcodes: npt.NDArray[np.uint64],
+    codes_t: npt.NDArray[np.uint64],
+    k: int,
+    *,
+    max_bits: int,
+    mask: npt.NDArray[np.bool_] | None = None,
+    n: int | None = None,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """The ``k`` nearest codes by Hamming distance for every query code (numba; the
+    reference the native kernel is tested against).
 
     Parameters
     ----------

@@ -78,6 +78,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,7 @@ def _id_chunks(sids: Sequence[str], per: int = IN_CHUNK) -> Iterator[Sequence[st
         yield sids[start:]
 
 
+@lru_cache(maxsize=1 << 16)  # search hits recompute it for ids that come back often
 def _uid(doc_id: str) -> int:
     """The 63-bit uid of a string id (BLAKE2b; the same in every process)."""
     digest = hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest()

@@ -1,0 +1,45 @@
+/* Shared declarations of the vecindex native kernels (see ../__init__.py for dispatch).
+ *
+ * Rules every kernel follows: plain C99 + GCC/Clang builtins; ISA-specific functions carry
+ * __attribute__((target(...))) so the translation unit itself is compiled with portable
+ * flags; nothing global is written after module import (kernels are reentrant and run with
+ * the GIL released). */
+#ifndef VECNATIVE_H
+#define VECNATIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define VN_X86 1
+#else
+#define VN_X86 0
+#endif
+
+/* Instruction-set paths, in order of preference (the value is the Python-visible code). */
+enum vn_isa { VN_PORTABLE = 0, VN_AVX2 = 1, VN_AVX512 = 2, VN_NUM_ISA = 3 };
+
+/* CPU features detected once at import. */
+typedef struct {
+    int popcnt, avx2, avx512f, avx512bw, avx512vpopcntdq;
+} vn_cpu_t;
+
+void vn_detect_cpu(vn_cpu_t *out);
+/* 1 when the path is compiled in and the CPU runs it. */
+int vn_isa_usable(const vn_cpu_t *cpu, int isa);
+
+/* ---------------------------------------------------------------- Hamming top-k */
+typedef struct {
+    const uint64_t *q;     /* (nq, w) query codes, row-major */
+    const uint64_t *codes; /* (w, stride) stored codes, word-major */
+    const uint8_t *mask;   /* (>= n,) allowed rows, or NULL */
+    ptrdiff_t w, stride, n, k;
+    int32_t *out_d;        /* (nq, k) */
+    int64_t *out_s;        /* (nq, k) */
+} vn_ham_args;
+
+/* Top-k of queries [q0, q1). Returns 0, or -1 when memory could not be allocated (nothing
+ * written for the queries not yet finished). Safe to call concurrently without the GIL. */
+int vn_hamming_topk(const vn_ham_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa);
+
+#endif
