@@ -729,3 +729,48 @@ def test_parquet_corrupt_and_hidden_files(tmp_path: Path,
     err = capsys.readouterr().err
     assert err.startswith("vecindex: error:") and "not a Parquet file" in err
     assert err.count("\n") == 1
+
+
+def test_cli_metadata_schema_training_and_time_checkpoints(
+    postgres_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import psycopg
+
+    x = gen(600, 8)
+    write_parquet(tmp_path / "m.parquet", x, ids=np.arange(600),
+                  extra={"tag": pa.array([f"t{i % 3}" for i in range(600)])})
+    db = tmp_path / "m.db"
+    assert main(["ingest", str(tmp_path / "m.parquet"), "--into", str(db), "--id-column", "id",
+                 "--metadata-columns", "tag", "--index", "flat", "--checkpoint-seconds",
+                 "0.001", "--no-progress"]) == 0
+    with vc.Collection(db) as coll:
+        assert coll.get(["4"])[0].metadata == {"tag": "t1"}
+        assert coll.count({"field": "meta.tag", "operator": "==", "value": "t0"}) == 200
+    # a kind that needs training trains on --train-rows rows first
+    out = tmp_path / "ivf.vi"
+    assert main(["ingest", str(tmp_path / "m.parquet"), "--into", str(out), "--id-column",
+                 "id", "--index", "ivf_flat(nlist=4)", "--train-rows", "400",
+                 "--no-progress"]) == 0
+    assert vc.load(out).ntotal == 600
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "My Schema"')
+        conn.execute('CREATE TABLE "My Schema".items (id bigint PRIMARY KEY, emb real[], '
+                     "tag text)")
+        with conn.cursor().copy('COPY "My Schema".items (id, emb, tag) FROM STDIN') as cp:
+            for i, row in enumerate(x[:50]):
+                cp.write_row((i, row.tolist(), f"t{i % 2}"))
+    capsys.readouterr()
+    assert main(["ingest", postgres_dsn, "--table", "items", "--schema", "My Schema",
+                 "--vector-column", "emb", "--id-column", "id", "--metadata-columns", "tag",
+                 "--into", str(tmp_path / "pg.db"), "--index", "flat", "--no-progress"]) == 0
+    assert "50 rows added" in capsys.readouterr().out
+    with vc.Collection(tmp_path / "pg.db") as coll:
+        assert coll.get(["3"])[0].metadata == {"tag": "t1"}
+    for argv, match in (
+        (["--schema", "s"], "--schema is for postgresql://"),
+        (["--metadata-columns", "a,,b"], "empty name"),
+        (["--checkpoint-seconds", "0"], "checkpoint-seconds"),
+    ):
+        assert main(["ingest", str(tmp_path / "m.parquet"), "--into",
+                     str(tmp_path / "z.vi"), "--index", "flat", *argv]) == 2
+        assert match in capsys.readouterr().err

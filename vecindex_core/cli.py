@@ -7,8 +7,10 @@
     vecindex demo [--out DIR]
     vecindex info [--json]
     vecindex ingest SOURCE --into PATH [--index SPEC] [--metric M] [--vector-column C]
-                   [--id-column C] [--text-column C] [--table T | --query SQL]
-                   [--batch-size N] [--checkpoint-rows N] [--no-progress]
+                   [--id-column C] [--text-column C] [--metadata-columns C,...]
+                   [--table T [--schema S] | --query SQL] [--key-column C]
+                   [--batch-size N] [--checkpoint-rows N] [--checkpoint-seconds S]
+                   [--train-rows N] [--no-progress]
 
 ``bench`` runs :func:`vecindex_core.bench.run_benchmark` on a dataset (the bundled sample,
 a directory with ``base.npy``/``queries.npy``, a ``.npy``/``.fvecs`` file or an
@@ -100,6 +102,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
 def _name_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
@@ -182,7 +194,10 @@ def _build_parser() -> _Parser:
     g.add_argument("--id-column", default=None,
                    help="uint64 id column (default: the row numbers)")
     g.add_argument("--text-column", default=None, help="text column (Collection targets)")
+    g.add_argument("--metadata-columns", default=None,
+                   help="comma-separated metadata columns (Collection targets)")
     g.add_argument("--table", default=None, help="PostgreSQL table to read")
+    g.add_argument("--schema", default=None, help="PostgreSQL schema of --table")
     g.add_argument("--query", default=None, help="PostgreSQL query to read")
     g.add_argument("--key-column", default=None,
                    help="PostgreSQL column that orders rows and positions resume")
@@ -190,6 +205,10 @@ def _build_parser() -> _Parser:
                    help="rows read and added at a time (default: 10000)")
     g.add_argument("--checkpoint-rows", type=_positive_int, default=100_000,
                    help="save index and state after this many rows (default: 100000)")
+    g.add_argument("--checkpoint-seconds", type=_positive_float, default=None,
+                   help="also save index and state after this many seconds")
+    g.add_argument("--train-rows", type=_positive_int, default=None,
+                   help="rows read first to train a new index of a kind that needs it")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -332,6 +351,10 @@ def _ingest_source(args: argparse.Namespace) -> Any:
     """Build the source named on the command line (only for SOURCE's kind)."""
     src: str = args.source
     vector_column = args.vector_column or "embedding"
+    meta = None if args.metadata_columns is None else [
+        c.strip() for c in args.metadata_columns.split(",")]
+    if meta is not None and not all(meta):
+        raise _UsageError(f"--metadata-columns: empty name in {args.metadata_columns!r}")
     if src.startswith(("postgresql://", "postgres://")):
         if (args.table is None) == (args.query is None):
             raise _UsageError("a postgresql:// source needs exactly one of --table or --query")
@@ -340,16 +363,18 @@ def _ingest_source(args: argparse.Namespace) -> Any:
         return PostgresSource(
             src, table=args.table, query=args.query, vector_column=vector_column,
             id_column=args.id_column, key_column=args.key_column, text_column=args.text_column,
+            metadata_columns=meta, schema=args.schema,
         )
     for flag, value in (("--table", args.table), ("--query", args.query),
-                        ("--key-column", args.key_column)):
+                        ("--key-column", args.key_column), ("--schema", args.schema)):
         if value is not None:
             raise _UsageError(f"{flag} is for postgresql:// sources, not {src!r}")
     lower = src.lower()
     if lower.endswith((".npy", ".fvecs")):
         for flag, value in (("--vector-column", args.vector_column),
                             ("--id-column", args.id_column),
-                            ("--text-column", args.text_column)):
+                            ("--text-column", args.text_column),
+                            ("--metadata-columns", args.metadata_columns)):
             if value is not None:
                 raise _UsageError(f"{flag} does not apply to an array file like {src!r}")
         from .io.numpy_source import NumpySource
@@ -359,7 +384,7 @@ def _ingest_source(args: argparse.Namespace) -> Any:
         from .io.parquet import ParquetSource
 
         return ParquetSource(src, vector_column, id_column=args.id_column,
-                             text_column=args.text_column)
+                             text_column=args.text_column, metadata_columns=meta)
     raise _UsageError(
         f"unknown source {src!r}: expected a .npy/.fvecs file, a .parquet file or directory, "
         "or a postgresql:// URL"
@@ -375,6 +400,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         result = ingest(
             source, args.into, index=args.index, metric=args.metric,
             batch_size=args.batch_size, checkpoint_rows=args.checkpoint_rows,
+            checkpoint_seconds=args.checkpoint_seconds, train_rows=args.train_rows,
             progress=not args.no_progress,
         )
     except (VecIndexError, OSError) as e:
