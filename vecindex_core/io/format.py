@@ -29,7 +29,7 @@ import os
 import struct
 import tempfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,7 +37,9 @@ import numpy as np
 
 from ..errors import IndexFormatError
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "read_index", "read_index_bytes", "write_index"]
+__all__ = [
+    "FORMAT_VERSION", "MAGIC", "atomic_write", "read_index", "read_index_bytes", "write_index",
+]
 
 MAGIC = b"VECINDEX"
 FORMAT_VERSION = 1
@@ -114,6 +116,17 @@ def write_index(
         buf = io.BytesIO()
         _write(buf, header, arrays)
         return buf.getvalue()
+    atomic_write(path, lambda f: _write(f, header, arrays))
+    return None
+
+
+def atomic_write(path: PathLike, write: Callable[[IO[bytes]], object]) -> None:
+    """Replace the file ``path`` atomically with what ``write(f)`` writes.
+
+    The bytes go to a temporary file in the same directory (mode ``0o666`` less the umask,
+    like a plain ``open``), which is fsync'd, renamed over ``path``, and the directory
+    fsync'd, so a crash leaves either the old file or the new one, never a mix.
+    """
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
@@ -121,7 +134,7 @@ def write_index(
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
-            _write(f, header, arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -131,12 +144,11 @@ def write_index(
     try:  # make the rename itself durable
         dir_fd = os.open(target.parent, os.O_RDONLY)
     except OSError:
-        return None
+        return
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return None
 
 
 def _read_exact(f: _Reader, n: int, where: str, what: str) -> bytes:

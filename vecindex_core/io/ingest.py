@@ -60,7 +60,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -81,6 +80,7 @@ from ..idmap import IdMapIndex
 from ..registry import format_spec, resolve_spec
 from ..types import IdArray, Metric
 from ..validation import as_ids, check_int, check_metric
+from .format import atomic_write
 from .sources import Batch, JSONValue, Source, follows_appends
 
 __all__ = [
@@ -201,24 +201,7 @@ def _write_state(path: Path, state: Mapping[str, Any]) -> None:
     """Write ``state`` atomically: temporary file, fsync, rename, fsync the directory."""
     data = json.dumps({"format": _STATE_FORMAT, "version": _STATE_VERSION, **state},
                       sort_keys=True, indent=1).encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, lambda f: f.write(data))
 
 
 # --------------------------------------------------------------------------- targets

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import IndexFormatError, InvalidArgumentError, InvalidDtypeError
+from ..datasets import vecs_rows
+from ..errors import InvalidArgumentError, InvalidDtypeError
 from ..types import IdArray
 from ..validation import as_ids, check_int, is_torch_tensor
 from .sources import Batch, JSONValue
@@ -28,26 +29,9 @@ __all__ = ["NumpySource"]
 
 def _open_fvecs(path: Path) -> np.ndarray:
     """Memory-map an ``.fvecs`` file as a float32 (n, d) strided view (no copy)."""
-    size = path.stat().st_size
-    if size == 0:
+    if path.stat().st_size == 0:
         raise InvalidArgumentError(f"{str(path)!r} is empty: no vectors to read")
-    if size % 4:
-        raise IndexFormatError(f"{str(path)!r} is truncated: {size} bytes, not whole 4-byte words")
-    words = np.memmap(path, dtype="<i4", mode="r")
-    d = int(words[0])
-    if d <= 0 or words.size % (d + 1):
-        raise IndexFormatError(
-            f"{str(path)!r} is truncated or corrupt: {size} bytes is not a whole number of "
-            f"rows of dimension {d}"
-        )
-    rows = words.reshape(-1, d + 1)
-    bad = np.flatnonzero(rows[:, 0] != d)  # one strided pass over the first column
-    if bad.size:
-        raise IndexFormatError(
-            f"{str(path)!r} is corrupt: row {bad[0]} has dimension {rows[bad[0], 0]}, "
-            f"expected {d}"
-        )
-    return rows[:, 1:].view("<f4")
+    return vecs_rows(path, mmap=True)[:, 1:].view("<f4")
 
 
 class NumpySource:

@@ -14,10 +14,13 @@ Order and resuming
 ------------------
 SQL gives rows in no particular order unless asked. With a ``key_column`` (by default the
 ``id_column``) the source reads ``ORDER BY key`` and a batch's ``position`` is
-``{"key": last key, "row": rows read so far}``; resuming runs ``WHERE key > last key``, so
-each row comes exactly once across a restart, rows deleted meanwhile are not read and rows
-added with a larger key are. The key must be unique and non-NULL (a repeated or NULL key
-raises, since ``key > last`` would skip rows); make it the primary key or give it an index, or
+``{"key": last key, "row": rows read so far}``; resuming reads ``WHERE key >= last key`` and
+drops the one row at the last key (already committed), so each row comes exactly once across
+a restart, rows deleted meanwhile are not read and rows added with a larger key are. The key
+must be unique and non-NULL: a repeated key raises, also when its two rows straddle the
+resume position (that is why the last key is read again), and so does a NULL key, also on a
+resume (NULLs sort last and ``key >= last`` leaves them out, so a resumed read checks for
+them once its rows run out). Make the key the primary key or give it an index, or
 PostgreSQL sorts the whole source on every (re)start. Keys of types other than integer, text
 and float (``numeric``, ``uuid``, ``timestamp``...) are kept in the position as their text
 form and handed back to the server untyped, which casts them to the key's type.
@@ -36,9 +39,13 @@ connection; closing the stream stops it and closes the connection.
 
 Safety
 ------
-Table, schema and column names are quoted with :class:`psycopg.sql.Identifier` and never
-interpolated; key values travel as query parameters. A ``query=`` is the user's own SQL,
-wrapped as ``SELECT ... FROM (query) AS src``; the reading transaction is ``READ ONLY``.
+Table, schema and column names are quoted with :class:`psycopg.sql.Identifier` (with ``%``
+doubled, since every statement carries parameters) and never interpolated; key values
+travel as query parameters. The reading transaction turns off
+``idle_in_transaction_session_timeout`` (and ``transaction_timeout`` on PostgreSQL 17+) for
+itself, as ``pg_dump`` does: it is idle by design while the caller works on a batch. A
+``query=`` is the user's own SQL, wrapped as ``SELECT ... FROM (query) AS src``; the
+reading transaction is ``READ ONLY``.
 
 psycopg (``pip install 'vecindex[postgres]'``) is imported when a source first connects.
 """
@@ -87,6 +94,15 @@ _MISSING_ID = 2**64 - 1
 _CURSOR_NAME = "vecindex_source"
 _SRC_ALIAS = "_vecindex_src"
 _SUPPORTED = "real[] (float4[]), double precision[] (float8[]), bytea (raw float32 LE), vector"
+
+
+def _ident(*names: str) -> Any:
+    """``sql.Identifier`` with ``%`` doubled: every statement is sent with parameters, so
+    psycopg reads a ``%`` inside a quoted name as a placeholder (``"t%s"`` would take a
+    parameter's place) unless it is written ``%%``."""
+    from psycopg import sql
+
+    return sql.Identifier(*(n.replace("%", "%%") for n in names))
 
 
 def _psycopg() -> Any:
@@ -145,7 +161,7 @@ def _jsonable_key(value: Any, row: int) -> JSONValue:
 
 def _jsonable_meta(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
-        if value == value.to_integral_value():
+        if value.is_finite() and value == value.to_integral_value():
             return int(value)
         return float(value)
     if isinstance(value, (_dt.date, _dt.time)):
@@ -346,8 +362,8 @@ class PostgresSource:
 
         if self._table is not None:
             if self._schema is not None:
-                return sql.Identifier(self._schema, self._table)
-            return sql.Identifier(self._table)
+                return _ident(self._schema, self._table)
+            return _ident(self._table)
         assert self._query is not None
         # every statement is sent with parameters, so a literal % must be doubled
         return sql.SQL("({}) AS {}").format(sql.SQL(self._query.replace("%", "%%")),
@@ -355,15 +371,26 @@ class PostgresSource:
 
     def _select(self, columns: Sequence[str], *, after_key: bool, limit: int | None = None
                 ) -> Any:
+        """``SELECT columns FROM source [ORDER BY key]``.
+
+        With ``after_key`` it reads ``WHERE key >= %s`` and adds a last column
+        ``key = %s`` (two parameters, both the resume key): the row at the resume key is
+        read again and dropped by :meth:`_fetch`, so a second row with that key (a
+        duplicate straddling the last committed batch) is seen and raises instead of being
+        skipped by ``key > last``.
+        """
         from psycopg import sql
 
-        parts = [sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(sql.Identifier(c) for c in columns), self._from())]
+        key = None if self.key_column is None else _ident(self.key_column)
+        select = [_ident(c) for c in columns]
         if after_key:
-            assert self.key_column is not None
-            parts.append(sql.SQL("WHERE {} > %s").format(sql.Identifier(self.key_column)))
-        if self.key_column is not None:
-            parts.append(sql.SQL("ORDER BY {}").format(sql.Identifier(self.key_column)))
+            assert key is not None
+            select.append(sql.SQL("({} = %s)").format(key))
+        parts = [sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(select), self._from())]
+        if after_key:
+            parts.append(sql.SQL("WHERE {} >= %s").format(key))
+        if key is not None:
+            parts.append(sql.SQL("ORDER BY {}").format(key))
         if limit is not None:
             parts.append(sql.SQL("LIMIT {}").format(sql.Literal(int(limit))))
         return sql.SQL(" ").join(parts)
@@ -591,25 +618,52 @@ class PostgresSource:
                 f"unique, indexed column such as the primary key)")
         if "key" not in resume:
             raise InvalidArgumentError(f"resume lacks the 'key' of the last row read: {resume!r}")
-        return (resume["key"],), row
+        key = resume["key"]
+        if not isinstance(key, (bool, int, float, str)):  # None would read `key > NULL`: nothing
+            raise InvalidArgumentError(
+                f"resume['key'] must be the key of the last row read (an integer, float, "
+                f"string or boolean, as Batch.position holds it), got {key!r}")
+        return (key,), row
 
     def _register(self, cur: Any, plan: _Plan) -> None:
         if plan.vector_kind != "bytea":  # bytea's own binary loader already gives bytes
             cur.adapters.register_loader(plan.vector_oid, _raw_loader())
 
     def _fetch(self, conn: psycopg.Connection[Any], plan: _Plan, batch_size: int,
-               after_key: tuple[Any] | None) -> Iterator[list[Any]]:
-        """Yield raw row lists from the server-side cursor; closes ``conn`` when done."""
+               after_key: tuple[Any] | None, start: int) -> Iterator[list[Any]]:
+        """Yield raw row lists from the server-side cursor; closes ``conn`` when done.
+
+        A resumed read (``after_key``) selects ``key >= last`` plus a last column
+        ``key = last``: the one row at the resume key was committed by the earlier run and
+        is dropped here; a second one means the key repeats across the resume point and
+        raises, as does, once the rows run out, a row with a NULL key (``key >= last``
+        leaves such rows out, so a resume would otherwise finish without them).
+        """
         try:
             with self._errors(conn), conn.transaction():
+                _lift_idle_timeouts(conn)
                 cur = conn.cursor(name=_CURSOR_NAME, binary=True)
                 try:
                     self._register(cur, plan)
                     cur.itersize = batch_size
+                    params = [] if after_key is None else [after_key[0], after_key[0]]
                     cur.execute(self._select(plan.columns, after_key=after_key is not None),
-                                list(after_key or ()))
-                    while rows := cur.fetchmany(batch_size):
+                                params)
+                    rows = cur.fetchmany(batch_size)
+                    if after_key is not None and rows and rows[0][-1]:
+                        rows = rows[1:] + cur.fetchmany(1)  # keep batches batch_size long
+                        if rows and rows[0][-1]:
+                            raise InvalidArgumentError(
+                                f"key {self.key_column!r} of {self._describe()} repeats the "
+                                f"value {after_key[0]!r} of the resume position (row {start}); "
+                                f"the key must be unique, or a resume would skip rows")
+                    read = 0
+                    while rows:
+                        read += len(rows)
                         yield rows
+                        rows = cur.fetchmany(batch_size)
+                    if after_key is not None:
+                        self._check_no_null_key(conn, start + read)
                 finally:
                     with contextlib.suppress(Exception):
                         if not conn.closed and not conn.broken:
@@ -625,7 +679,7 @@ class PostgresSource:
         except BaseException:
             conn.close()
             raise
-        fetched = self._fetch(conn, plan, batch_size, after_key)
+        fetched = self._fetch(conn, plan, batch_size, after_key, start)
         chunks = fetched if self._prefetch == 0 else _prefetched(fetched, self._prefetch)
         try:
             dim = self._dim
@@ -664,6 +718,18 @@ class PostgresSource:
             chunks.close()  # type: ignore[attr-defined]  # joins the worker, if any
             fetched.close()  # type: ignore[attr-defined]
             conn.close()  # in case the stream never started
+
+    def _check_no_null_key(self, conn: psycopg.Connection[Any], row: int) -> None:
+        from psycopg import sql
+
+        assert self.key_column is not None
+        found = conn.execute(sql.SQL("SELECT 1 FROM {} WHERE {} IS NULL LIMIT 1").format(
+            self._from(), _ident(self.key_column)), ()).fetchone()
+        if found is not None:
+            raise InvalidArgumentError(
+                f"row {row} or a later one of {self._describe()} has a NULL key "
+                f"({self.key_column!r}); the key column must be non-NULL and unique (NULL "
+                f"keys sort last, and a resume, reading key > last, would skip them)")
 
     def _position(self, keys: list[Any] | None, row: int) -> JSONValue:
         if keys is None:
@@ -730,6 +796,16 @@ def _prefetched(source: Iterator[list[Any]], depth: int) -> Iterator[list[Any]]:
     finally:
         stop.set()
         worker.join()
+
+
+def _lift_idle_timeouts(conn: psycopg.Connection[Any]) -> None:
+    """Turn off, for the reading transaction only, the server's timeouts that a streaming
+    read trips by design: the transaction stays open, idle, while the caller works on a
+    batch (``idle_in_transaction_session_timeout``; ``transaction_timeout`` from
+    PostgreSQL 17). ``pg_dump`` does the same. ``statement_timeout`` (one fetch) is kept."""
+    conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+    if conn.info.server_version >= 170000:
+        conn.execute("SET LOCAL transaction_timeout = 0")
 
 
 def _name(what: str, value: object) -> str:
@@ -875,7 +951,7 @@ def _ids(vals: list[Any], oid: int | None, column: str, start: int,
         if v is None:
             raise InvalidArgumentError(f"{where} has a NULL id ({column!r})")
         if isinstance(v, decimal.Decimal):
-            if v != v.to_integral_value():
+            if not v.is_finite() or v != v.to_integral_value():
                 raise InvalidArgumentError(f"{where}: id {column!r} is {v}, not an integer")
             v = int(v)
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < _MISSING_ID:

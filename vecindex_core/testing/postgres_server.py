@@ -27,6 +27,7 @@ anyway.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import importlib.util
 import os
@@ -260,7 +261,9 @@ def start_postgres(
     binaries : {"system", "embedded"} or path, default "system"
         See :func:`postgres_binaries`. ``"embedded"`` gives PostgreSQL with pgvector.
     port : int, optional
-        A free loopback port is chosen when omitted.
+        A free loopback port is chosen when omitted; if another process takes it before the
+        server binds it, the server starts again on a new one (up to three starts). A port
+        given is used as it is.
     timeout : float
         Seconds to wait for ``pg_isready``.
     settings : dict of str to str, optional
@@ -282,6 +285,7 @@ def start_postgres(
     bindir = postgres_binaries(binaries)
     logs = Path(data_dir)
     logs.mkdir(parents=True, exist_ok=True)
+    chosen = port is None  # a port we picked may be taken before the server binds it
     port = free_port() if port is None else int(port)
     if not 0 < port < 65536:
         raise InvalidArgumentError(f"port must be in 1..65535, got {port}")
@@ -311,14 +315,14 @@ def start_postgres(
     cluster = root / "pgdata"
     # a Unix socket path is limited to ~107 bytes: use a short private directory if needed
     socket_dir = root / "sock"
-    if len(str(socket_dir / f".s.PGSQL.{port}.lock")) > 100:
-        socket_dir = Path(tempfile.mkdtemp(prefix="vecindex-pgsock-"))
-        owned.append(socket_dir)
-    socket_dir.mkdir(mode=0o700, exist_ok=True)
-    if owner is not None:
-        for path in (root, socket_dir):
-            os.chown(path, *owner)
     try:
+        if len(str(socket_dir / ".s.PGSQL.65535.lock")) > 100:
+            socket_dir = Path(tempfile.mkdtemp(prefix="vecindex-pgsock-"))
+            owned.append(socket_dir)
+        socket_dir.mkdir(mode=0o700, exist_ok=True)
+        if owner is not None:
+            for path in (root, socket_dir):
+                os.chown(path, *owner)
         version = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True,
                                  text=True, timeout=30, check=False).stdout.strip()
         _run_as_user(
@@ -326,6 +330,11 @@ def start_postgres(
              "--encoding=UTF8", "--no-locale", "--no-sync"],
             logs / "initdb.log",
         )
+    except BaseException:
+        for path in owned:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    for attempt in range(1, _BIND_ATTEMPTS + 1):
         opts = {
             "listen_addresses": "127.0.0.1",
             "port": str(port),
@@ -341,30 +350,45 @@ def start_postgres(
         cmd = [str(bindir / "postgres"), "-D", str(cluster)]
         for key, value in opts.items():
             cmd += ["-c", f"{key}={value}"]
-        server = spawn(f"postgres ({binaries})", _as_user(cmd), logs / "postgres.log",
-                       f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres",
-                       stop_signal=signal.SIGINT, extra={"port": port})
-    except BaseException:
-        for path in owned:
-            shutil.rmtree(path, ignore_errors=True)
-        raise
-    handle = PostgresHandle(server, "127.0.0.1", port, cluster, socket_dir, bindir, version,
-                            owned)
+        try:
+            server = spawn(f"postgres ({binaries})", _as_user(cmd), logs / "postgres.log",
+                           f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres",
+                           stop_signal=signal.SIGINT, extra={"port": port})
+        except BaseException:
+            for path in owned:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        handle = PostgresHandle(server, "127.0.0.1", port, cluster, socket_dir, bindir,
+                                version, owned)
+        try:
+            server.wait_ready(functools.partial(_ready, bindir, port), timeout)
+        except BackendError:
+            lost_race = (chosen and attempt < _BIND_ATTEMPTS and not handle.is_running()
+                         and "could not bind" in server.log_tail(200))
+            if not lost_race:
+                handle.stop()
+                raise
+            server.stop()  # exited already; another process took the port: pick another
+            port = free_port()
+            continue
+        except BaseException:
+            handle.stop()
+            raise
+        return handle
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def ready() -> bool:
-        res = subprocess.run(
-            [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-U",
-             SUPERUSER, "-d", "postgres", "-t", "2"],
-            capture_output=True, timeout=10, check=False,
-        )
-        return res.returncode == 0
 
-    try:
-        server.wait_ready(ready, timeout)
-    except BaseException:
-        handle.stop()
-        raise
-    return handle
+#: Starts tried when a port we picked was taken before the server could bind it.
+_BIND_ATTEMPTS = 3
+
+
+def _ready(bindir: Path, port: int) -> bool:
+    res = subprocess.run(
+        [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-U",
+         SUPERUSER, "-d", "postgres", "-t", "2"],
+        capture_output=True, timeout=10, check=False,
+    )
+    return res.returncode == 0
 
 
 def _run_as_user(cmd: Sequence[str], log: Path) -> None:
