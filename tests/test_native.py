@@ -58,8 +58,22 @@ def test_extension_is_built():
     assert "portable" in cfg["usable_isas"]
     assert set(cfg["usable_isas"]) <= set(cfg["compiled_isas"])
     if os.environ.get("VECINDEX_NATIVE", "auto") in ("", "auto"):
-        assert cfg["isa"] == cfg["usable_isas"][-1]
-        assert cfg["hamming_topk"] == f"native-{cfg['isa']}"
+        # the best path, or numba on an x86-64 CPU without AVX2
+        assert cfg["isa"] == _native._choose("auto", tuple(cfg["usable_isas"]),
+                                             cfg["cpu_features"]["x86_64"])
+        assert cfg["hamming_topk"] == (f"native-{cfg['isa']}" if cfg["isa"] else "numba")
+
+
+def test_auto_choice_per_cpu():
+    # the selector is pure: what a CPU without AVX2, an arm64 CPU or one with AVX-512 gets
+    choose = _native._choose
+    assert choose("auto", ("portable",), True) is None  # x86-64 without AVX2: numba
+    assert choose("auto", ("portable",), False) == "portable"  # arm64
+    assert choose("auto", ("portable", "avx2"), True) == "avx2"
+    assert choose("auto", ("portable", "avx2", "avx512"), True) == "avx512"
+    assert choose("portable", ("portable",), True) == "portable"
+    assert choose("off", ("portable", "avx2"), True) is None
+    assert choose("auto", (), True) is None and choose("portable", (), False) is None
 
 
 def test_show_config_prints(capsys):
@@ -244,7 +258,9 @@ def test_env_portable_forces_the_portable_path():
 
 def test_env_bad_value_warns_and_uses_auto():
     _, cfg, err = run_config("fastest")
-    assert cfg["mode"] == "auto" and cfg["isa"] == cfg["usable_isas"][-1]
+    assert cfg["mode"] == "auto"
+    assert cfg["isa"] == _native._choose("auto", tuple(cfg["usable_isas"]),
+                                         cfg["cpu_features"]["x86_64"])
     assert "'fastest'" in cfg["env_error"] and "RuntimeWarning" in err
 
 
@@ -267,10 +283,12 @@ def test_bad_buffers_raise_typed_errors(rng):
     with pytest.raises(InvalidArgumentError, match="2-D"):
         call(qcodes=q[0])
     with pytest.raises(InvalidArgumentError, match="k must be"):
-        call(k=0)
+        call(k=-1)
+    with pytest.raises(InvalidArgumentError, match="k must be"):
+        call(k=2.0)
     with pytest.raises(InvalidArgumentError, match="max_bits"):
         call(max_bits=-1)
-    with pytest.raises(InvalidArgumentError, match=r"n must be in \[0, 50\].*got 51"):
+    with pytest.raises(InvalidArgumentError, match=r"n must be an integer in \[0, 50\].*got 51"):
         call(n=51)
     with pytest.raises(DimensionMismatchError, match="mask has 49 entries"):
         call(mask=np.ones(49, bool))
@@ -280,6 +298,57 @@ def test_bad_buffers_raise_typed_errors(rng):
         call(isa="sse9")
     with pytest.raises(InvalidArgumentError, match="at least one uint64 word"):
         call(qcodes=np.zeros((3, 0), np.uint64), codes_t=np.zeros((0, 50), np.uint64))
+
+
+def test_n_must_be_an_integer_in_range(rng):
+    # n was passed through int(): 2.5 scanned 2 rows, '7' 7 rows, True 1 row; 2**70 raised a
+    # bare OverflowError
+    codes = random_codes(rng, (2, 50))
+    q = random_codes(rng, (3, 2))
+    for bad in (2.5, "7", True, np.float64(3.0), -1, 51, 2**70):
+        with pytest.raises(InvalidArgumentError, match=r"n must be an integer in \[0, 50\]"):
+            _native.hamming_topk(q, codes, 5, max_bits=128, n=bad, isa=ISAS[-1])
+    check_same(q, codes, 5, max_bits=128, n=np.int64(17), isa=ISAS[-1])
+
+
+def test_huge_k_raises_our_error(rng):
+    # numpy's "array is too big" ValueError escaped untyped; k past n otherwise just pads
+    codes = random_codes(rng, (1, 20))
+    q = random_codes(rng, (2, 1))
+    for k in (2**62, 2**70):
+        with pytest.raises(InvalidArgumentError, match=f"k={k} is too large"):
+            _native.hamming_topk(q, codes, k, max_bits=64, isa=ISAS[-1])
+    d, s = _native.hamming_topk(q[:0], codes, 2**31, max_bits=64, isa=ISAS[-1])
+    assert d.shape == (0, 2**31) and s.shape == (0, 2**31)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_k_zero_matches_reference(rng, isa):
+    # the numba reference returns (nq, 0) results; the native path raised, so the dispatch
+    # answered differently by path
+    codes = random_codes(rng, (2, 40))
+    q = random_codes(rng, (3, 2))
+    d, s = check_same(q, codes, 0, max_bits=128, isa=isa)
+    assert d.shape == (3, 0) and s.shape == (3, 0)
+    check_same(q, codes, 0, max_bits=128, mask=np.ones(40, bool), n=10, isa=isa)
+    with _native._use(isa):
+        d, s = hamming_topk(q, codes, 0, max_bits=128)
+    assert d.shape == (3, 0) and s.shape == (3, 0)
+
+
+def test_too_wide_codes_rejected():
+    # distances are int32 and the histogram has 64 w bins: past 2**24 words they would wrap;
+    # zero-size arrays reach the check without allocating
+    from vecindex_core._native import _vecnative as ext
+
+    w = 2**24 + 1
+    q = np.zeros((0, w), np.uint64)
+    codes = np.zeros((w, 0), np.uint64)
+    with pytest.raises(InvalidArgumentError, match="too wide"):
+        ext.hamming_topk(q, codes, 0, 1, None, 0, 0, np.empty((0, 1), np.int32),
+                         np.empty((0, 1), np.int64), 0)
+    with pytest.raises(InvalidArgumentError, match="too wide"):
+        _native.hamming_topk(q, codes, 1, max_bits=64 * w, isa=ISAS[-1])
 
 
 def test_extension_checks_its_buffers(rng):
@@ -314,6 +383,35 @@ def test_extension_checks_its_buffers(rng):
         call(q1=4)
     with pytest.raises(InvalidArgumentError, match="path 7 is not available"):
         call(isa=7)
+    with pytest.raises(InvalidArgumentError, match="k must be >= 0, got -1"):
+        call(k=-1)
+
+
+def test_error_paths_release_every_buffer(rng):
+    # each failure after some buffers were taken must give them all back (no leaked refs)
+    from vecindex_core._native import _vecnative as ext
+
+    codes = random_codes(rng, (2, 50))
+    q = random_codes(rng, (3, 2))
+    m = np.ones(50, bool)
+    d = np.empty((3, 5), np.int32)
+    s = np.empty((3, 5), np.int64)
+    arrays = (q, codes, m, d, s)
+    bad_calls = [
+        (q, codes, 50, 5, np.ones(50, np.int8), 0, 3, d, s, 0),  # bad mask
+        (q, codes, 50, 5, m, 0, 3, s, s, 0),  # bad out_d
+        (q, codes, 50, 5, m, 0, 3, d, d, 0),  # bad out_s
+        (q, codes, 51, 5, m, 0, 3, d, s, 0),  # n out of range
+        (q, codes, 50, 4, m, 0, 3, d, s, 0),  # out shape
+        (q, codes, 50, 5, m, 2, 1, d, s, 0),  # query range
+        (q, codes, 50, 5, np.ones(10, bool), 0, 3, d, s, 0),  # short mask
+    ]
+    before = [sys.getrefcount(a) for a in arrays]
+    for args in bad_calls:
+        for _ in range(20):
+            with pytest.raises((InvalidArgumentError, InvalidDtypeError)):
+                ext.hamming_topk(*args)
+    assert [sys.getrefcount(a) for a in arrays] == before
 
 
 def test_cli_info_reports_native(capsys):

@@ -71,20 +71,25 @@ def _usable() -> tuple[str, ...]:
     return tuple(_ext.usable_isas()) if _ext is not None else ()
 
 
-def _choose(mode: str) -> str | None:
-    usable = _usable()
+def _x86_64() -> bool:
+    return bool(_ext.cpu_features()["x86_64"]) if _ext is not None else False
+
+
+def _choose(mode: str, usable: tuple[str, ...], x86_64: bool) -> str | None:
+    """The path for ``mode`` given the usable paths (best last) and the architecture; a pure
+    function, so tests can ask what a CPU without AVX2 (``usable == ("portable",)``) gets."""
     if mode == "off" or not usable:
         return None
     if mode == "portable":
-        return "portable"
-    if usable[-1] == "portable" and _ext is not None and _ext.cpu_features()["x86_64"]:
+        return "portable" if "portable" in usable else None
+    if usable[-1] == "portable" and x86_64:
         # x86-64 without AVX2: numba's host-tuned loops beat the SWAR popcount (measured)
         return None
     return usable[-1]
 
 
 #: The path kernels use now: an instruction-set name, or None for the numba/numpy kernels.
-_active: str | None = _choose(_mode)
+_active: str | None = _choose(_mode, _usable(), _x86_64())
 
 
 def active_isa() -> str | None:
@@ -189,7 +194,8 @@ def hamming_topk(
     ----------
     qcodes, codes_t, k, max_bits, mask, n
         As :func:`vecindex_core._kernels.hamming.hamming_topk`: uint64 ``(nq, w)``, uint64
-        word-major ``(w, >= n)``, ``k >= 1``, the number of code bits, bool ``(>= n,)``.
+        word-major ``(w, >= n)``, ``k >= 0`` (0 gives empty ``(nq, 0)`` results, as the
+        numba reference does), the number of code bits, bool ``(>= n,)``.
     isa : str, optional
         Instruction-set path; default :func:`active_isa`.
 
@@ -207,7 +213,8 @@ def hamming_topk(
     DimensionMismatchError
         ``codes_t`` and ``qcodes`` disagree on the words per code, or ``mask`` is short.
     InvalidArgumentError
-        Wrong rank, ``k < 1``, ``n`` out of range, ``max_bits`` negative, or no native path.
+        Wrong rank, ``k`` negative or too large to allocate the results, ``n`` not an integer
+        in range, ``max_bits`` negative, codes wider than ``2**24`` words, or no native path.
     """
     if _ext is None:
         raise InvalidArgumentError(f"the native kernels are not built ({_import_error})")
@@ -215,8 +222,8 @@ def hamming_topk(
     if path is None:
         raise InvalidArgumentError(f"native kernels disabled ({ENV_VAR}={_env_raw!r})")
     isa_id = _isa_id(path)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InvalidArgumentError(f"k must be an integer >= 1, got {k!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise InvalidArgumentError(f"k must be an integer >= 0, got {k!r}")
     if isinstance(max_bits, bool) or not isinstance(max_bits, (int, np.integer)) or max_bits < 0:
         raise InvalidArgumentError(f"max_bits must be an integer >= 0, got {max_bits!r}")
     qcodes = np.ascontiguousarray(qcodes)
@@ -227,10 +234,22 @@ def hamming_topk(
     if mask is not None:
         mask = np.ascontiguousarray(mask)
     nq = qcodes.shape[0]
-    n_rows = codes_t.shape[1] if n is None else int(n)
+    if n is None:
+        n_rows = codes_t.shape[1]
+    elif isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not (
+            0 <= n <= codes_t.shape[1]):
+        raise InvalidArgumentError(
+            f"n must be an integer in [0, {codes_t.shape[1]}] (columns of codes_t), got {n!r}")
+    else:
+        n_rows = int(n)
     k = int(k)
-    out_d = np.empty((nq, k), dtype=np.int32)
-    out_s = np.empty((nq, k), dtype=np.int64)
+    try:
+        out_d = np.empty((nq, k), dtype=np.int32)
+        out_s = np.empty((nq, k), dtype=np.int64)
+    except ValueError as e:  # nq * k past what an array can hold
+        raise InvalidArgumentError(
+            f"k={k} is too large for {nq} queries: the results cannot be allocated ({e})"
+        ) from e
     ext = _ext
     work = nq * max(n_rows, 1) * max(qcodes.shape[1], 1)
     parts = max(1, min(get_num_threads(), nq, work // _MIN_WORK_PER_THREAD))

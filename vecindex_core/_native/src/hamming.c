@@ -310,7 +310,7 @@ static void vn_finish(const vn_ham_args *a, vn_qstate *s, ptrdiff_t r, ptrdiff_t
 }
 
 int vn_hamming_topk(const vn_ham_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa) {
-    if (q1 <= q0) return 0;
+    if (q1 <= q0 || a->k < 1 || a->w < 1 || a->w > VN_MAX_WORDS) return 0;
     const ptrdiff_t w = a->w, n = a->n, k = a->k;
     const ptrdiff_t bound = 64 * w; /* largest possible distance */
     const ptrdiff_t kk = k < n ? k : n;

@@ -29,6 +29,9 @@ void vn_detect_cpu(vn_cpu_t *out);
 int vn_isa_usable(const vn_cpu_t *cpu, int isa);
 
 /* ---------------------------------------------------------------- Hamming top-k */
+/* Widest codes accepted (uint64 words): distances up to 64 w must fit int32. */
+#define VN_MAX_WORDS (1 << 24)
+
 typedef struct {
     const uint64_t *q;     /* (nq, w) query codes, row-major */
     const uint64_t *codes; /* (w, stride) stored codes, word-major */
@@ -38,7 +41,7 @@ typedef struct {
     int64_t *out_s;        /* (nq, k) */
 } vn_ham_args;
 
-/* Top-k of queries [q0, q1). Returns 0, or -1 when memory could not be allocated (nothing
+/* Top-k of queries [q0, q1) (k >= 1, 1 <= w <= VN_MAX_WORDS). Returns 0, or -1 when memory could not be allocated (nothing
  * written for the queries not yet finished). Safe to call concurrently without the GIL. */
 int vn_hamming_topk(const vn_ham_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa);
 

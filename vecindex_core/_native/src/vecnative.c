@@ -127,6 +127,11 @@ static PyObject *py_hamming_topk(PyObject *self, PyObject *args) {
                      w);
         goto rel_s;
     }
+    if (w > VN_MAX_WORDS) { /* distances are int32; the per-query histogram has 64 w bins */
+        PyErr_Format(g_err_arg, "codes of %zd uint64 words are too wide (at most %d)", w,
+                     VN_MAX_WORDS);
+        goto rel_s;
+    }
     if (bc.shape[0] != w) {
         PyErr_Format(g_err_dim, "codes_t has %zd words per code, but qcodes has %zd",
                      bc.shape[0], w);
@@ -137,8 +142,8 @@ static PyObject *py_hamming_topk(PyObject *self, PyObject *args) {
                      bc.shape[1], n);
         goto rel_s;
     }
-    if (k < 1) {
-        PyErr_Format(g_err_arg, "k must be >= 1, got %zd", k);
+    if (k < 0) { /* k = 0: empty results, as the numba reference gives */
+        PyErr_Format(g_err_arg, "k must be >= 0, got %zd", k);
         goto rel_s;
     }
     if (have_m && bm.shape[0] < n) {
@@ -167,10 +172,12 @@ static PyObject *py_hamming_topk(PyObject *self, PyObject *args) {
         a.k = k;
         a.out_d = (int32_t *)bd.buf;
         a.out_s = (int64_t *)bs.buf;
-        int err;
-        Py_BEGIN_ALLOW_THREADS
-        err = vn_hamming_topk(&a, q0, q1, isa);
-        Py_END_ALLOW_THREADS
+        int err = 0;
+        if (k > 0) {
+            Py_BEGIN_ALLOW_THREADS
+            err = vn_hamming_topk(&a, q0, q1, isa);
+            Py_END_ALLOW_THREADS
+        }
         if (err) PyErr_NoMemory();
         else rc = 0;
     }
