@@ -305,3 +305,15 @@ def test_untrained_positional_kind_raises_naming_the_spec(staged_kind, rng):
         inner.train(x)
     assert inner.search(x, 3).counts.tolist() == [0] * 4  # empty: padded, not an error
     assert isinstance(vc.NotTrainedError("x"), RuntimeError)
+
+
+def test_contains_ids_is_a_vectorised_contains():
+    index = vc.create("flat", dim=4)
+    index.add(np.eye(4, dtype=np.float32), np.array([3, 10, 2**64 - 2, 7], dtype=np.uint64))
+    index.remove([7])
+    ids = np.array([3, 7, 10, 11, 2**64 - 2], dtype=np.uint64)
+    np.testing.assert_array_equal(index.contains_ids(ids), [True, False, True, False, True])
+    assert [index.contains(int(i)) for i in ids] == index.contains_ids(ids).tolist()
+    assert index.contains_ids([]).shape == (0,)
+    with pytest.raises(vc.InvalidArgumentError):
+        index.contains_ids([-1])

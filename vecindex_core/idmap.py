@@ -161,6 +161,17 @@ class IdMapIndex:
             return False
         return bool(self._table.get(np.array([id_], dtype=np.uint64))[0] >= 0)
 
+    def contains_ids(self, ids: object) -> npt.NDArray[np.bool_]:
+        """Which of ``ids`` are present, as a bool array aligned with ``ids`` (one vectorised
+        hash-table lookup).
+
+        Raises
+        ------
+        InvalidArgumentError, InvalidDtypeError
+            ``ids`` is not a 1-D array_like of uint64 ids.
+        """
+        return np.asarray(self._table.get(as_ids(ids, name="ids")) >= 0)
+
     def memory_bytes(self) -> int:
         """Bytes held by the inner index, the staging index and the id map."""
         staged = self._staging.memory_bytes() if self._staging is not None else 0

@@ -235,7 +235,7 @@ class _IndexTarget(_Target):
         self.state_path = None if path is None else state_path_for(path)
 
     def write(self, batch: Batch, x: npt.NDArray[np.float32], ids: IdArray) -> tuple[int, int]:
-        present = self.idx._table.get(ids) >= 0  # vectorised membership (numba hash table)
+        present = self.idx.contains_ids(ids)
         n_present = int(np.count_nonzero(present))
         if n_present == 0:
             self.idx.add(x, ids)
