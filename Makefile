@@ -1,8 +1,8 @@
 # make demo: build every registered index over the bundled sample and compare with peers,
 #            then answer one query through LangChain, LlamaIndex and Haystack.
-# make test: lint (ruff, mypy) and the whole test suite (installs redis-server and
-#            postgresql first when missing and run as root; otherwise says what to install),
-#            then the native-kernel tests again on the fallback paths.
+# make test: lint (ruff, mypy) and the whole test suite twice, on the native kernels and
+#            forced onto the fallback (installs redis-server and postgresql first when
+#            missing and run as root; otherwise says what to install).
 # Both create .venv on first use; torch (CPU build) is installed before anything that
 # could pull a CUDA build of it.
 
@@ -33,11 +33,9 @@ servers:
 	bash scripts/ensure_servers.sh
 
 pytest: $(STAMP) servers
-	$(BIN)/python -m pytest
-	# the kernels' fallback paths: the native tests and the hashing kinds again, forced
-	# onto the numba kernels and onto the portable C path
-	VECINDEX_NATIVE=off $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_hashing.py
-	VECINDEX_NATIVE=portable $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_hashing.py
+	# the whole suite on the native kernels and, at the same time, forced onto the
+	# numba/numpy fallback (VECINDEX_NATIVE=off); then the kernel tests on the portable C path
+	bash scripts/run_tests.sh $(BIN)/python
 
 test: lint pytest
 

@@ -49,8 +49,9 @@ setup(
     ext_modules=[
         Extension(
             "vecindex_core._native._vecnative",
-            sources=[f"{SRC}/vecnative.c", f"{SRC}/hamming.c", f"{SRC}/cpu.c"],
-            depends=[f"{SRC}/native.h"],
+            sources=[f"{SRC}/vecnative.c", f"{SRC}/hamming.c", f"{SRC}/cpu.c", f"{SRC}/lut.c",
+                     f"{SRC}/topk.c"],
+            depends=[f"{SRC}/native.h", f"{SRC}/pyglue.h"],
             extra_compile_args=ARGS,
             optional=True,
         )

@@ -43,7 +43,31 @@ def ivf(data):
 
 
 # --------------------------------------------------------------------------- quick_float_rows
-def test_quick_float_rows_takes_only_clean_float32_rows(data):
+@pytest.fixture(params=["native", "numpy"])
+def check_impl(request, monkeypatch):
+    """quick_float_rows on the native ``f32_rows`` check, then on the numpy one."""
+    from vecindex_core import validation
+
+    if request.param == "numpy":
+        monkeypatch.setattr(validation, "_f32_rows", None)
+    else:
+        assert validation._f32_rows is not None, "the native extension must be built here"
+    return request.param
+
+
+class _SubArray(np.ndarray):
+    """An ndarray subclass (the fast path takes plain ndarrays only)."""
+
+
+def _unaligned(x):
+    """A float32 copy of ``x`` that starts one byte into its buffer (not 4-byte aligned)."""
+    raw = np.zeros(x.nbytes + 1, dtype=np.uint8)
+    out = np.ndarray(x.shape, dtype=np.float32, buffer=raw, offset=1)
+    out[...] = x
+    return out
+
+
+def test_quick_float_rows_takes_only_clean_float32_rows(data, check_impl):
     q = data[:3]
     assert quick_float_rows(q, DIM) is q
     one = quick_float_rows(data[0], DIM)
@@ -57,12 +81,29 @@ def test_quick_float_rows_takes_only_clean_float32_rows(data):
         data[:3].astype(">f4"),  # byte-swapped float32
         data[:2].reshape(2, 1, DIM),  # 3-D
         np.float32(1.0),  # 0-D
+        data[:3].view(_SubArray),  # an ndarray subclass
+        memoryview(data[:3]),  # a float32 buffer that is not an ndarray
+        data[:3].view(np.int32),  # the same bytes as another dtype
+        data[:3].view(np.dtype([("v", np.float32, (DIM,))])).reshape(3),  # structured
     ):
         assert quick_float_rows(other, DIM) is None
-    for bad in (np.nan, np.inf, -np.inf):
-        q = data[:2].copy()
-        q[1, 3] = bad
-        assert quick_float_rows(q, DIM) is None
+    assert quick_float_rows(data[:3], 0) is None and quick_float_rows(data[:3], -1) is None
+    unaligned = _unaligned(data[:3])
+    got = quick_float_rows(unaligned, DIM)  # the numpy check takes it; the native one passes
+    assert got is None if check_impl == "native" else got is unaligned
+    with pytest.raises(vc.errors.NonFiniteError):  # the full route still takes and checks it
+        bad = _unaligned(data[:3])
+        bad[0, 0] = np.nan
+        vc.create("flat", dim=DIM).search(bad, 2)
+    assert vc.create("flat", dim=DIM).search(unaligned, 2).ids.shape == (3, 2)
+    for bad in (np.nan, np.inf, -np.inf, np.float32(np.nan) * -1):
+        for row, col in ((0, 0), (1, 3), (1, DIM - 1)):
+            q = data[:2].copy()
+            q[row, col] = bad
+            assert quick_float_rows(q, DIM) is None
+            assert quick_float_rows(q[row], DIM) is None
+    big = np.full((2, DIM), np.finfo(np.float32).max, dtype=np.float32)
+    assert quick_float_rows(big, DIM) is big  # huge but finite
 
 
 # --------------------------------------------------------------------------- errors

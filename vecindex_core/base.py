@@ -277,27 +277,40 @@ class VectorIndex(abc.ABC):
         Validated ``params`` are cached per distinct value (see :meth:`_resolve_params`).
         """
         if mask is None:
-            # The common case (float32 ndarray queries, int k, no mask) gets the same checks
-            # without the generic coercion machinery; anything else takes the full route.
-            qp = quick_float_rows(q, self.dim)
-            if qp is not None and type(k) is int and 0 < k <= MAX_K:
-                if self.metric == "cosine":
-                    qp = normalize_rows(qp)
-                sp = self.search_defaults if params is None else self._resolve_params(params)
-                n = self.ntotal
-                if n == 0:
-                    return _empty_result(qp.shape[0], k)
-                if not self.is_trained:
-                    self._require_trained("search")
-                scores, slots, counts = self._search(qp, k if k < n else n, sp, None)
-                if slots.shape[1] == k:
-                    return SearchResult(scores, slots, counts)
-                return _pad_result(scores, slots, counts, k)
+            found = self._quick_search(q, k, params)
+            if found is not None:
+                return SearchResult(*found)
         qp, kk, sp, m = self._search_args(q, k, params, mask)
         if self.ntotal == 0 or (m is not None and not m.any()):
             return _empty_result(qp.shape[0], kk)
         scores, slots, counts = self._search(qp, min(kk, self.ntotal), sp, m)
         return _pad_result(scores, slots, counts, kk)
+
+    def _quick_search(self, q: object, k: object, params: Any) -> Result | SearchResult | None:
+        """:meth:`search` without a mask for the common call, or None to take the full route.
+
+        The common call is float32 ndarray queries (see
+        :func:`~vecindex_core.validation.quick_float_rows`) and an ``int`` k in range: it gets
+        the same checks (dimension, dtype, NaN/inf, k, params, training) without the generic
+        coercion. Anything else, valid or not, returns None before any work, and the caller
+        runs the full route, which converts it or raises the typed error. Wrappers (such as
+        :class:`~vecindex_core.IdMapIndex`) call this directly to save a layer per query.
+        """
+        qp = quick_float_rows(q, self.dim)
+        if qp is None or type(k) is not int or not 0 < k <= MAX_K:
+            return None
+        if self.metric == "cosine":
+            qp = normalize_rows(qp)
+        sp = self.search_defaults if params is None else self._resolve_params(params)
+        n = self.ntotal
+        if n == 0:
+            return _empty_result(qp.shape[0], k)
+        if not self.is_trained:
+            self._require_trained("search")
+        scores, slots, counts = self._search(qp, k if k < n else n, sp, None)
+        if slots.shape[1] == k:
+            return scores, slots, counts
+        return _pad_result(scores, slots, counts, k)
 
     def _search_args(
         self, q: object, k: int, params: Any, mask: object

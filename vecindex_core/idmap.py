@@ -291,6 +291,10 @@ class IdMapIndex:
         if self._staging is not None:  # staged: exact search, but reject bad knobs all the same
             active._resolve_params(params)
             active, params = self._staging, None
+        elif allow is None:  # the common call: one layer less (same checks, same errors)
+            found = active._quick_search(q, k, params)
+            if found is not None:
+                return SearchResult(found[0], self._slots_to_ids(found[1]), found[2])
         mask = None if allow is None else self._allow_mask(allow)
         scores, slots, counts = active.search(q, k, params=params, mask=mask)
         return SearchResult(scores, self._slots_to_ids(slots), counts)

@@ -92,6 +92,13 @@ def _choose(mode: str, usable: tuple[str, ...], x86_64: bool) -> str | None:
 _active: str | None = _choose(_mode, _usable(), _x86_64())
 
 
+def native_f32_rows() -> Any:
+    """The extension's ``f32_rows(x, dim)`` check (2: a finite C-contiguous float32
+    ``(n >= 1, dim)`` buffer, 1: such a ``(dim,)`` one, 0: anything else), or None when the
+    extension is not built or ``VECINDEX_NATIVE=off``."""
+    return _ext.f32_rows if _ext is not None and _mode != "off" else None
+
+
 def active_isa() -> str | None:
     """The native path in use (``"portable"``, ``"avx2"``, ``"avx512"``), or None when the
     numba/numpy kernels are used (extension not built, or ``VECINDEX_NATIVE=off``)."""

@@ -8,11 +8,12 @@
 #include <Python.h>
 
 #include "native.h"
+#include "pyglue.h"
 
-static vn_cpu_t g_cpu;
-static PyObject *g_err_arg;   /* InvalidArgumentError (ValueError) */
-static PyObject *g_err_dtype; /* InvalidDtypeError (TypeError) */
-static PyObject *g_err_dim;   /* DimensionMismatchError (ValueError) */
+vn_cpu_t g_cpu;
+PyObject *g_err_arg;   /* InvalidArgumentError (ValueError) */
+PyObject *g_err_dtype; /* InvalidDtypeError (TypeError) */
+PyObject *g_err_dim;   /* DimensionMismatchError (ValueError) */
 
 static const char *const ISA_NAMES[VN_NUM_ISA] = {"portable", "avx2", "avx512"};
 
@@ -22,8 +23,8 @@ static int isa_compiled(int isa) {
 }
 
 /* ---------------------------------------------------------------- buffers */
-enum kind { K_U64, K_I64, K_I32, K_BOOL };
-static const char *const KIND_NAMES[] = {"uint64", "int64", "int32", "bool"};
+static const char *const KIND_NAMES[] = {"uint64", "int64", "int32", "bool", "float32",
+                                         "uint8", "uint16", "int16", "uint32"};
 
 static int native_order(const char *f, const char **rest) {
     const int little = (*(const unsigned char *)&(uint16_t){1}) == 1;
@@ -39,7 +40,7 @@ static int native_order(const char *f, const char **rest) {
     return 1;
 }
 
-static int format_is(const Py_buffer *b, enum kind kd) {
+static int format_is(const Py_buffer *b, enum vn_kind kd) {
     const char *f = b->format ? b->format : "B";
     if (!native_order(f, &f) || f[0] == '\0' || f[1] != '\0') return 0;
     switch (kd) {
@@ -47,13 +48,17 @@ static int format_is(const Py_buffer *b, enum kind kd) {
     case K_I64: return b->itemsize == 8 && (f[0] == 'q' || f[0] == 'l');
     case K_I32: return b->itemsize == 4 && (f[0] == 'i' || f[0] == 'l');
     case K_BOOL: return b->itemsize == 1 && f[0] == '?';
+    case K_F32: return b->itemsize == 4 && f[0] == 'f';
+    case K_U8: return b->itemsize == 1 && f[0] == 'B';
+    case K_U16: return b->itemsize == 2 && f[0] == 'H';
+    case K_I16: return b->itemsize == 2 && f[0] == 'h';
+    case K_U32: return b->itemsize == 4 && (f[0] == 'I' || f[0] == 'L');
     }
     return 0;
 }
 
-/* Acquire a C-contiguous buffer of the given kind and rank; raises our typed errors. */
-static int get_buffer(PyObject *o, Py_buffer *b, const char *name, enum kind kd, int ndim,
-                      int writable) {
+int vn_get_buffer(PyObject *o, Py_buffer *b, const char *name, enum vn_kind kd, int ndim,
+               int writable) {
     if (!PyObject_CheckBuffer(o)) {
         PyErr_Format(g_err_dtype, "%s must be a %s array, got %.200s", name, KIND_NAMES[kd],
                      Py_TYPE(o)->tp_name);
@@ -85,7 +90,7 @@ static int get_buffer(PyObject *o, Py_buffer *b, const char *name, enum kind kd,
     return 0;
 }
 
-static int check_isa(int isa) {
+int vn_check_isa(int isa) {
     if (isa < 0 || isa >= VN_NUM_ISA || !isa_compiled(isa) || !vn_isa_usable(&g_cpu, isa)) {
         PyErr_Format(g_err_arg, "instruction-set path %d is not available on this build/CPU",
                      isa);
@@ -109,17 +114,17 @@ static PyObject *py_hamming_topk(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOnnOnnOOi:hamming_topk", &oq, &oc, &n, &k, &om, &q0, &q1,
                           &od, &os, &isa))
         return NULL;
-    if (check_isa(isa) < 0) return NULL;
+    if (vn_check_isa(isa) < 0) return NULL;
     Py_buffer bq, bc, bm, bd, bs;
     int have_m = 0, rc = -1;
-    if (get_buffer(oq, &bq, "qcodes", K_U64, 2, 0) < 0) return NULL;
-    if (get_buffer(oc, &bc, "codes_t", K_U64, 2, 0) < 0) goto rel_q;
+    if (vn_get_buffer(oq, &bq, "qcodes", K_U64, 2, 0) < 0) return NULL;
+    if (vn_get_buffer(oc, &bc, "codes_t", K_U64, 2, 0) < 0) goto rel_q;
     if (om != Py_None) {
-        if (get_buffer(om, &bm, "mask", K_BOOL, 1, 0) < 0) goto rel_c;
+        if (vn_get_buffer(om, &bm, "mask", K_BOOL, 1, 0) < 0) goto rel_c;
         have_m = 1;
     }
-    if (get_buffer(od, &bd, "out_d", K_I32, 2, 1) < 0) goto rel_m;
-    if (get_buffer(os, &bs, "out_s", K_I64, 2, 1) < 0) goto rel_d;
+    if (vn_get_buffer(od, &bd, "out_d", K_I32, 2, 1) < 0) goto rel_m;
+    if (vn_get_buffer(os, &bs, "out_s", K_I64, 2, 1) < 0) goto rel_d;
 
     const Py_ssize_t nq = bq.shape[0], w = bq.shape[1];
     if (w < 1) {
@@ -195,6 +200,43 @@ rel_q:
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------- f32_rows */
+PyDoc_STRVAR(f32_rows_doc,
+"f32_rows(x, dim)\n--\n\n"
+"2 when x exports a C-contiguous native float32 buffer of shape (n, dim) with n >= 1,\n"
+"1 when of shape (dim,), 0 otherwise (also unaligned, or a NaN or infinite value). Never\n"
+"raises for any x (the cheap check of a search's queries; see validation.quick_float_rows).");
+
+static PyObject *py_f32_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2) {
+        PyErr_Format(g_err_arg, "f32_rows takes 2 arguments, got %zd", nargs);
+        return NULL;
+    }
+    Py_ssize_t dim = PyLong_AsSsize_t(args[1]);
+    if (dim == -1 && PyErr_Occurred()) return NULL;
+    PyObject *x = args[0];
+    long res = 0;
+    Py_buffer b;
+    if (dim < 1 || !PyObject_CheckBuffer(x)) return PyLong_FromLong(0);
+    if (PyObject_GetBuffer(x, &b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        return PyLong_FromLong(0);
+    }
+    if (format_is(&b, K_F32) && ((uintptr_t)b.buf & 3u) == 0 &&
+        ((b.ndim == 2 && b.shape[1] == dim && b.shape[0] >= 1) ||
+         (b.ndim == 1 && b.shape[0] == dim))) {
+        const uint32_t *w = (const uint32_t *)b.buf;
+        const Py_ssize_t size = b.len / 4;
+        uint32_t bad = 0;
+        /* exponent all ones: NaN or infinity; branch-free so the loop vectorises */
+        for (Py_ssize_t i = 0; i < size; i++) bad |= (uint32_t)((w[i] & 0x7f800000u) == 0x7f800000u);
+        if (!bad) res = b.ndim;
+    }
+    PyBuffer_Release(&b);
+    return PyLong_FromLong(res);
+}
+
 /* ---------------------------------------------------------------- introspection */
 static PyObject *py_cpu_features(PyObject *self, PyObject *unused) {
     (void)self;
@@ -238,6 +280,7 @@ static PyObject *py_usable_isas(PyObject *self, PyObject *unused) {
 }
 
 static PyMethodDef methods[] = {
+    {"f32_rows", (PyCFunction)(void (*)(void))py_f32_rows, METH_FASTCALL, f32_rows_doc},
     {"hamming_topk", py_hamming_topk, METH_VARARGS, hamming_topk_doc},
     {"cpu_features", py_cpu_features, METH_NOARGS, "CPU features detected at import."},
     {"compiled_isas", py_compiled_isas, METH_NOARGS,
@@ -273,6 +316,8 @@ PyMODINIT_FUNC PyInit__vecnative(void) {
     Py_XDECREF(errors);
     PyObject *m = PyModule_Create(&moddef);
     if (!m) return NULL;
+    if (PyModule_AddFunctions(m, vn_lut_methods) < 0) goto fail;
+    if (PyModule_AddFunctions(m, vn_topk_methods) < 0) goto fail;
     PyObject *names = PyTuple_New(VN_NUM_ISA);
     if (!names) goto fail;
     for (int i = 0; i < VN_NUM_ISA; i++) {

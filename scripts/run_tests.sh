@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite twice, at the same time: once on the native kernels (the default
+# dispatch, output here) and once forced onto the numba/numpy fallback with
+# VECINDEX_NATIVE=off (output in $FALLBACK_LOG, printed when it fails). Then the native
+# kernel tests once more on the portable C path. Exits non-zero when any run fails.
+#
+# Usage: scripts/run_tests.sh [PYTHON]   (default .venv/bin/python)
+set -u
+PY=${1:-.venv/bin/python}
+FALLBACK_LOG=${FALLBACK_LOG:-fallback-tests.log}
+
+VECINDEX_NATIVE=off "$PY" -m pytest -q -p no:cacheprovider >"$FALLBACK_LOG" 2>&1 &
+fallback_pid=$!
+
+"$PY" -m pytest
+native_rc=$?
+
+wait "$fallback_pid"
+fallback_rc=$?
+echo "---- the suite forced onto the fallback (VECINDEX_NATIVE=off): exit $fallback_rc, full log in $FALLBACK_LOG"
+if [ "$fallback_rc" -ne 0 ]; then
+    tail -n 80 "$FALLBACK_LOG"
+else
+    tail -n 3 "$FALLBACK_LOG"
+fi
+
+VECINDEX_NATIVE=portable "$PY" -m pytest -q -p no:cacheprovider tests/test_native.py
+portable_rc=$?
+
+echo "---- exit codes: native $native_rc, fallback $fallback_rc, portable $portable_rc"
+[ "$native_rc" -eq 0 ] && [ "$fallback_rc" -eq 0 ] && [ "$portable_rc" -eq 0 ]
