@@ -24,7 +24,8 @@ else
     tail -n 3 "$FALLBACK_LOG"
 fi
 
-VECINDEX_NATIVE=portable "$PY" -m pytest -q -p no:cacheprovider tests/test_native.py
+VECINDEX_NATIVE=portable "$PY" -m pytest -q -p no:cacheprovider tests/test_native.py \
+    tests/test_native_topk.py tests/test_flat.py tests/test_hashing.py
 portable_rc=$?
 
 echo "---- exit codes: native $native_rc, fallback $fallback_rc, portable $portable_rc"

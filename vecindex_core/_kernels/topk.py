@@ -7,6 +7,12 @@ The heap state of one query row is ``(hs[r], hi[r])``: a binary min-heap of ``k`
 ordered by "worse first" (lower score, then higher slot); it starts full of padding
 (``-inf``, ``-1``). Slots arrive in increasing order, so a candidate enters only when its
 score is strictly above the heap's worst.
+
+The scan of BLAS tiles into the heaps runs the native kernel
+(:func:`vecindex_core._native.topk.scan_tile`, SIMD threshold test) when it is built and
+enabled (:func:`vecindex_core._native.active_isa` is not None), else the numba
+:func:`_update_rows`, the reference: both leave the same heaps bit for bit. Small batches
+(fused scoring) and the final sort are numba/numpy on every path.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from .. import _native
+from .._native.topk import scan_tile as _native_scan_tile
 from .._threads import get_num_threads, map_chunks
 
 __all__ = ["SMALL_BATCH", "dense_topk", "finalize_heaps", "init_heaps", "sq_norms"]
@@ -298,6 +306,15 @@ def _blocked_topk(
     on_tile: Callable[[int], None] | None,
 ) -> None:
     nq, n = queries.shape[0], data.shape[0]
+    isa = _native.active_isa()
+    if isa is not None:
+        # the kernel takes C-contiguous float32 norms and a bool mask (as the numba kernel
+        # computes with them); anything else stays on the numba reference
+        if (use_mask and mask_arr.dtype != np.bool_) or (
+                l2 and (qn.dtype != np.float32 or xn.dtype != np.float32)):
+            isa = None
+        else:
+            mask_arr, qn, xn = (np.ascontiguousarray(a) for a in (mask_arr, qn, xn))
     tile_buf = np.empty(min(QUERY_BLOCK, nq) * min(DB_BLOCK, max(n, 1)), dtype=np.float32)
     for q0 in range(0, nq, QUERY_BLOCK):
         q1 = min(q0 + QUERY_BLOCK, nq)
@@ -313,8 +330,13 @@ def _blocked_topk(
             # (a narrow last matmul may round differently from the full product; this keeps
             # every score bit-identical to numpy's q @ x.T where the BLAS kernel rounds the
             # same wherever a product falls in the tile, as OpenBLAS's SkylakeX kernels do)
-            part = tile[:, c0 - s0 :] if s0 < c0 else tile
-            _scan_tile(part, c0, mask_arr, use_mask, qn_b, xn, l2, hs_b, hi_b, nthreads)
+            if isa is not None:  # the native scan reads the whole tile from column c0 - s0
+                _native_scan_tile(tile, c0 - s0, c0, mask_arr if use_mask else None,
+                                  qn_b if l2 else None, xn if l2 else None, hs_b, hi_b,
+                                  nthreads, isa=isa)
+            else:
+                part = tile[:, c0 - s0 :] if s0 < c0 else tile
+                _scan_tile(part, c0, mask_arr, use_mask, qn_b, xn, l2, hs_b, hi_b, nthreads)
         if on_tile is not None:
             on_tile(q1 - q0)
 

@@ -138,7 +138,8 @@ def config() -> dict[str, Any]:
         ``cpu_features`` (feature -> bool, as detected by the extension; empty when not
         built), ``compiled_isas`` and ``usable_isas`` (best last), ``env`` (the raw value of
         ``VECINDEX_NATIVE`` or None), ``env_error``, ``mode`` (``auto``/``portable``/``off``),
-        ``isa`` (the path in use or None) and ``hamming_topk`` (``native-<isa>`` or
+        ``isa`` (the path in use or None), and per kernel ``hamming_topk`` and
+        ``dense_topk`` (the exact search's tile scan): ``native-<isa>`` or
         ``numba``).
     """
     built = _ext is not None
@@ -154,6 +155,9 @@ def config() -> dict[str, Any]:
         "mode": _mode,
         "isa": _active,
         "hamming_topk": f"native-{_active}" if _active is not None else "numba",
+        # the tile scan has no AVX-512 variant: AVX-512 CPUs run its avx2 code
+        "dense_topk": ("numba" if _active is None
+                       else f"native-{'avx2' if _active == 'avx512' else _active}"),
     }
 
 
@@ -180,6 +184,7 @@ def show_config() -> None:
     lines += [
         f"  path in use:     {c['isa'] or 'none (numba/numpy kernels)'}",
         f"  hamming_topk:    {c['hamming_topk']}",
+        f"  dense_topk:      {c['dense_topk']}",
     ]
     print("\n".join(lines))
 

@@ -1,0 +1,117 @@
+"""Native float32 top-k over score tiles: the twin of ``_kernels.topk._update_rows``.
+
+The heaps, the tie rule and the l2 transform are those of
+:mod:`vecindex_core._kernels.topk` (see its docstring); the kernel (``topk.c``) only makes the
+threshold test SIMD, so the heaps it leaves are identical to the numba kernel's, bit for bit.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+import numpy.typing as npt
+
+from .._threads import map_chunks
+from ..errors import InvalidArgumentError
+from . import ENV_VAR, _ext, _import_error, _isa_id, active_isa
+
+__all__ = ["scan_tile", "update_rows"]
+
+#: Below this many scores per thread, a tile is scanned by one thread (a hand-off to the
+#: pool costs about what the SIMD scan of this many scores does).
+_MIN_SCORES_PER_THREAD = 1 << 16
+
+
+def _resolve(isa: str | None) -> tuple[ModuleType, int]:
+    """The extension and the id of ``isa`` (default: the active path); raises when none."""
+    if _ext is None:
+        raise InvalidArgumentError(f"the native kernels are not built ({_import_error})")
+    path = isa if isa is not None else active_isa()
+    if path is None:
+        raise InvalidArgumentError(f"native kernels disabled ({ENV_VAR} or _use(None))")
+    return _ext, _isa_id(path)
+
+
+def update_rows(
+    tile: npt.NDArray[np.float32],
+    col0: int,
+    offset: int,
+    mask: npt.NDArray[np.bool_] | None,
+    qn: npt.NDArray[np.float32] | None,
+    xn: npt.NDArray[np.float32] | None,
+    hs: npt.NDArray[np.float32],
+    hi: npt.NDArray[np.int64],
+    r0: int = 0,
+    r1: int | None = None,
+    *,
+    isa: str | None = None,
+) -> None:
+    """Push tile rows ``r0:r1`` into their heaps (native ``_update_rows``), in place.
+
+    Parameters
+    ----------
+    tile : float32 (rows, width), C-contiguous
+        Scores (inner product) or inner products (l2). Columns ``col0:`` are scanned;
+        column ``col0 + j`` is slot ``offset + j``.
+    col0, offset : int
+        First scanned column and its slot.
+    mask : bool (>= offset + width - col0,), optional
+        Indexed by slot; only true slots are candidates.
+    qn, xn : float32, optional
+        Squared norms of the tile's queries ``(rows,)`` and of the data by slot; both given
+        for l2 (score ``-max((qn[r] + xn[slot]) - 2 * ip, 0)``), both None for inner product.
+    hs, hi : float32 / int64 (rows, k), C-contiguous, writable
+        Heaps from :func:`~vecindex_core._kernels.topk.init_heaps` (or earlier tiles).
+    r0, r1 : int
+        Tile rows to push (default all).
+    isa : str, optional
+        Instruction-set path; default :func:`~vecindex_core._native.active_isa`.
+
+    Raises
+    ------
+    InvalidDtypeError
+        A buffer of the wrong dtype.
+    DimensionMismatchError
+        Heaps not ``(rows, k)``, or ``mask``/``qn``/``xn`` too short.
+    InvalidArgumentError
+        Wrong rank, a non-contiguous or read-only buffer, ``col0``/``offset``/rows out of
+        range, only one of ``qn``/``xn``, or no native path.
+    """
+    ext, isa_id = _resolve(isa)
+    if r1 is None:
+        ext.topk_update(tile, col0, offset, mask, qn, xn, hs, hi, 0, 0, isa_id)  # checks
+        r1 = int(tile.shape[0])
+    ext.topk_update(tile, col0, offset, mask, qn, xn, hs, hi, r0, r1, isa_id)
+
+
+def scan_tile(
+    tile: npt.NDArray[np.float32],
+    col0: int,
+    offset: int,
+    mask: npt.NDArray[np.bool_] | None,
+    qn: npt.NDArray[np.float32] | None,
+    xn: npt.NDArray[np.float32] | None,
+    hs: npt.NDArray[np.float32],
+    hi: npt.NDArray[np.int64],
+    nthreads: int,
+    *,
+    isa: str | None = None,
+) -> None:
+    """:func:`update_rows` over every tile row, split over up to ``nthreads`` threads.
+
+    The buffers are checked once on the calling thread; the chunks then run in parallel
+    without the GIL. Each row's heap is touched by one thread only, so the result does not
+    depend on ``nthreads``.
+    """
+    ext, isa_id = _resolve(isa)
+    # validates every buffer first (an empty row range does no work)
+    ext.topk_update(tile, col0, offset, mask, qn, xn, hs, hi, 0, 0, isa_id)
+    rows = int(tile.shape[0])
+    scores = rows * (int(tile.shape[1]) - int(col0))
+    parts = max(1, min(nthreads, rows, scores // _MIN_SCORES_PER_THREAD))
+    if parts == 1:
+        ext.topk_update(tile, col0, offset, mask, qn, xn, hs, hi, 0, rows, isa_id)
+        return
+    map_chunks(lambda a, b: ext.topk_update(tile, col0, offset, mask, qn, xn, hs, hi, a, b,
+                                            isa_id), rows, parts)
