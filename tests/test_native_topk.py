@@ -176,6 +176,45 @@ def test_l2_tiny_negative_distances_clamp_to_zero():
         check_tile(tile, k, l2_norms=(qn, xn))
 
 
+def test_l2_nan_distance_never_enters_a_heap():
+    """A NaN distance (inf norms minus an inf product) is not a candidate, as in numba's
+    ``max`` (d unless 0 > d): the clamp must not turn it into -0.0, the best l2 score."""
+    inf, nan = np.float32(np.inf), np.float32(np.nan)
+    tile = np.array([[inf, 0.5, nan, 0.25, inf, 1.0, 0.0, 2.0, inf] * 5,
+                     [nan, 1.0, 0.5, inf, 0.25, nan, 0.0, 3.0, 1.5] * 5], np.float32)
+    qn = np.array([inf, 1.0], np.float32)
+    xn = np.tile(np.array([inf, 1.0, 1.0, inf, inf, 1.0, 1.0, 2.0, 1.0], np.float32), 5)
+    for k in (1, 3, 20):
+        hs, hi = check_tile(tile, k, l2_norms=(qn, xn))
+        with np.errstate(invalid="ignore"):
+            d = (qn[:, None] + xn[None, :]) - 2 * tile
+        for r in range(2):
+            assert not np.isin(hi[r], np.flatnonzero(np.isnan(d[r]))).any()
+    # d == -0.0 (norms -0.0, product +0.0) stays -0.0: the score is +0.0, as numba's
+    zero = np.zeros((1, 3), np.float32)
+    hs, _ = check_tile(zero, 3, l2_norms=(np.array([-0.0], np.float32),
+                                          np.array([-0.0, 0.0, -0.0], np.float32)))
+    assert sorted(np.signbit(hs[0]).tolist()) == [False, False, True]
+
+
+def test_flat_l2_huge_vectors_same_on_every_path():
+    """Finite vectors whose norms overflow float32: a NaN distance is never a result."""
+    x = np.ones((40, 4), np.float32)
+    x[3], x[17] = 1e20, -1e20
+    q = np.ones((T.SMALL_BATCH + 2, 4), np.float32)
+    q[:4] = 1e20
+    results = []
+    for isa in [None, *ISAS]:
+        with _native._use(isa), np.errstate(over="ignore", invalid="ignore"):
+            index = vc.FlatIndex(4, "l2")
+            index.add(x)
+            results.append(index.search(q, 5))
+    for res in results[1:]:
+        for a, b in zip(res, results[0], strict=True):
+            same_bits(a, b)
+    assert 3 not in results[0].ids[:4]
+
+
 # --------------------------------------------------------------------------- dense_topk
 @pytest.mark.parametrize("l2", [False, True])
 def test_dense_topk_all_paths_match(rng, l2):
@@ -301,6 +340,27 @@ def test_bad_buffers_raise_typed_errors(rng):
         call(qn=qn[:3], xn=xn)
     with pytest.raises(DimensionMismatchError, match="xn has 20 entries.*21"):
         call(qn=qn, xn=xn, offset=1)
+    with pytest.raises(InvalidArgumentError, match="col0 does not fit a 64-bit index"):
+        call(col0=2**63)
+    with pytest.raises(InvalidArgumentError, match="offset does not fit.*got 18446744073709551616"):
+        call(offset=2**64)
+    with pytest.raises(InvalidArgumentError, match="offset must be >= 0"):
+        call(offset=2**63 - 1)  # offset + columns would overflow
+    with pytest.raises(InvalidDtypeError, match="col0 must be an integer, got 1.5"):
+        call(col0=1.5)
+    with pytest.raises(InvalidDtypeError, match="offset must be an integer, got True"):
+        call(offset=True)
+    with pytest.raises(InvalidArgumentError, match="r0 does not fit a 64-bit index"):
+        NT.update_rows(tile, 0, 0, None, None, None, hs, hi, -2**70, 1, isa="portable")
+    raw = np.zeros(64, np.int64)  # hs and hi as overlapping views of one buffer
+    with pytest.raises(InvalidArgumentError, match="hi and hs share memory"):
+        call(hs=raw.view(np.float32)[:12].reshape(4, 3), hi=raw[:12].reshape(4, 3))
+    alias = np.zeros((4, 20), np.float32)  # hs inside the tile it reads
+    with pytest.raises(InvalidArgumentError, match="tile and hs share memory"):
+        call(tile=alias, hs=alias.reshape(-1)[:12].reshape(4, 3))
+    shared = np.ones(32, np.float32)  # the l2 norms under the heap scores
+    with pytest.raises(InvalidArgumentError, match="xn and hs share memory"):
+        call(qn=qn, xn=shared[:20], hs=shared[8:20].reshape(4, 3))
     with pytest.raises(InvalidArgumentError, match="row range \\[2, 5\\)"):
         NT.update_rows(tile, 0, 0, None, None, None, hs, hi, 2, 5, isa="portable")
     with pytest.raises(InvalidArgumentError, match="not usable|unknown native path"):

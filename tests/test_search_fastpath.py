@@ -45,13 +45,15 @@ def ivf(data):
 # --------------------------------------------------------------------------- quick_float_rows
 @pytest.fixture(params=["native", "numpy"])
 def check_impl(request, monkeypatch):
-    """quick_float_rows on the native ``f32_rows`` check, then on the numpy one."""
-    from vecindex_core import validation
+    """quick_float_rows on the native ``f32_rows`` check, then on the numpy one (the native
+    check is installed by hand under ``VECINDEX_NATIVE=off``, where the suite also runs)."""
+    from vecindex_core import _native, validation
 
     if request.param == "numpy":
         monkeypatch.setattr(validation, "_f32_rows", None)
     else:
-        assert validation._f32_rows is not None, "the native extension must be built here"
+        assert _native._ext is not None, "the native extension must be built here"
+        monkeypatch.setattr(validation, "_f32_rows", _native._ext.f32_rows)
     return request.param
 
 
@@ -186,6 +188,61 @@ def test_fast_and_full_routes_agree(spec, metric, data, rng):
     padded = index.search(q[:1], len(data) + 2)
     assert padded.ids.dtype == np.uint64 and padded.ids[0, -1] == MISSING
     assert padded.counts.tolist() == [len(data)]
+
+
+ROUTE_SPECS = ["flat", "lsh", "simhash", "pcahash(train_size=100)", "itq(train_size=100)",
+               "pq(m=2,train_size=200)", "ivf_flat(nlist=4)", "ivf_pq(nlist=4,m=2)"]
+
+
+def _same_result(a, b):
+    for x, y in zip(a, b, strict=True):
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+
+
+def _outcome(search, *args, **kwargs):
+    try:
+        return search(*args, **kwargs)
+    except vc.errors.VecIndexError as e:
+        return type(e), str(e)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+@pytest.mark.parametrize("spec", ROUTE_SPECS)
+def test_every_kind_gives_the_full_routes_results_and_errors(spec, metric, data, rng):
+    """An ``np.int64`` k takes the full route with the very same query array: bit-identical
+    results (empty and filled, k past ntotal, 1-D and 2-D, default knobs given explicitly)
+    and the same typed error for bad knobs, on the IdMapIndex and its positional index."""
+    index = vc.create(spec, dim=DIM, metric=metric)
+    q = rng.standard_normal((3, DIM)).astype(np.float32)
+    for filled in (False, True):
+        if filled:
+            index.add(data)
+            assert index._staging is None
+        defaults = dict(index.index.search_defaults)
+        bad_knobs = [{"nope": 1}, *({name: "x"} for name in defaults)]
+        for target in (index, index.index):
+            for k in (1, 5, len(data) + 3):
+                for qq in (q, q[1]):
+                    _same_result(target.search(qq, k), target.search(qq, np.int64(k)))
+                _same_result(target.search(q, k, params=defaults),
+                             target.search(q, np.int64(k), params=defaults))
+                for bad in bad_knobs:
+                    fast = _outcome(target.search, q, k, params=bad)
+                    assert isinstance(fast, tuple) and fast[0] is InvalidParameterError
+                    assert fast == _outcome(target.search, q, np.int64(k), params=bad)
+
+
+def test_float32_with_dtype_metadata_takes_the_full_route(data, check_impl):
+    """A float32 dtype carrying metadata is another dtype object: as_float_matrix returns a
+    view with the plain dtype, so the fast path must not hand back ``x`` itself."""
+    tagged = data[:3].astype(np.dtype(np.float32, metadata={"unit": "m"}))
+    assert quick_float_rows(tagged, DIM) is None
+    assert quick_float_rows(tagged[0], DIM) is None
+    out = vc.validation.as_float_matrix(tagged, DIM)
+    assert out.dtype is np.dtype(np.float32) and out.dtype.metadata is None
+    index = vc.create("flat", dim=DIM)
+    index.add(data)
+    _same_result(index.search(tagged, 4), index.search(data[:3], 4))
 
 
 def test_ids_follow_swap_removes_on_the_fast_path(data):

@@ -173,12 +173,13 @@ def quick_float_rows(x: object, dim: int) -> FloatMatrix | None:
     -------
     ndarray of float32, shape (n, dim), or None
     """
-    if type(x) is not np.ndarray:
+    # the dtype object itself: a float32 dtype with metadata (same buffer format) is not it
+    if type(x) is not np.ndarray or x.dtype is not _FLOAT32:
         return None
     if _f32_rows is not None:  # the native check: one call instead of ~5 numpy ones
         kind = _f32_rows(x, dim)
         return x if kind == 2 else x.reshape(1, dim) if kind == 1 else None
-    if x.dtype is not _FLOAT32 or not x.flags.c_contiguous:
+    if not x.flags.c_contiguous:
         return None
     shape = x.shape
     if len(shape) == 2:

@@ -71,12 +71,19 @@ def update_rows(
     Raises
     ------
     InvalidDtypeError
-        A buffer of the wrong dtype.
+        A buffer of the wrong dtype, or ``col0``/``offset``/``r0``/``r1`` not an integer.
     DimensionMismatchError
         Heaps not ``(rows, k)``, or ``mask``/``qn``/``xn`` too short.
     InvalidArgumentError
-        Wrong rank, a non-contiguous or read-only buffer, ``col0``/``offset``/rows out of
-        range, only one of ``qn``/``xn``, or no native path.
+        Wrong rank, a non-contiguous or read-only buffer, ``hs`` or ``hi`` sharing memory
+        with each other or an input, ``col0``/``offset``/rows out of range (also past 64
+        bits), only one of ``qn``/``xn``, or no native path.
+
+    Notes
+    -----
+    An l2 score is ``-max(d, 0)`` with Python's ``max`` (``d`` unless ``0 > d``), as numba
+    computes it: a NaN distance (norms or products of huge finite vectors overflowing)
+    stays NaN and never enters a heap.
     """
     ext, isa_id = _resolve(isa)
     if r1 is None:

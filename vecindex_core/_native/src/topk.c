@@ -8,7 +8,7 @@
  * root's; it replaces the root and is sifted down. Masked slots never enter.
  *
  * Scores: the tile value itself (inner product), or with l2
- *     -max((qn[r] + xn[slot]) - 2 * s, 0)
+ *     -max((qn[r] + xn[slot]) - 2 * s, 0)   (Python max: a NaN distance stays NaN)
  * in float32 with the same operation order (no contraction: the file is compiled with
  * -std=c99, which turns -ffp-contract off, and 2 * s is exact anyway), so every score is
  * bit-identical to numpy's and numba's.
@@ -85,9 +85,12 @@ static inline uint32_t vn_mask_bits(const uint8_t *m, int n) {
     return b;
 }
 
+/* -max(d, 0) with Python's (and numba's) max: d itself unless 0 > d, so a NaN distance (from
+ * overflowed norms or products of huge but finite vectors) stays NaN and never enters a heap,
+ * and -0.0 stays -0.0. */
 static inline float vn_l2_score(float qr, float x, float s) {
     const float d = (qr + x) - 2.0f * s;
-    return -(d > 0.0f ? d : 0.0f);
+    return -(0.0f > d ? 0.0f : d);
 }
 
 /* Push candidates: bit b of `bits` set means buf[b] (the score of column j + b) may beat the
@@ -164,8 +167,8 @@ __attribute__((target("avx2"))) static inline __m256 vn_l2_8(__m256 q, const flo
                                                               __m256 s) {
     const __m256 d = _mm256_sub_ps(_mm256_add_ps(q, _mm256_loadu_ps(x)),
                                    _mm256_mul_ps(_mm256_set1_ps(2.0f), s));
-    /* max(d, +0): the second operand when equal or unordered, as d > 0 ? d : 0 */
-    return _mm256_xor_ps(_mm256_max_ps(d, _mm256_setzero_ps()), _mm256_set1_ps(-0.0f));
+    /* max_ps(+0, d) gives its second operand (d) when equal or unordered: 0 > d ? 0 : d */
+    return _mm256_xor_ps(_mm256_max_ps(_mm256_setzero_ps(), d), _mm256_set1_ps(-0.0f));
 }
 
 __attribute__((target("avx2"))) static void topk_rows_avx2(const vn_topk_args *a,
@@ -240,6 +243,35 @@ static void vn_topk_rows(const vn_topk_args *a, ptrdiff_t r0, ptrdiff_t r1, int 
 }
 
 /* ---------------------------------------------------------------- Python */
+/* An integer argument (int or an object with __index__, not bool) as Py_ssize_t; raises
+ * InvalidDtypeError for a non-integer and InvalidArgumentError past the Py_ssize_t range. */
+static int vn_index_arg(PyObject *o, const char *name, Py_ssize_t *out) {
+    if (PyBool_Check(o) || !PyIndex_Check(o)) {
+        PyErr_Format(g_err_dtype, "%s must be an integer, got %R of type %.200s", name, o,
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    PyObject *v = PyNumber_Index(o);
+    if (!v) return -1;
+    const Py_ssize_t r = PyLong_AsSsize_t(v);
+    if (r == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(g_err_arg, "%s does not fit a 64-bit index, got %S", name, v);
+        Py_DECREF(v);
+        return -1;
+    }
+    Py_DECREF(v);
+    *out = r;
+    return 0;
+}
+
+/* 1 when the byte ranges of two (non-empty) buffers intersect. */
+static int vn_overlap(const Py_buffer *a, const Py_buffer *b) {
+    if (a->len <= 0 || b->len <= 0) return 0;
+    const uintptr_t a0 = (uintptr_t)a->buf, b0 = (uintptr_t)b->buf;
+    return a0 < b0 + (uintptr_t)b->len && b0 < a0 + (uintptr_t)a->len;
+}
+
 PyDoc_STRVAR(topk_update_doc,
 "topk_update(tile, col0, offset, mask, qn, xn, hs, hi, r0, r1, isa)\n--\n\n"
 "Push rows r0:r1 of a float32 score tile into their heaps (the native _update_rows).\n"
@@ -251,13 +283,16 @@ PyDoc_STRVAR(topk_update_doc,
 
 static PyObject *py_topk_update(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *ot, *om, *oqn, *oxn, *ohs, *ohi;
+    PyObject *ot, *om, *oqn, *oxn, *ohs, *ohi, *ocol0, *ooffset, *or0, *or1;
     Py_ssize_t col0, offset, r0, r1;
     int isa;
-    if (!PyArg_ParseTuple(args, "OnnOOOOOnni:topk_update", &ot, &col0, &offset, &om, &oqn,
-                          &oxn, &ohs, &ohi, &r0, &r1, &isa))
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOi:topk_update", &ot, &ocol0, &ooffset, &om, &oqn,
+                          &oxn, &ohs, &ohi, &or0, &or1, &isa))
         return NULL;
-    if (vn_check_isa(isa) < 0) return NULL;
+    if (vn_check_isa(isa) < 0 || vn_index_arg(ocol0, "col0", &col0) < 0 ||
+        vn_index_arg(ooffset, "offset", &offset) < 0 || vn_index_arg(or0, "r0", &r0) < 0 ||
+        vn_index_arg(or1, "r1", &r1) < 0)
+        return NULL;
     if ((oqn == Py_None) != (oxn == Py_None)) {
         PyErr_Format(g_err_arg, "qn and xn must both be given (l2) or both be None (inner "
                      "product), got %s and %s", oqn == Py_None ? "None" : "an array",
@@ -314,6 +349,21 @@ static PyObject *py_topk_update(PyObject *self, PyObject *args) {
             PyErr_Format(g_err_dim, "xn has %zd entries, but slots up to %zd are scanned",
                          bx.shape[0], offset + ncols);
             goto rel_i;
+        }
+        /* the heaps are written (from several threads by scan_tile) while every other
+         * buffer is read: none may share memory with them */
+        const Py_buffer *const reads[] = {&bt, have_m ? &bm : NULL, have_l2 ? &bq : NULL,
+                                          have_l2 ? &bx : NULL, &bi};
+        const char *const read_names[] = {"tile", "mask", "qn", "xn", "hi"};
+        for (int t = 0; t < 5; t++) {
+            const char *other = NULL;
+            if (reads[t] && vn_overlap(reads[t], &bh)) other = "hs";
+            else if (t < 4 && reads[t] && vn_overlap(reads[t], &bi)) other = "hi";
+            if (other) {
+                PyErr_Format(g_err_arg, "%s and %s share memory; the heaps must be separate "
+                             "writable arrays", read_names[t], other);
+                goto rel_i;
+            }
         }
         if (r0 < 0 || r1 < r0 || r1 > rows) {
             PyErr_Format(g_err_arg, "row range [%zd, %zd) is not within [0, %zd]", r0, r1,
