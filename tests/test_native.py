@@ -65,6 +65,7 @@ def test_extension_is_built():
         assert cfg["dense_topk"] == (
             "numba" if not cfg["isa"]
             else f"native-{'avx2' if cfg['isa'] == 'avx512' else cfg['isa']}")
+        assert cfg["lut_topk"] == cfg["dense_topk"]  # until AVX512_VALIDATED
 
 
 def test_auto_choice_per_cpu():
@@ -83,7 +84,7 @@ def test_show_config_prints(capsys):
     vc.show_config()
     out = capsys.readouterr().out
     assert "built:" in out and "VECINDEX_NATIVE" in out and "hamming_topk" in out
-    assert "dense_topk" in out
+    assert "dense_topk" in out and "lut_topk" in out
 
 
 # --------------------------------------------------------------------------- bit for bit
@@ -250,7 +251,7 @@ def run_config(env_value):
 def test_env_off_uses_numba_path():
     shown, cfg, _ = run_config("off")
     assert cfg["mode"] == "off" and cfg["isa"] is None and cfg["hamming_topk"] == "numba"
-    assert cfg["dense_topk"] == "numba"
+    assert cfg["dense_topk"] == "numba" and cfg["lut_topk"] == "numba"
     assert cfg["built"] and cfg["same"]
     assert "VECINDEX_NATIVE: off -> mode off" in shown and "hamming_topk:    numba" in shown
 

@@ -128,6 +128,12 @@ def _isa_id(isa: str) -> int:
     return names.index(isa)
 
 
+def _lut_isa(isa: str) -> str:
+    from .lut import AVX512_VALIDATED  # a submodule that imports this package
+
+    return "avx2" if isa == "avx512" and not AVX512_VALIDATED else isa
+
+
 def config() -> dict[str, Any]:
     """What the native module is and what the kernels use.
 
@@ -138,8 +144,9 @@ def config() -> dict[str, Any]:
         ``cpu_features`` (feature -> bool, as detected by the extension; empty when not
         built), ``compiled_isas`` and ``usable_isas`` (best last), ``env`` (the raw value of
         ``VECINDEX_NATIVE`` or None), ``env_error``, ``mode`` (``auto``/``portable``/``off``),
-        ``isa`` (the path in use or None), and per kernel ``hamming_topk`` and
-        ``dense_topk`` (the exact search's tile scan): ``native-<isa>`` or
+        ``isa`` (the path in use or None), and per kernel ``hamming_topk``,
+        ``dense_topk`` (the exact search's tile scan) and ``lut_topk`` (the 1/2/4-bit
+        fast scan): ``native-<isa>`` or
         ``numba``).
     """
     built = _ext is not None
@@ -155,9 +162,11 @@ def config() -> dict[str, Any]:
         "mode": _mode,
         "isa": _active,
         "hamming_topk": f"native-{_active}" if _active is not None else "numba",
-        # the tile scan has no AVX-512 variant: AVX-512 CPUs run its avx2 code
+        # the tile scan has no AVX-512 variant, and the LUT scan's runs only once validated
+        # on an AVX-512 machine (lut.AVX512_VALIDATED): AVX-512 CPUs run their avx2 code
         "dense_topk": ("numba" if _active is None
                        else f"native-{'avx2' if _active == 'avx512' else _active}"),
+        "lut_topk": ("numba" if _active is None else f"native-{_lut_isa(_active)}"),
     }
 
 
@@ -185,6 +194,7 @@ def show_config() -> None:
         f"  path in use:     {c['isa'] or 'none (numba/numpy kernels)'}",
         f"  hamming_topk:    {c['hamming_topk']}",
         f"  dense_topk:      {c['dense_topk']}",
+        f"  lut_topk:        {c['lut_topk']}",
     ]
     print("\n".join(lines))
 

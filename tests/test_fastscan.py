@@ -1,0 +1,443 @@
+"""The uint8-LUT fast scan: blocked layout, the numba reference, every native path bit for
+bit, typed errors, threads, and the turboquant index on top of it."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vecindex_core as vc
+from vecindex_core import _native
+from vecindex_core._kernels import fastscan as fs
+from vecindex_core._kernels.codes import codes_nbytes, pack_codes
+from vecindex_core._native.lut import lut_topk
+from vecindex_core._threads import get_num_threads, set_num_threads
+from vecindex_core.errors import (
+    DimensionMismatchError,
+    InvalidArgumentError,
+    InvalidDtypeError,
+)
+from vecindex_core.turboquant import TurboQuantIndex
+
+ISAS = list(_native._usable())
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_native_module_is_built_with_the_lut_kernel():
+    assert _native._ext is not None and hasattr(_native._ext, "lut_topk")
+    assert "portable" in ISAS
+
+
+# --------------------------------------------------------------------------- layout
+@pytest.mark.parametrize("n", [0, 1, 31, 32, 33, 100])
+@pytest.mark.parametrize("nb", [1, 3, 48])
+def test_pack_unpack_round_trip(n, nb):
+    rng = np.random.default_rng(n * 7 + nb)
+    codes = rng.integers(0, 256, (n, nb), dtype=np.uint8)
+    blocked = fs.pack_blocked(codes)
+    assert blocked.shape == (-(-n // 32), nb * 32)
+    assert np.array_equal(fs.unpack_blocked(blocked, n, nb), codes)
+    if n:
+        slots = rng.permutation(n)[: max(1, n // 2)]
+        assert np.array_equal(fs.gather_rows(blocked, slots, nb), codes[slots])
+        new = rng.integers(0, 256, (slots.size, nb), dtype=np.uint8)
+        fs.scatter_rows(blocked, slots, new)
+        codes[slots] = new
+        assert np.array_equal(fs.unpack_blocked(blocked, n, nb), codes)
+        g = fs.gather_blocked(blocked, slots, nb)
+        assert np.array_equal(fs.unpack_blocked(g, slots.size, nb), codes[slots])
+
+
+def test_blocked_layout_is_the_documented_one():
+    codes = np.arange(64 * 2, dtype=np.uint8).reshape(64, 2)
+    b = fs.pack_blocked(codes)
+    for blk in range(2):
+        for p in range(2):
+            for i in range(16):
+                r0, r1 = codes[32 * blk + i, p], codes[32 * blk + 16 + i, p]
+                assert b[blk, 32 * p + i] == (r0 & 15) | ((r1 & 15) << 4)
+                assert b[blk, 32 * p + 16 + i] == (r0 >> 4) | ((r1 >> 4) << 4)
+
+
+def test_layout_rejects_bad_slots_and_shapes():
+    b = fs.pack_blocked(np.zeros((40, 2), np.uint8))
+    with pytest.raises(IndexError):
+        fs.gather_rows(b, [64], 2)
+    with pytest.raises(ValueError):
+        fs.scatter_rows(b, [0, 1], np.zeros((2, 3), np.uint8))
+
+
+# --------------------------------------------------------------------------- tables
+@pytest.mark.parametrize("bits", [1, 2, 4])
+@pytest.mark.parametrize("d", [1, 7, 33, 64])
+def test_nibble_tables_sum_the_coordinates(bits, d):
+    rng = np.random.default_rng(d + bits)
+    nb = codes_nbytes(d, bits)
+    rq = rng.standard_normal((3, d)).astype(np.float32)
+    lv = np.sort(rng.standard_normal(1 << bits)).astype(np.float32)
+    t = fs.nibble_tables(rq, lv, bits, nb)
+    assert t.shape == (3, 2 * nb, 16)
+    codes = rng.integers(0, 1 << bits, (5, d)).astype(np.uint8)
+    packed = pack_codes(codes, bits)
+    for q in range(3):
+        for r in range(5):
+            nib = [(packed[r, u // 2] >> (4 * (u % 2))) & 15 for u in range(2 * nb)]
+            est = sum(float(t[q, u, c]) for u, c in enumerate(nib))
+            exact = float((rq[q].astype(np.float64) * lv[codes[r]]).sum())
+            assert est == pytest.approx(exact, abs=1e-4)
+
+
+def test_quantize_luts_bounds_and_reconstruction():
+    rng = np.random.default_rng(0)
+    t = rng.standard_normal((4, 10, 16)).astype(np.float32)
+    luts, bias, delta = fs.quantize_luts(t)
+    assert luts.shape == (4, 5, 32) and luts.max() <= fs.LUT_MAX
+    q = luts.reshape(4, 10, 16).astype(np.float64)
+    rec = bias[:, None, None] / 10 + q * delta[:, None, None]
+    mins = t.min(axis=2, keepdims=True)
+    approx = mins + q * delta[:, None, None]
+    assert np.abs(approx - t).max() <= delta.max() * 0.5 + 1e-6
+    assert rec.shape == t.shape
+    flat = np.zeros((1, 2, 16), np.float32)  # flat tables: delta 1, entries 0
+    fl, fb, fd = fs.quantize_luts(flat)
+    assert fl.max() == 0 and fd[0] == 1 and fb[0] == 0
+
+
+# --------------------------------------------------------------------------- reference vs native
+def _case(rng, n, nb, nq, *, kind="random"):
+    codes = rng.integers(0, 256, (n, nb), dtype=np.uint8)
+    luts = rng.integers(0, fs.LUT_MAX + 1, (nq, nb, 32), dtype=np.uint8)
+    if kind == "equal":  # every row the same code: all ties
+        codes[:] = codes[:1] if n else codes
+    elif kind == "extremes":  # table entries only 0 and LUT_MAX
+        luts = np.where(rng.random(luts.shape) < 0.5, 0, fs.LUT_MAX).astype(np.uint8)
+    elif kind == "max":  # every lookup LUT_MAX: the largest sums
+        luts[:] = fs.LUT_MAX
+    bias = rng.standard_normal(nq).astype(np.float32)
+    delta = (rng.random(nq) + 0.01).astype(np.float32)
+    return fs.pack_blocked(codes), luts, bias, delta
+
+
+def _both(blocked, luts, bias, delta, n, k, isa, **kw):
+    ref = fs.fastscan_topk_ref(luts, bias, delta, blocked, n, k, **kw)
+    nat = lut_topk(luts, bias, delta, blocked, n, k, isa=isa, **kw)
+    return ref, nat
+
+
+def _assert_same(ref, nat):
+    assert np.array_equal(ref[1], nat[1])
+    assert np.array_equal(ref[0], nat[0])  # -inf padding compares equal
+
+
+def _options(rng, n, nq, which):
+    scale = (rng.random(n) * 2).astype(np.float32)
+    if which == "plain":
+        return {}
+    if which == "scale":
+        return {"scale": scale}
+    return {"scale": scale, "sq_norms": rng.random(n).astype(np.float32),
+            "q_sq_norms": rng.random(nq).astype(np.float32)}
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize(("n", "nb"), [(1, 1), (31, 3), (32, 4), (33, 7), (200, 48),
+                                       (257, 96), (100, 1100)])
+@pytest.mark.parametrize("kind", ["random", "equal", "extremes", "max"])
+def test_native_equals_reference(isa, n, nb, kind):
+    rng = np.random.default_rng(n + nb)
+    blocked, luts, bias, delta = _case(rng, n, nb, 5, kind=kind)
+    for which in ("plain", "scale", "l2"):
+        kw = _options(rng, n, 5, which)
+        for k in (1, 10, n + 3):
+            _assert_same(*_both(blocked, luts, bias, delta, n, k, isa, **kw))
+    if kind == "max":  # the exact sum reaches the scores: nb * 2 * LUT_MAX per row
+        _, (s, _) = _both(blocked, luts, bias, delta, n, 1, isa)
+        expect = bias + delta * np.float32(nb * 2 * fs.LUT_MAX)
+        assert np.array_equal(s[:, 0], expect.astype(np.float32))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_ties_go_to_the_lower_slot(isa):
+    blocked = fs.pack_blocked(np.full((70, 2), 0x31, np.uint8))
+    luts = np.full((2, 2, 32), 9, np.uint8)
+    one = np.ones(2, np.float32)
+    for path in (None, isa):
+        if path is None:
+            _, i = fs.fastscan_topk_ref(luts, one, one, blocked, 70, 5)
+        else:
+            _, i = lut_topk(luts, one, one, blocked, 70, 5, isa=path)
+        assert np.array_equal(i, np.tile(np.arange(5), (2, 1)))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_masks_and_padding(isa):
+    rng = np.random.default_rng(5)
+    n, nb = 90, 6
+    blocked, luts, bias, delta = _case(rng, n, nb, 3)
+    none = np.zeros(n, bool)
+    ref, nat = _both(blocked, luts, bias, delta, n, 4, isa, mask=none)
+    _assert_same(ref, nat)
+    assert (nat[1] == -1).all() and np.isneginf(nat[0]).all()
+    one = none.copy()
+    one[77] = True
+    ref, nat = _both(blocked, luts, bias, delta, n, 4, isa, mask=one)
+    _assert_same(ref, nat)
+    assert (nat[1][:, 0] == 77).all() and (nat[1][:, 1:] == -1).all()
+    some = rng.random(n) < 0.3
+    _assert_same(*_both(blocked, luts, bias, delta, n, 7, isa, mask=some))
+    # n = 0 and k = 0
+    ref, nat = _both(fs.pack_blocked(np.zeros((0, nb), np.uint8)), luts, bias, delta, 0, 3, isa)
+    _assert_same(ref, nat)
+    assert (nat[1] == -1).all()
+    ref, nat = _both(blocked, luts, bias, delta, n, 0, isa)
+    assert nat[0].shape == (3, 0) == ref[0].shape
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("nq", [1, 2, 3, 5, 40, 70])
+def test_query_batches_and_subgroups(isa, nq):
+    rng = np.random.default_rng(nq)
+    n, nb = 300, 24
+    blocked, luts, bias, delta = _case(rng, n, nb, nq)
+    ref = fs.fastscan_topk_ref(luts, bias, delta, blocked, n, 8)
+    for sub in (0, 1, 2, 3, 4):
+        _assert_same(ref, lut_topk(luts, bias, delta, blocked, n, 8, isa=isa, nqsub=sub))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_tail_block(isa):
+    rng = np.random.default_rng(9)
+    n, nb = 75, 5
+    codes = rng.integers(0, 256, (n, nb), dtype=np.uint8)
+    full = fs.pack_blocked(codes)
+    main = fs.pack_blocked(codes[:64])
+    tail = fs.pack_blocked(codes[64:])
+    _, luts, bias, delta = _case(rng, 1, nb, 4)
+    want = fs.fastscan_topk_ref(luts, bias, delta, full, n, n)
+    _assert_same(want, fs.fastscan_topk_ref(luts, bias, delta, main, n, n, tail=tail))
+    _assert_same(want, lut_topk(luts, bias, delta, main, n, n, tail=tail, isa=isa))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_results_do_not_depend_on_the_thread_count(isa):
+    rng = np.random.default_rng(11)
+    n, nb = 5000, 48
+    blocked, luts, bias, delta = _case(rng, n, nb, 3)
+    old = get_num_threads()
+    try:
+        set_num_threads(1)
+        one = lut_topk(luts, bias, delta, blocked, n, 10, isa=isa)
+        ref1 = fs.fastscan_topk_ref(luts, bias, delta, blocked, n, 10)
+        set_num_threads(2)  # 3 queries on 2 threads: rows are split and merged
+        two = lut_topk(luts, bias, delta, blocked, n, 10, isa=isa)
+        ref2 = fs.fastscan_topk_ref(luts, bias, delta, blocked, n, 10)
+    finally:
+        set_num_threads(old)
+    for r in (two, ref1, ref2):
+        _assert_same(one, r)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_two_threads_at_once(isa):
+    rng = np.random.default_rng(12)
+    n, nb = 3000, 48
+    blocked, luts, bias, delta = _case(rng, n, nb, 6)
+    want = fs.fastscan_topk_ref(luts, bias, delta, blocked, n, 10)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                _assert_same(want, lut_topk(luts, bias, delta, blocked, n, 10, isa=isa))
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=work) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+
+
+# --------------------------------------------------------------------------- errors
+def test_bad_buffers_raise_typed_errors():
+    rng = np.random.default_rng(3)
+    blocked, luts, bias, delta = _case(rng, 40, 4, 2)
+    ok = {"luts": luts, "bias": bias, "delta": delta, "codes": blocked}
+    # the native wrapper on an explicit path (it also runs under VECINDEX_NATIVE=off)
+    native = functools.partial(lut_topk, isa=ISAS[-1])
+    for fn in (native, fs.fastscan_topk_ref):
+        def call(fn=fn, n=40, k=3, **over):
+            a = {**ok, **over}
+            return fn(a["luts"], a["bias"], a["delta"], a["codes"], n, k,
+                      **{kk: v for kk, v in over.items() if kk not in ok})
+        with pytest.raises(InvalidDtypeError, match="luts"):
+            call(luts=luts.astype(np.int16))
+        with pytest.raises(InvalidDtypeError, match="bias"):
+            call(bias=bias.astype(np.float64))
+        with pytest.raises(InvalidArgumentError):
+            call(luts=luts[:, :, :16])
+        with pytest.raises(DimensionMismatchError):
+            call(codes=blocked[:, :64])
+        with pytest.raises(DimensionMismatchError):
+            call(delta=delta[:1])
+        with pytest.raises(InvalidArgumentError, match="n must be"):
+            call(n=65)
+        with pytest.raises(InvalidArgumentError, match="n must be"):
+            call(n=1.5)
+        with pytest.raises(InvalidArgumentError, match="k must be"):
+            call(k=-1)
+        with pytest.raises(DimensionMismatchError, match="scale"):
+            call(scale=np.ones(10, np.float32))
+        with pytest.raises(DimensionMismatchError, match="mask"):
+            call(mask=np.ones(10, bool))
+        with pytest.raises(InvalidDtypeError, match="mask"):
+            call(mask=np.ones(40, np.uint8))
+        with pytest.raises(InvalidArgumentError, match="together"):
+            call(sq_norms=np.ones(40, np.float32))
+        with pytest.raises(DimensionMismatchError, match="tail"):
+            call(tail=np.zeros((1, 32), np.uint8))
+    with pytest.raises(InvalidArgumentError, match="not usable"), _native._use("no-such"):
+        pass
+
+
+def test_the_extension_checks_what_the_wrapper_does_not():
+    rng = np.random.default_rng(4)
+    blocked, luts, bias, delta = _case(rng, 40, 4, 2)
+    ext, isa = _native._ext, _native._isa_id("portable")
+    out_s, out_i = np.empty((2, 3), np.float32), np.empty((2, 3), np.int64)
+
+    def call(**over):
+        a = {"luts": luts, "codes": blocked, "n": 40, "q0": 0, "q1": 2, "r0": 0, "r1": 40,
+             "out_s": out_s, "out_i": out_i, "isa": isa, **over}
+        ext.lut_topk(a["luts"], bias, delta, None, a["codes"], None, a["n"], None, None, None, 3,
+                     a["q0"], a["q1"], a["r0"], a["r1"], a["out_s"], a["out_i"], a["isa"], 0)
+
+    call()
+    with pytest.raises(InvalidArgumentError, match="row range"):
+        call(r0=5)
+    with pytest.raises(InvalidArgumentError, match="row range"):
+        call(r1=41)
+    with pytest.raises(InvalidArgumentError, match="query range"):
+        call(q1=3)
+    with pytest.raises(InvalidArgumentError, match="C-contiguous"):
+        call(luts=luts[:, ::2])
+    with pytest.raises(InvalidArgumentError, match="writable"):
+        ro = out_s.copy()
+        ro.flags.writeable = False
+        call(out_s=ro)
+    with pytest.raises(DimensionMismatchError, match="out_s"):
+        call(out_s=np.empty((2, 4), np.float32))
+    with pytest.raises(InvalidDtypeError, match="out_i"):
+        call(out_i=np.empty((2, 3), np.int32))
+    with pytest.raises(InvalidArgumentError, match="path"):
+        call(isa=99)
+
+
+# --------------------------------------------------------------------------- turboquant
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((700, 48)).astype(np.float32)
+    q = rng.standard_normal((9, 48)).astype(np.float32)
+    return x, q
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+@pytest.mark.parametrize("metric", ["ip", "l2", "cosine"])
+def test_turboquant_is_the_same_on_every_path(data, bits, metric):
+    x, q = data
+    index = TurboQuantIndex(48, metric, bits=bits)
+    index.add(x[:301])
+    index.add(x[301:])
+    mask = np.random.default_rng(1).random(index.ntotal) < 0.5
+    rare = np.zeros(index.ntotal, bool)
+    rare[[3, 650, 699]] = True  # a gathered subset (below GATHER_FRACTION)
+    with _native._use(None):
+        want = [index.search(q, 10), index.search(q, 10, mask=mask),
+                index.search(q, 10, mask=rare), index.search(q[:1], 800)]
+    for isa in ISAS:
+        with _native._use(isa):
+            got = [index.search(q, 10), index.search(q, 10, mask=mask),
+                   index.search(q, 10, mask=rare), index.search(q[:1], 800)]
+        for w, g in zip(want, got, strict=True):
+            assert np.array_equal(w.ids, g.ids) and np.array_equal(w.scores, g.scores)
+    assert set(got[2].ids[0][:3]) == {3, 650, 699} and (got[2].ids[:, 3:] == -1).all()
+    assert got[3].counts[0] == 700
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_turboquant_storage_add_remove_save_load(data, tmp_path, bits):
+    x, q = data
+    index = TurboQuantIndex(48, "l2", bits=bits)
+    for a, b in ((0, 5), (5, 40), (40, 333), (333, 700)):  # blocks fill across adds
+        index.add(x[a:b])
+    codes, _, _ = index.encode(x)
+    assert np.array_equal(index.codes, codes)
+    moves = index.remove([0, 31, 32, 100, 699, 650])
+    order = np.arange(700)
+    order[moves.dst] = order[moves.src]
+    keep = order[:694]
+    assert np.array_equal(index.codes, codes[keep])
+    fresh = TurboQuantIndex(48, "l2", bits=bits)
+    fresh.add(x[keep])
+    assert np.array_equal(index.decode([5, 600, 693]), fresh.decode([5, 600, 693]))
+    r1, r2 = index.search(q, 10), fresh.search(q, 10)
+    assert np.array_equal(r1.ids, r2.ids) and np.array_equal(r1.scores, r2.scores)
+    path = tmp_path / "tq.vidx"
+    index.save(path)
+    back = vc.load(path)
+    back = back.index if hasattr(back, "index") else back
+    assert np.array_equal(back.codes, index.codes)
+    r3 = back.search(q, 10)
+    assert np.array_equal(r1.ids, r3.ids) and np.array_equal(r1.scores, r3.scores)
+    while index.ntotal:  # down to empty, through every partial block
+        index.remove(np.arange(min(37, index.ntotal)))
+        assert np.array_equal(index.codes.shape, (index.ntotal, index.nbytes))
+    assert (index.search(q, 3).ids == -1).all()
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_turboquant_memory_is_codes_scales_and_model(data, bits):
+    x, _ = data
+    index = TurboQuantIndex(48, "ip", bits=bits)
+    fixed = index.memory_bytes()
+    index.add(x)  # capacity == rows: complete blocks plus a row-major partial block
+    assert index.memory_bytes() == fixed + 700 * (codes_nbytes(48, bits) + 4)
+
+
+def test_native_off_in_a_subprocess_gives_the_same_results(tmp_path):
+    script = """
+import json, sys
+import numpy as np
+from vecindex_core import _native
+from vecindex_core.turboquant import TurboQuantIndex
+rng = np.random.default_rng(0)
+x = rng.standard_normal((500, 40)).astype(np.float32)
+q = rng.standard_normal((6, 40)).astype(np.float32)
+out = {"isa": _native.active_isa(), "res": {}}
+for bits in (1, 2, 4):
+    for metric in ("ip", "l2"):
+        idx = TurboQuantIndex(40, metric, bits=bits)
+        idx.add(x)
+        r = idx.search(q, 10, mask=np.arange(500) % 3 != 0)
+        out["res"][f"{bits}-{metric}"] = [r.ids.tolist(), r.scores.tolist()]
+print(json.dumps(out))
+"""
+    runs = {}
+    for mode in ("off", "auto"):
+        env = {**os.environ, "VECINDEX_NATIVE": mode}
+        p = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, check=True, cwd=ROOT)
+        runs[mode] = json.loads(p.stdout)
+    assert runs["off"]["isa"] is None and runs["auto"]["isa"] is not None
+    assert runs["off"]["res"] == runs["auto"]["res"]

@@ -1,0 +1,626 @@
+"""Fast scan of 1/2/4-bit codes: blocked layout, uint8 lookup tables, the numba reference.
+
+Sub-codes
+---------
+Packed rows (:func:`~.codes.pack_codes`, ``nb`` bytes) are read as ``2 * nb`` 4-bit
+*sub-codes*: nibble ``t`` is the low (even ``t``) or high (odd ``t``) half of byte
+``t // 2``. A sub-code holds one 4-bit code, two 2-bit codes (coordinates ``2t, 2t+1``) or
+four 1-bit codes (``4t .. 4t+3``), so every width is scanned with 16-entry tables, one per
+sub-code (:func:`nibble_tables`; coordinates past ``d`` contribute 0).
+
+Blocked layout
+--------------
+Rows go in blocks of :data:`BLOCK` = 32 (:func:`pack_blocked`), each ``nb * 32`` bytes: for
+byte column ``p``, byte ``i < 16`` is ``(lo(row 32b+i)) | lo(row 32b+16+i) << 4`` and byte
+``16 + i`` the same with the high nibbles (``lo``/``hi``: the nibbles of the row's byte
+``p``). A block of codes is the same size as its rows; the last block is zero-padded.
+One 32-byte load then feeds two byte-shuffle lookups (rows 0-15 and 16-31) over tables
+``2p`` and ``2p + 1``.
+
+Tables and arithmetic
+---------------------
+:func:`quantize_luts` maps each query's float tables ``T[t, c]`` to uint8:
+``delta = max_t (max_c T[t] - min_c T[t]) / LUT_MAX``, ``Q[t, c] = floor((T[t, c] -
+min_c T[t]) * (1 / delta) + 1/2)`` (clipped to ``0..LUT_MAX``) and ``bias = sum_t min_c T[t]``, with
+:data:`LUT_MAX` = 127 so that the SIMD paths can add two entries in a byte. A row's integer
+sum ``S = sum_t Q[t, code_t]`` is exact (the SIMD paths add pairs of columns in bytes, 256
+pairs in 16-bit lanes, then widen to 32 bits), and the scan score is, in float32 and in this
+order::
+
+    s = scale[i] * (bias + delta * float(S))
+    l2:  t = (qn + xn[i]) - 2 * s;  s = -(t if t > 0 else 0)
+
+The top-k is by ``(s desc, slot asc)``. :func:`fastscan_topk_ref` (numba) and the native
+paths (:func:`vecindex_core._native.lut.lut_topk`) compute exactly this, so they agree bit
+for bit; :func:`fastscan_topk` picks the native path when one is active.
+
+Because the tables are rounded, the scan score is an approximation of the float estimate
+``scale * sum_j tables[j, code_j]``: callers take a shortlist of ``k' > k`` rows and rescore
+it with :func:`rescore_shortlist` (float, per coordinate) before the final top-k.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from .. import _native
+from .._native.lut import BLOCK, LUT_MAX, check_scan_args, run_split
+from .._threads import get_num_threads, map_chunks
+
+__all__ = [
+    "BLOCK",
+    "LUT_MAX",
+    "fastscan_topk",
+    "fastscan_topk_ref",
+    "gather_blocked",
+    "gather_rows",
+    "nibble_tables",
+    "pack_blocked",
+    "quantize_luts",
+    "rescore_shortlist",
+    "scatter_rows",
+    "unpack_blocked",
+]
+
+
+FloatArray = npt.NDArray[np.float32]
+U8Array = npt.NDArray[np.uint8]
+
+
+#: Below this much work (about table entries or lookups) the per-query helpers run on the
+#: calling thread; above it queries are split over ``get_num_threads()`` threads.
+_MIN_SPLIT_WORK = 1 << 18
+
+
+def _by_queries(fn: Callable[[int, int], None], nq: int, work: int) -> None:
+    """``fn(a, b)`` over query ranges, on up to ``get_num_threads()`` threads by ``work``."""
+    threads = max(1, min(get_num_threads(), nq, work // _MIN_SPLIT_WORK))
+    if threads == 1:
+        fn(0, nq)
+    else:
+        map_chunks(fn, nq, threads)
+
+
+def nblocks(n: int) -> int:
+    """Blocks holding ``n`` rows."""
+    return -(-n // BLOCK)
+
+
+# --------------------------------------------------------------------------- layout
+@numba.njit(nogil=True, cache=True)
+def _scatter(blocked: np.ndarray, slots: np.ndarray, rows: np.ndarray) -> None:
+    m, nb = rows.shape
+    for t in range(m):
+        s = slots[t]
+        blk = blocked[s >> 5]
+        i = s & 31
+        if i < 16:
+            shift = 0
+            keep = 0xF0
+        else:
+            shift = 4
+            keep = 0x0F
+            i -= 16
+        for p in range(nb):
+            v = np.int64(rows[t, p])
+            o = 32 * p + i
+            blk[o] = (np.int64(blk[o]) & keep) | ((v & 15) << shift)
+            blk[o + 16] = (np.int64(blk[o + 16]) & keep) | ((v >> 4) << shift)
+
+
+@numba.njit(nogil=True, cache=True)
+def _gather(blocked: np.ndarray, slots: np.ndarray, out: np.ndarray) -> None:
+    m, nb = out.shape
+    for t in range(m):
+        s = slots[t]
+        blk = blocked[s >> 5]
+        i = s & 31
+        shift = 0
+        if i >= 16:
+            shift = 4
+            i -= 16
+        for p in range(nb):
+            o = 32 * p + i
+            lo = (np.int64(blk[o]) >> shift) & 15
+            hi = (np.int64(blk[o + 16]) >> shift) & 15
+            out[t, p] = lo | (hi << 4)
+
+
+def _as_slots(slots: object, n_rows: int) -> npt.NDArray[np.int64]:
+    s = np.ascontiguousarray(slots, dtype=np.int64).reshape(-1)
+    if s.size and (s.min() < 0 or s.max() >= n_rows):
+        raise IndexError(f"slots must lie in [0, {n_rows}), got {s.min()}..{s.max()}")
+    return s
+
+
+def pack_blocked(codes: U8Array, capacity: int | None = None) -> U8Array:
+    """Packed rows uint8 ``(n, nb)`` in the blocked layout, uint8 ``(blocks, nb * 32)``.
+
+    ``capacity`` (rows, default ``n``) sizes the result: ``ceil(capacity / 32)`` blocks,
+    zero past row ``n``.
+    """
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    if codes.ndim != 2:
+        raise ValueError(f"codes must be 2-D (n, nb), got shape {codes.shape}")
+    n, nb = codes.shape
+    cap = n if capacity is None else max(int(capacity), n)
+    out = np.zeros((nblocks(cap), nb * BLOCK), dtype=np.uint8)
+    if n and nb:
+        _scatter(out, np.arange(n, dtype=np.int64), codes)
+    return out
+
+
+def gather_rows(blocked: U8Array, slots: object, nb: int) -> U8Array:
+    """Rows ``slots`` of a blocked array as packed rows, uint8 ``(len(slots), nb)``."""
+    s = _as_slots(slots, blocked.shape[0] * BLOCK)
+    out = np.empty((s.size, nb), dtype=np.uint8)
+    if s.size and nb:
+        _gather(blocked, s, out)
+    return out
+
+
+def unpack_blocked(blocked: U8Array, n: int, nb: int) -> U8Array:
+    """The first ``n`` rows of a blocked array as packed rows (inverse of
+    :func:`pack_blocked`)."""
+    return gather_rows(blocked, np.arange(n, dtype=np.int64), nb)
+
+
+def scatter_rows(blocked: U8Array, slots: object, rows: U8Array) -> None:
+    """Write packed rows uint8 ``(m, nb)`` at ``slots`` of a blocked array, in place."""
+    rows = np.ascontiguousarray(rows, dtype=np.uint8)
+    s = _as_slots(slots, blocked.shape[0] * BLOCK)
+    if rows.ndim != 2 or rows.shape[0] != s.size or rows.shape[1] * BLOCK != blocked.shape[1]:
+        raise ValueError(f"rows must be ({s.size}, {blocked.shape[1] // BLOCK}), "
+                         f"got shape {rows.shape}")
+    if s.size and rows.shape[1]:
+        _scatter(blocked, s, rows)
+
+
+def gather_blocked(blocked: U8Array, slots: object, nb: int) -> U8Array:
+    """Rows ``slots`` of a blocked array as a new blocked array (row ``t`` = slot ``t``)."""
+    return pack_blocked(gather_rows(blocked, slots, nb))
+
+
+# --------------------------------------------------------------------------- tables
+@numba.njit(nogil=True, cache=True)
+def _tables(rq: np.ndarray, levels: np.ndarray, bits: int, out: np.ndarray) -> None:
+    nq, d = rq.shape
+    m = out.shape[1]
+    per = 4 // bits
+    width = 1 << bits
+    lmask = width - 1
+    # per-coordinate products, coordinates past d zero: prod[j, c] = rq[j] * levels[c]
+    prod = np.zeros((m * per, width), dtype=np.float32)
+    zero = np.float32(0.0)
+    for q in range(nq):
+        for j in range(d if per > 1 else 0):
+            r = rq[q, j]
+            for c in range(width):
+                prod[j, c] = r * levels[c]
+        o = out[q]
+        if per == 1:
+            for t in range(m):
+                r = rq[q, t] if t < d else zero
+                for c in range(16):
+                    o[t, c] = r * levels[c]
+        elif per == 2:
+            for t in range(m):
+                p0 = prod[2 * t]
+                p1 = prod[2 * t + 1]
+                for c in range(16):
+                    o[t, c] = p0[c & 3] + p1[c >> 2]
+        else:
+            for t in range(m):
+                p0 = prod[4 * t]
+                p1 = prod[4 * t + 1]
+                p2 = prod[4 * t + 2]
+                p3 = prod[4 * t + 3]
+                for c in range(16):
+                    o[t, c] = ((p0[c & lmask] + p1[(c >> 1) & lmask]) + p2[(c >> 2) & lmask]) \
+                        + p3[c >> 3]
+
+
+@numba.njit(nogil=True, cache=True)
+def _quantize(tables: np.ndarray, lut_max: int, luts: np.ndarray, bias: np.ndarray,
+              delta: np.ndarray) -> None:
+    # luts[q] flattened is in the order of tables[q] flattened: table t at 16 t
+    nq, m, _ = tables.shape
+    mins = np.empty(m, dtype=np.float32)
+    top = np.float32(lut_max)
+    half = np.float32(0.5)
+    zero = np.float32(0.0)
+    for q in range(nq):
+        tq = tables[q].ravel()
+        lq = luts[q].ravel()
+        span = np.float32(0.0)
+        total = 0.0
+        for t in range(m):
+            lo = tq[16 * t]
+            hi = tq[16 * t]
+            for c in range(1, 16):
+                v = tq[16 * t + c]
+                lo = min(lo, v)
+                hi = max(hi, v)
+            mins[t] = lo
+            total += np.float64(lo)
+            span = max(span, hi - lo)
+        dl = span / top
+        if not dl > np.float32(0.0):
+            dl = np.float32(1.0)
+        delta[q] = dl
+        bias[q] = np.float32(total)
+        inv = np.float32(1.0) / dl
+        for t in range(m):
+            lo = mins[t]
+            for c in range(16):
+                # round half up; v >= -0.5 up to float rounding, clipped to [0, lut_max]
+                v = min(max((tq[16 * t + c] - lo) * inv + half, zero), top)
+                lq[16 * t + c] = np.uint8(np.int32(v))  # truncation of v >= 0: floor
+
+
+def nibble_tables(rq: FloatArray, levels: FloatArray, bits: int, nb: int) -> FloatArray:
+    """Per sub-code float tables, float32 ``(nq, 2 * nb, 16)``.
+
+    ``T[q, t, c] = sum over the coordinates j in sub-code t of rq[q, j] * levels[code_j(c)]``
+    (one coordinate for 4-bit codes, two for 2-bit, four for 1-bit), coordinates past ``d``
+    contributing 0, summed in float32 in increasing ``j``.
+
+    For 1-bit codes the products ``rq[j] * levels[c]`` are taken once per coordinate.
+    """
+    if bits not in (1, 2, 4):
+        raise ValueError(f"bits must be 1, 2 or 4, got {bits!r}")
+    rq = np.ascontiguousarray(rq, dtype=np.float32)
+    nq, d = rq.shape
+    if d > 2 * nb * (4 // bits):
+        raise ValueError(f"{d} coordinates do not fit {nb} bytes of {bits}-bit codes")
+    lv = np.ascontiguousarray(levels, dtype=np.float32)
+    if lv.shape != (1 << bits,):
+        raise ValueError(f"levels must have {1 << bits} entries, got shape {lv.shape}")
+    out = np.empty((nq, 2 * nb, 16), dtype=np.float32)
+    if nq and nb:
+        _by_queries(lambda a, b: _tables(rq[a:b], lv, bits, out[a:b]), nq, nq * nb * 32)
+    return out
+
+
+def quantize_luts(tables: FloatArray) -> tuple[U8Array, FloatArray, FloatArray]:
+    """uint8 tables for the fast scan from float tables ``(nq, 2 * nb, 16)``.
+
+    Returns
+    -------
+    luts : uint8 (nq, nb, 32)
+        ``floor((T[t, c] - min_c T[t]) * (1 / delta) + 0.5)`` (float32), at most
+        :data:`LUT_MAX`; tables ``2p`` and ``2p + 1`` in column ``p``.
+    bias : float32 (nq,)
+        ``sum_t min_c T[t]`` (summed in float64).
+    delta : float32 (nq,)
+        ``max_t (max_c T[t] - min_c T[t]) / LUT_MAX`` (1 when every table is flat).
+    """
+    tables = np.ascontiguousarray(tables, dtype=np.float32)
+    if tables.ndim != 3 or tables.shape[2] != 16 or tables.shape[1] % 2:
+        raise ValueError(f"tables must be (nq, 2 * nb, 16), got shape {tables.shape}")
+    nq, m, _ = tables.shape
+    luts = np.empty((nq, m // 2, 32), dtype=np.uint8)
+    bias = np.zeros(nq, dtype=np.float32)
+    delta = np.ones(nq, dtype=np.float32)
+    if nq and m:
+        _by_queries(lambda a, b: _quantize(tables[a:b], LUT_MAX, luts[a:b], bias[a:b],
+                                           delta[a:b]), nq, nq * m * 32)
+    return luts, bias, delta
+
+
+# --------------------------------------------------------------------------- reference scan
+@numba.njit(nogil=True, cache=True, inline="always")
+def _worse(s1: float, i1: int, s2: float, i2: int) -> bool:
+    return s1 < s2 or (s1 == s2 and i1 > i2)
+
+
+@numba.njit(nogil=True, cache=True)
+def _heap_offer(hs: np.ndarray, hi: np.ndarray, held: int, cap: int, s: float, j: int) -> int:
+    """Offer ``(s, j)`` to a heap (worst at the root) holding ``held`` of ``cap``; returns
+    the new count."""
+    if held < cap:
+        c = held
+        while c > 0:
+            p = (c - 1) >> 1
+            if not _worse(s, j, hs[p], hi[p]):
+                break
+            hs[c] = hs[p]
+            hi[c] = hi[p]
+            c = p
+        hs[c] = s
+        hi[c] = j
+        return held + 1
+    if not _worse(hs[0], hi[0], s, j):
+        return held
+    c = 0
+    while True:
+        ch = 2 * c + 1
+        w = c
+        ws = s
+        wi = j
+        if ch < held and _worse(hs[ch], hi[ch], ws, wi):
+            w = ch
+            ws = hs[ch]
+            wi = hi[ch]
+        if ch + 1 < held and _worse(hs[ch + 1], hi[ch + 1], ws, wi):
+            w = ch + 1
+        if w == c:
+            break
+        hs[c] = hs[w]
+        hi[c] = hi[w]
+        c = w
+    hs[c] = s
+    hi[c] = j
+    return held
+
+
+@numba.njit(nogil=True, cache=True)
+def _ref_scan(luts: np.ndarray, bias: np.ndarray, delta: np.ndarray, qn: np.ndarray,
+              codes: np.ndarray, tail: np.ndarray, use_tail: bool, n: int,
+              scale: np.ndarray, use_scale: bool, xn: np.ndarray,
+              l2: bool, mask: np.ndarray, use_mask: bool, q0: int, q1: int, r0: int, r1: int,
+              out_s: np.ndarray, out_i: np.ndarray) -> None:
+    nb = luts.shape[1]
+    k = out_s.shape[1]
+    cap = min(k, max(r1 - r0, 0))
+    hs = np.empty(max(cap, 1), dtype=np.float32)
+    hi = np.empty(max(cap, 1), dtype=np.int64)
+    sums = np.zeros(32, dtype=np.int32)
+    lut = np.empty((nb, 32), dtype=np.int32)  # int32 entries: the inner loop vectorises
+    two = np.float32(2.0)
+    zero = np.float32(0.0)
+    for q in range(q0, q1):
+        lut[:] = luts[q]
+        b_ = bias[q]
+        d_ = delta[q]
+        qq = qn[q] if l2 else zero
+        held = 0
+        for j0 in range(r0, r1 if cap > 0 else r0, 32):
+            blk = tail[0] if use_tail and (j0 >> 5) == (n >> 5) else codes[j0 >> 5]
+            sums[:] = 0
+            for p in range(nb):
+                o = 32 * p
+                ta = lut[p]
+                for r in range(16):
+                    ca = np.int32(blk[o + r])
+                    cb = np.int32(blk[o + 16 + r])
+                    sums[r] += ta[ca & 15] + ta[16 + (cb & 15)]
+                    sums[16 + r] += ta[ca >> 4] + ta[16 + (cb >> 4)]
+            for r in range(min(32, r1 - j0)):
+                j = j0 + r
+                if use_mask and not mask[j]:
+                    continue
+                s = b_ + d_ * np.float32(sums[r])
+                if use_scale:
+                    s = scale[j] * s
+                if l2:
+                    t = (qq + xn[j]) - two * s
+                    s = -(t if t > zero else zero)
+                held = _heap_offer(hs, hi, held, cap, s, j)
+        # pop worst first into the back of the output row; pad
+        for t in range(held, k):
+            out_s[q, t] = -np.inf
+            out_i[q, t] = -1
+        while held > 0:
+            last = held - 1
+            out_s[q, last] = hs[0]
+            out_i[q, last] = hi[0]
+            s = hs[last]
+            j = hi[last]
+            held = last
+            if held > 0:
+                # re-insert the last entry from the root (sift down over `held` entries)
+                c = 0
+                while True:
+                    ch = 2 * c + 1
+                    w = c
+                    ws = s
+                    wi = j
+                    if ch < held and _worse(hs[ch], hi[ch], ws, wi):
+                        w = ch
+                        ws = hs[ch]
+                        wi = hi[ch]
+                    if ch + 1 < held and _worse(hs[ch + 1], hi[ch + 1], ws, wi):
+                        w = ch + 1
+                    if w == c:
+                        break
+                    hs[c] = hs[w]
+                    hi[c] = hi[w]
+                    c = w
+                hs[c] = s
+                hi[c] = j
+
+
+def fastscan_topk_ref(
+    luts: U8Array,
+    bias: FloatArray,
+    delta: FloatArray,
+    codes: U8Array,
+    n: int,
+    k: int,
+    *,
+    scale: FloatArray | None = None,
+    sq_norms: FloatArray | None = None,
+    q_sq_norms: FloatArray | None = None,
+    mask: npt.NDArray[np.bool_] | None = None,
+    tail: U8Array | None = None,
+) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """Top-``k`` rows of each query by the fast-scan score (numba reference).
+
+    Parameters
+    ----------
+    luts : uint8 (nq, nb, 32)
+        :func:`quantize_luts` tables.
+    bias, delta : float32 (nq,)
+        :func:`quantize_luts` constants.
+    codes : uint8 (blocks, nb * 32)
+        :func:`pack_blocked` codes.
+    n : int
+        Rows scanned (``<= 32 * blocks``, or ``32 * blocks + 31`` with ``tail``).
+    k : int
+        ``>= 0``.
+    scale : float32 (>= n,), optional
+        Per-row factor.
+    sq_norms : float32 (>= n,), optional
+        ``|x_i|^2``: the ``l2`` score (needs ``q_sq_norms``, float32 (nq,)).
+    q_sq_norms : float32 (nq,), optional
+    mask : bool (>= n,), optional
+        Rows not allowed are never returned.
+    tail : uint8 (1, nb * 32), optional
+        The block of rows ``32 (n // 32) .. n - 1`` when it is not ``codes[n // 32]`` (an
+        index keeps its last, partial block row-major and packs it per search).
+
+    Returns
+    -------
+    scores : float32 (nq, k)
+    slots : int64 (nq, k)
+        Score descending, then slot ascending; ``-inf`` / ``-1`` padding.
+
+    Raises
+    ------
+    InvalidDtypeError, DimensionMismatchError, InvalidArgumentError
+        As :func:`vecindex_core._native.lut.lut_topk`.
+    """
+    check_scan_args(luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask, tail)
+    f1 = np.zeros(1, dtype=np.float32)
+    tl = codes[:1] if tail is None else tail
+    sc = f1 if scale is None else scale
+    xn = f1 if sq_norms is None else sq_norms
+    qn = f1 if q_sq_norms is None else q_sq_norms
+    mk = np.ones(1, dtype=np.bool_) if mask is None else mask
+    use_scale, l2, use_mask = scale is not None, sq_norms is not None, mask is not None
+
+    def kernel(q0: int, q1: int, r0: int, r1: int, out_s: FloatArray,
+               out_i: npt.NDArray[np.int64]) -> None:
+        _ref_scan(luts, bias, delta, qn, codes, tl, tail is not None, int(n), sc, use_scale,
+                  xn, l2, mk, use_mask,
+                  q0, q1, r0, r1, out_s, out_i)
+
+    return run_split(kernel, luts.shape[0], int(n), int(k), luts.shape[1])
+
+
+def fastscan_topk(
+    luts: U8Array,
+    bias: FloatArray,
+    delta: FloatArray,
+    codes: U8Array,
+    n: int,
+    k: int,
+    *,
+    scale: FloatArray | None = None,
+    sq_norms: FloatArray | None = None,
+    q_sq_norms: FloatArray | None = None,
+    mask: npt.NDArray[np.bool_] | None = None,
+    tail: U8Array | None = None,
+) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """:func:`fastscan_topk_ref` on the active native path when there is one (identical
+    results), else the reference."""
+    if _native.active_isa() is not None:
+        from .._native.lut import lut_topk
+
+        return lut_topk(luts, bias, delta, codes, n, k, scale=scale, sq_norms=sq_norms,
+                        q_sq_norms=q_sq_norms, mask=mask, tail=tail)
+    return fastscan_topk_ref(luts, bias, delta, codes, n, k, scale=scale, sq_norms=sq_norms,
+                             q_sq_norms=q_sq_norms, mask=mask, tail=tail)
+
+
+# --------------------------------------------------------------------------- rescoring
+@numba.njit(nogil=True, cache=True)
+def _rescore(tables: np.ndarray, codes: np.ndarray, tail: np.ndarray, tail_block: int,
+             cand: np.ndarray, scale: np.ndarray, xn: np.ndarray, qn: np.ndarray, l2: bool,
+             out: np.ndarray) -> None:
+    nq, m, _ = tables.shape
+    two = np.float32(2.0)
+    zero = np.float32(0.0)
+    for q in range(nq):
+        tq = tables[q].ravel()
+        for c in range(cand.shape[1]):
+            s = cand[q, c]
+            if s < 0:
+                out[q, c] = -np.inf
+                continue
+            blk = tail[0] if (s >> 5) == tail_block else codes[s >> 5]
+            i = s & 31
+            shift = 0
+            if i >= 16:
+                shift = 4
+                i -= 16
+            # two sub-codes a byte column; four partial sums (sub-code t mod 4)
+            a0 = 0.0
+            a1 = 0.0
+            a2 = 0.0
+            a3 = 0.0
+            o = i
+            base = 0
+            nb = m >> 1
+            for _ in range(nb >> 1):
+                a0 += np.float64(tq[base + ((np.uint32(blk[o]) >> shift) & 15)])
+                a1 += np.float64(tq[base + 16 + ((np.uint32(blk[o + 16]) >> shift) & 15)])
+                a2 += np.float64(tq[base + 32 + ((np.uint32(blk[o + 32]) >> shift) & 15)])
+                a3 += np.float64(tq[base + 48 + ((np.uint32(blk[o + 48]) >> shift) & 15)])
+                o += 64
+                base += 64
+            if nb & 1:
+                a0 += np.float64(tq[base + ((np.uint32(blk[o]) >> shift) & 15)])
+                a1 += np.float64(tq[base + 16 + ((np.uint32(blk[o + 16]) >> shift) & 15)])
+            v = scale[s] * np.float32((a0 + a1) + (a2 + a3))
+            if l2:
+                tt = (qn[q] + xn[s]) - two * v
+                v = -(tt if tt > zero else zero)
+            out[q, c] = v
+
+
+def rescore_shortlist(
+    tables: FloatArray, codes: U8Array, cand: npt.NDArray[np.int64], k: int, *,
+    scale: FloatArray, sq_norms: FloatArray | None = None,
+    q_sq_norms: FloatArray | None = None, tail: U8Array | None = None, n: int = 0,
+) -> tuple[FloatArray, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Top-``k`` of each query's candidates by the float code estimate.
+
+    ``est = scale[i] * float32(sum_t tables[t, code_t(i)])`` over the sub-codes of row ``i``
+    (:func:`nibble_tables`; four partial sums over ``t mod 4`` in float64, then
+    ``(s0 + s1) + (s2 + s3)``; ``l2``:
+    ``-max(|q|^2 + |x|^2 - 2 est, 0)``) over the blocked ``codes`` (rows of block
+    ``n // 32`` from ``tail`` when given, as in :func:`fastscan_topk_ref`).
+
+    Returns
+    -------
+    scores, slots, counts
+        As :func:`~.topk.finalize_heaps`: score descending, ties by the lower slot,
+        ``-inf`` / ``-1`` padding.
+    """
+    nq = tables.shape[0]
+    out = np.empty(cand.shape, dtype=np.float32)
+    l2 = sq_norms is not None
+    f1 = np.zeros(1, dtype=np.float32)
+    if cand.size:
+        tb = np.ascontiguousarray(tables, dtype=np.float32)
+        cd = np.ascontiguousarray(cand, dtype=np.int64)
+        tl, tail_block = (codes[:1], -1) if tail is None else (tail, n // BLOCK)
+        xn = f1 if sq_norms is None else sq_norms
+        qn = f1 if q_sq_norms is None else q_sq_norms
+
+        def run(a: int, b: int) -> None:
+            _rescore(tb[a:b], codes, tl, tail_block, cd[a:b], scale, xn,
+                     qn[a:b] if l2 else qn, l2, out[a:b])
+
+        _by_queries(run, nq, cand.size * tables.shape[1] * 4)
+    if cand.shape[1] <= 1:
+        order = np.zeros((nq, cand.shape[1]), dtype=np.int64)
+    else:
+        padded = cand < 0
+        order = np.lexsort((np.where(padded, np.iinfo(np.int64).max, cand), -out),
+                           axis=-1)[:, :k]
+    scores = np.take_along_axis(out, order, axis=1)
+    slots = np.take_along_axis(cand, order, axis=1)
+    if slots.shape[1] < k:  # fewer candidates than k: pad
+        extra = k - slots.shape[1]
+        scores = np.concatenate([scores, np.full((nq, extra), -np.inf, np.float32)], axis=1)
+        slots = np.concatenate([slots, np.full((nq, extra), -1, np.int64)], axis=1)
+    counts = np.count_nonzero(slots >= 0, axis=1).astype(np.int64)
+    return (np.ascontiguousarray(scores, dtype=np.float32),
+            np.ascontiguousarray(slots, dtype=np.int64), counts)

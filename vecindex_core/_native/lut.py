@@ -1,0 +1,198 @@
+"""Native lookup-table fast scan (``_vecnative.lut_topk``) and the thread split it shares
+with its numba reference (:func:`vecindex_core._kernels.fastscan.fastscan_topk_ref`).
+
+The layout, the uint8 tables and the arithmetic are described in
+:mod:`vecindex_core._kernels.fastscan`; this module only validates, splits the work over
+:func:`~vecindex_core._threads.get_num_threads` threads and calls the kernel (which releases
+the GIL and is reentrant).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from .._threads import get_num_threads, map_chunks
+from ..errors import InvalidArgumentError
+from . import ENV_VAR, _isa_id
+from . import active_isa as _active_isa
+
+__all__ = ["BLOCK", "LUT_MAX", "check_scan_args", "lut_topk", "merge_parts", "run_split"]
+
+#: Rows per block of the blocked code layout.
+BLOCK = 32
+#: Largest uint8 table entry the kernels accept (``VN_FS_LUTMAX`` in ``src/lut.c``): the SIMD
+#: paths add two entries in one byte.
+LUT_MAX = 127
+#: Whether ``auto`` may run the AVX-512 fast scan. It is compiled (a direct widening of the
+#: AVX2 path) but was not yet run on an AVX-512 CPU; until ``tests/test_fastscan.py`` has
+#: passed on one (it tests every usable path explicitly), an active ``avx512`` path runs
+#: the AVX2 scan here.
+AVX512_VALIDATED = False
+#: Below this many table lookups (queries x rows x byte columns x 2) a scan runs on one thread.
+_MIN_WORK_PER_THREAD = 1 << 21
+
+#: ``kernel(q0, q1, r0, r1, out_s, out_i)``: top-k of queries ``q0:q1`` over rows ``r0:r1``
+#: into rows ``q0:q1`` of the outputs.
+Kernel = Callable[[int, int, int, int, npt.NDArray[np.float32], npt.NDArray[np.int64]], None]
+
+
+def merge_parts(ps: npt.NDArray[np.float32], pi: npt.NDArray[np.int64], k: int
+                ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Merge per-part top-k lists ``(parts, nq, k)`` into ``(nq, k)``: score descending,
+    then slot ascending; padding (slot -1) last."""
+    parts, nq, kk = ps.shape
+    s = ps.transpose(1, 0, 2).reshape(nq, parts * kk)
+    i = pi.transpose(1, 0, 2).reshape(nq, parts * kk)
+    order = np.lexsort((np.where(i < 0, np.iinfo(np.int64).max, i), -s), axis=-1)[:, :k]
+    return (np.ascontiguousarray(np.take_along_axis(s, order, axis=1)),
+            np.ascontiguousarray(np.take_along_axis(i, order, axis=1)))
+
+
+def run_split(kernel: Kernel, nq: int, n: int, k: int, nb: int
+              ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Run ``kernel`` over all queries and rows on up to ``get_num_threads()`` threads.
+
+    Queries are split when there are at least two per thread; otherwise each thread scans a
+    share of the rows (block-aligned) into its own top-k lists, merged at the end. Results
+    do not depend on the split.
+    """
+    out_s = np.empty((nq, k), dtype=np.float32)
+    out_i = np.empty((nq, k), dtype=np.int64)
+    if nq == 0 or k == 0:
+        return out_s, out_i
+    work = nq * max(n, 1) * max(nb, 1) * 2
+    threads = max(1, min(get_num_threads(), work // _MIN_WORK_PER_THREAD))
+    if threads == 1:
+        kernel(0, nq, 0, n, out_s, out_i)
+        return out_s, out_i
+    if nq >= 2 * threads:
+        map_chunks(lambda a, b: kernel(a, b, 0, n, out_s, out_i), nq, threads)
+        return out_s, out_i
+    nblocks = -(-n // BLOCK)
+    parts = max(1, min(threads, nblocks))
+    bounds = [min(n, BLOCK * ((nblocks * t) // parts)) for t in range(parts + 1)]
+    ps = np.empty((parts, nq, k), dtype=np.float32)
+    pi = np.empty((parts, nq, k), dtype=np.int64)
+
+    def part(a: int, b: int) -> None:
+        for t in range(a, b):
+            kernel(0, nq, bounds[t], bounds[t + 1], ps[t], pi[t])
+
+    map_chunks(part, parts, parts)
+    return merge_parts(ps, pi, k)
+
+
+def check_scan_args(
+    luts: npt.NDArray[np.uint8], bias: npt.NDArray[np.float32],
+    delta: npt.NDArray[np.float32], codes: npt.NDArray[np.uint8], n: int, k: int,
+    scale: npt.NDArray[np.float32] | None, sq_norms: npt.NDArray[np.float32] | None,
+    q_sq_norms: npt.NDArray[np.float32] | None, mask: npt.NDArray[np.bool_] | None,
+    tail: npt.NDArray[np.uint8] | None = None,
+) -> None:
+    """The checks both scan paths make before reading anything (typed errors)."""
+    from ..errors import DimensionMismatchError, InvalidDtypeError
+
+    for name, a, dt in (("luts", luts, np.uint8), ("bias", bias, np.float32),
+                        ("delta", delta, np.float32), ("codes", codes, np.uint8),
+                        ("scale", scale, np.float32), ("sq_norms", sq_norms, np.float32),
+                        ("q_sq_norms", q_sq_norms, np.float32), ("mask", mask, np.bool_),
+                        ("tail", tail, np.uint8)):
+        if a is not None and (not isinstance(a, np.ndarray) or a.dtype != dt):
+            got = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
+            raise InvalidDtypeError(f"{name} must be a {np.dtype(dt)} array, got {got}")
+    if luts.ndim != 3 or luts.shape[2] != 32 or codes.ndim != 2:
+        raise InvalidArgumentError(
+            f"luts must be (nq, nb, 32) and codes (nblocks, nb * 32), got shapes "
+            f"{luts.shape} and {codes.shape}")
+    nq, nb = luts.shape[0], luts.shape[1]
+    if nb < 1 or nb > 32768:
+        raise InvalidArgumentError(f"luts must have 1 to 32768 byte columns, got {nb}")
+    if codes.shape[1] != nb * 32:
+        raise DimensionMismatchError(
+            f"codes must have {nb * 32} bytes a block (nb * 32), got {codes.shape[1]}")
+    if luts.size and int(luts.max()) > LUT_MAX:
+        raise InvalidArgumentError(
+            f"luts entries must be at most {LUT_MAX}, got {int(luts.max())}")
+    if bias.shape != (nq,) or delta.shape != (nq,):
+        raise DimensionMismatchError(
+            f"bias and delta must be ({nq},), got {bias.shape} and {delta.shape}")
+    if tail is not None and tail.shape != (1, nb * 32):
+        raise DimensionMismatchError(f"tail must be one block (1, {nb * 32}), got {tail.shape}")
+    top = codes.shape[0] * BLOCK + (BLOCK - 1 if tail is not None else 0)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= top:
+        raise InvalidArgumentError(f"n must be an integer in [0, {top}], got {n!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise InvalidArgumentError(f"k must be an integer >= 0, got {k!r}")
+    if (sq_norms is None) != (q_sq_norms is None):
+        raise InvalidArgumentError("sq_norms and q_sq_norms must be given together (l2)")
+    if q_sq_norms is not None and q_sq_norms.shape != (nq,):
+        raise DimensionMismatchError(f"q_sq_norms must be ({nq},), got {q_sq_norms.shape}")
+    for name, a in (("scale", scale), ("sq_norms", sq_norms), ("mask", mask)):
+        if a is not None and (a.ndim != 1 or a.shape[0] < n):
+            raise DimensionMismatchError(
+                f"{name} must be 1-D with at least n = {n} entries, got shape {a.shape}")
+
+
+def lut_topk(
+    luts: npt.NDArray[np.uint8],
+    bias: npt.NDArray[np.float32],
+    delta: npt.NDArray[np.float32],
+    codes: npt.NDArray[np.uint8],
+    n: int,
+    k: int,
+    *,
+    scale: npt.NDArray[np.float32] | None = None,
+    sq_norms: npt.NDArray[np.float32] | None = None,
+    q_sq_norms: npt.NDArray[np.float32] | None = None,
+    mask: npt.NDArray[np.bool_] | None = None,
+    tail: npt.NDArray[np.uint8] | None = None,
+    isa: str | None = None,
+    nqsub: int = 0,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Native :func:`vecindex_core._kernels.fastscan.fastscan_topk_ref` (same arguments,
+    same results bit for bit).
+
+    Parameters
+    ----------
+    luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask, tail
+        As :func:`~vecindex_core._kernels.fastscan.fastscan_topk_ref`.
+    isa : str, optional
+        Instruction-set path; default :func:`~vecindex_core._native.active_isa` (``avx2``
+        in place of ``avx512`` while :data:`AVX512_VALIDATED` is false).
+    nqsub : int
+        Queries summed together per pass over a block (1-4; 0: the path's default).
+
+    Returns
+    -------
+    scores : float32 (nq, k)
+    slots : int64 (nq, k)
+        Best first (score descending, slot ascending), ``-inf`` / ``-1`` padding.
+
+    Raises
+    ------
+    InvalidDtypeError, DimensionMismatchError, InvalidArgumentError
+        Bad buffers, shapes or arguments; no native path.
+    """
+    from . import _ext, _import_error
+
+    if _ext is None:
+        raise InvalidArgumentError(f"the native kernels are not built ({_import_error})")
+    path = isa if isa is not None else _active_isa()
+    if path is None:
+        raise InvalidArgumentError(f"native kernels disabled ({ENV_VAR})")
+    if isa is None and path == "avx512" and not AVX512_VALIDATED:
+        path = "avx2"
+    isa_id = _isa_id(path)
+    check_scan_args(luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask, tail)
+    ext = _ext
+    n, k, nqsub = int(n), int(k), int(nqsub)
+
+    def kernel(q0: int, q1: int, r0: int, r1: int, out_s: npt.NDArray[np.float32],
+               out_i: npt.NDArray[np.int64]) -> None:
+        ext.lut_topk(luts, bias, delta, q_sq_norms, codes, tail, n, scale, sq_norms, mask, k,
+                     q0, q1, r0, r1, out_s, out_i, isa_id, nqsub)
+
+    return run_split(kernel, luts.shape[0], n, k, luts.shape[1])

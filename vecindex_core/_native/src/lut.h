@@ -1,0 +1,36 @@
+/* Byte-shuffle fast scan over 4-bit sub-codes in blocks of 32 vectors (see lut.c and
+ * vecindex_core/_kernels/fastscan.py for the layout and the arithmetic). */
+#ifndef VECNATIVE_LUT_H
+#define VECNATIVE_LUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Rows per block of the blocked layout. */
+#define VN_FS_BLOCK 32
+/* Most byte columns: sums of 2 * nb uint8 entries stay exact in float32 (< 2**24). */
+#define VN_FS_MAX_NB 32768
+
+typedef struct {
+    const uint8_t *luts;  /* (nq, nb, 32): tables 2p and 2p+1 of byte column p, 16 each */
+    const float *bias;    /* (nq,) */
+    const float *delta;   /* (nq,) */
+    const float *qn;      /* (nq,) |q|^2, or NULL (inner-product score) */
+    const uint8_t *codes; /* (nblocks, nb, 32) blocked codes */
+    const uint8_t *tail;  /* (nb, 32): the block of rows 32 (n / 32) .. n - 1, or NULL (then
+                           * that block is codes[n / 32]) */
+    const float *scale;   /* (>= n,) per-row factor, or NULL */
+    const float *xn;      /* (>= n,) |x|^2 (l2 when not NULL; then qn is set) */
+    const uint8_t *mask;  /* (>= n,) allowed rows, or NULL */
+    ptrdiff_t nb, n, k;
+    int nqsub;            /* queries summed together per pass over a block (1..4; 0: default) */
+    float *out_s;         /* (nq, k) */
+    int64_t *out_i;       /* (nq, k) */
+} vn_lut_args;
+
+/* Top-k of queries [q0, q1) over rows [r0, r1) (r0 a multiple of 32, r1 <= n; k >= 1).
+ * Returns 0, or -1 when memory could not be allocated. Reentrant; runs without the GIL. */
+int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, ptrdiff_t r1,
+                int isa);
+
+#endif
