@@ -164,6 +164,24 @@ def test_native_equals_reference(isa, n, nb, kind):
         assert np.array_equal(s[:, 0], expect.astype(np.float32))
 
 
+def test_reference_equals_a_plain_numpy_sort():
+    """The reference itself against the definition: integer sums of the two nibble tables of
+    each code byte, ``bias + delta * sum`` in float32, best first with ties by lower slot."""
+    rng = np.random.default_rng(12)
+    n, nb, nq, k = 150, 9, 4, 12
+    blocked, luts, bias, delta = _case(rng, n, nb, nq)
+    codes = fs.unpack_blocked(blocked, n, nb).astype(np.int64)
+    p = np.arange(nb)
+    sums = (luts[:, p, codes & 15].astype(np.int64)
+            + luts[:, p, 16 + (codes >> 4)].astype(np.int64)).sum(axis=2)  # (nq, n)
+    scores = bias[:, None] + delta[:, None] * sums.astype(np.float32)
+    got_s, got_i = fs.fastscan_topk_ref(luts, bias, delta, blocked, n, k)
+    for q in range(nq):
+        order = np.lexsort((np.arange(n), -scores[q]))[:k]
+        assert np.array_equal(got_i[q], order)
+        assert np.array_equal(got_s[q], scores[q, order])
+
+
 @pytest.mark.parametrize("isa", ISAS)
 def test_ties_go_to_the_lower_slot(isa):
     blocked = fs.pack_blocked(np.full((70, 2), 0x31, np.uint8))

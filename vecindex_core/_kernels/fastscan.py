@@ -336,6 +336,13 @@ def _heap_offer(hs: np.ndarray, hi: np.ndarray, held: int, cap: int, s: float, j
         return held + 1
     if not _worse(hs[0], hi[0], s, j):
         return held
+    _sift_root(hs, hi, held, s, j)
+    return held
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _sift_root(hs: np.ndarray, hi: np.ndarray, held: int, s: float, j: int) -> None:
+    """Put ``(s, j)`` at the root of the ``held`` entries and sift it down to its place."""
     c = 0
     while True:
         ch = 2 * c + 1
@@ -355,7 +362,6 @@ def _heap_offer(hs: np.ndarray, hi: np.ndarray, held: int, cap: int, s: float, j
         c = w
     hs[c] = s
     hi[c] = j
-    return held
 
 
 @numba.njit(nogil=True, cache=True)
@@ -409,30 +415,9 @@ def _ref_scan(luts: np.ndarray, bias: np.ndarray, delta: np.ndarray, qn: np.ndar
             last = held - 1
             out_s[q, last] = hs[0]
             out_i[q, last] = hi[0]
-            s = hs[last]
-            j = hi[last]
             held = last
-            if held > 0:
-                # re-insert the last entry from the root (sift down over `held` entries)
-                c = 0
-                while True:
-                    ch = 2 * c + 1
-                    w = c
-                    ws = s
-                    wi = j
-                    if ch < held and _worse(hs[ch], hi[ch], ws, wi):
-                        w = ch
-                        ws = hs[ch]
-                        wi = hi[ch]
-                    if ch + 1 < held and _worse(hs[ch + 1], hi[ch + 1], ws, wi):
-                        w = ch + 1
-                    if w == c:
-                        break
-                    hs[c] = hs[w]
-                    hi[c] = hi[w]
-                    c = w
-                hs[c] = s
-                hi[c] = j
+            if held > 0:  # re-insert the last entry from the root
+                _sift_root(hs, hi, held, hs[last], hi[last])
 
 
 def fastscan_topk_ref(

@@ -59,23 +59,9 @@ static inline int fs_worse(float s1, int64_t i1, float s2, int64_t i2) {
     return s1 < s2 || (s1 == s2 && i1 > i2);
 }
 
-static void fs_offer(vn_fheap *h, float s, int64_t j) {
-    ptrdiff_t c;
-    if (h->held < h->cap) { /* sift up */
-        c = h->held++;
-        while (c > 0) {
-            const ptrdiff_t p = (c - 1) >> 1;
-            if (!fs_worse(s, j, h->s[p], h->i[p])) break;
-            h->s[c] = h->s[p];
-            h->i[c] = h->i[p];
-            c = p;
-        }
-        h->s[c] = s;
-        h->i[c] = j;
-        return;
-    }
-    if (!fs_worse(h->s[0], h->i[0], s, j)) return;
-    c = 0; /* sift down from the root */
+/* Put (s, j) at the root of the h->held entries and sift it down to its place. */
+static void fs_sift_root(vn_fheap *h, float s, int64_t j) {
+    ptrdiff_t c = 0;
     for (;;) {
         ptrdiff_t l = 2 * c + 1, w = c;
         float ws = s;
@@ -95,6 +81,25 @@ static void fs_offer(vn_fheap *h, float s, int64_t j) {
     h->i[c] = j;
 }
 
+static void fs_offer(vn_fheap *h, float s, int64_t j) {
+    ptrdiff_t c;
+    if (h->held < h->cap) { /* sift up */
+        c = h->held++;
+        while (c > 0) {
+            const ptrdiff_t p = (c - 1) >> 1;
+            if (!fs_worse(s, j, h->s[p], h->i[p])) break;
+            h->s[c] = h->s[p];
+            h->i[c] = h->i[p];
+            c = p;
+        }
+        h->s[c] = s;
+        h->i[c] = j;
+        return;
+    }
+    if (!fs_worse(h->s[0], h->i[0], s, j)) return;
+    fs_sift_root(h, s, j);
+}
+
 /* Pop every entry (worst first) into out[held-1 .. 0]; pad to k. */
 static void fs_finish(vn_fheap *h, ptrdiff_t k, float *out_s, int64_t *out_i) {
     for (ptrdiff_t t = h->held; t < k; t++) {
@@ -105,28 +110,7 @@ static void fs_finish(vn_fheap *h, ptrdiff_t k, float *out_s, int64_t *out_i) {
         const ptrdiff_t last = --h->held;
         out_s[last] = h->s[0];
         out_i[last] = h->i[0];
-        const float s = h->s[last];
-        const int64_t j = h->i[last];
-        ptrdiff_t c = 0;
-        for (;;) {
-            ptrdiff_t l = 2 * c + 1, w = c;
-            float ws = s;
-            int64_t wi = j;
-            if (l < h->held && fs_worse(h->s[l], h->i[l], ws, wi)) {
-                w = l;
-                ws = h->s[l];
-                wi = h->i[l];
-            }
-            if (l + 1 < h->held && fs_worse(h->s[l + 1], h->i[l + 1], ws, wi)) w = l + 1;
-            if (w == c) break;
-            h->s[c] = h->s[w];
-            h->i[c] = h->i[w];
-            c = w;
-        }
-        if (h->held > 0) {
-            h->s[c] = s;
-            h->i[c] = j;
-        }
+        if (h->held > 0) fs_sift_root(h, h->s[last], h->i[last]);
     }
 }
 
