@@ -18,7 +18,7 @@ import vecindex_core as vc
 from vecindex_core import _native
 from vecindex_core._kernels import fastscan as fs
 from vecindex_core._kernels.codes import codes_nbytes, pack_codes
-from vecindex_core._native.lut import lut_topk
+from vecindex_core._native.lut import _MIN_WORK_PER_THREAD, lut_topk
 from vecindex_core._threads import get_num_threads, set_num_threads
 from vecindex_core.errors import (
     DimensionMismatchError,
@@ -109,6 +109,25 @@ def test_quantize_luts_bounds_and_reconstruction():
     flat = np.zeros((1, 2, 16), np.float32)  # flat tables: delta 1, entries 0
     fl, fb, fd = fs.quantize_luts(flat)
     assert fl.max() == 0 and fd[0] == 1 and fb[0] == 0
+
+
+@pytest.mark.parametrize("e", [-60, -110, -124, -140])
+def test_quantize_luts_of_tiny_tables_keep_their_resolution(e):
+    """Tables scaled by a power of two quantize to the same entries, down to subnormal
+    spans (1 / delta overflowed to inf: every entry but the minimum became LUT_MAX)."""
+    rng = np.random.default_rng(7)
+    t = (rng.integers(-1024, 1025, (3, 8, 16)) / 256).astype(np.float32)  # exact when scaled
+    t[2] = 0  # a flat query stays delta 1
+    luts, bias, delta = fs.quantize_luts(t)
+    st = t * np.float32(2.0 ** e)
+    assert np.array_equal(st / np.float32(2.0 ** e), t)  # the scaling is exact
+    sl, sb, sd = fs.quantize_luts(st)
+    assert np.array_equal(sl, luts)
+    assert sd[2] == 1 and sb[2] == 0
+    assert (sd[:2] > 0).all()
+    if e >= -124:
+        assert np.allclose(sd[:2], delta[:2] * 2.0 ** e, rtol=1e-3, atol=0)
+        assert np.allclose(sb[:2], bias[:2] * 2.0 ** e, rtol=1e-6, atol=0)
 
 
 # --------------------------------------------------------------------------- reference vs native
@@ -247,20 +266,39 @@ def test_tail_block(isa):
 @pytest.mark.parametrize("isa", ISAS)
 def test_results_do_not_depend_on_the_thread_count(isa):
     rng = np.random.default_rng(11)
-    n, nb = 5000, 48
-    blocked, luts, bias, delta = _case(rng, n, nb, 3)
+    n, nb, nq = 16001, 48, 3
+    # enough work for two threads (else run_split stays on one and nothing is merged)
+    assert nq * n * nb * 2 >= 2 * _MIN_WORK_PER_THREAD
+    codes = rng.integers(0, 4, (n, nb), dtype=np.uint8)
+    codes[::7] = codes[0]  # many exact ties across the parts
+    full = 32 * (n // 32)
+    blocked, tail = fs.pack_blocked(codes[:full], capacity=full + 64), fs.pack_blocked(codes[full:])
+    luts = rng.integers(0, 3, (nq, nb, 32), dtype=np.uint8)
+    bias, delta = np.zeros(nq, np.float32), np.ones(nq, np.float32)
+    mask = rng.random(n) < 0.9
     old = get_num_threads()
-    try:
-        set_num_threads(1)
-        one = lut_topk(luts, bias, delta, blocked, n, 10, isa=isa)
-        ref1 = fs.fastscan_topk_ref(luts, bias, delta, blocked, n, 10)
-        set_num_threads(2)  # 3 queries on 2 threads: rows are split and merged
-        two = lut_topk(luts, bias, delta, blocked, n, 10, isa=isa)
-        ref2 = fs.fastscan_topk_ref(luts, bias, delta, blocked, n, 10)
-    finally:
-        set_num_threads(old)
-    for r in (two, ref1, ref2):
-        _assert_same(one, r)
+    for k in (1, 10, 300):
+        for kw in ({}, {"mask": mask}):
+            try:
+                set_num_threads(1)
+                one = lut_topk(luts, bias, delta, blocked, n, k, isa=isa, tail=tail, **kw)
+                ref1 = fs.fastscan_topk_ref(luts, bias, delta, blocked, n, k, tail=tail, **kw)
+                set_num_threads(2)  # 3 queries on 2 threads: rows are split and merged
+                two = lut_topk(luts, bias, delta, blocked, n, k, isa=isa, tail=tail, **kw)
+                ref2 = fs.fastscan_topk_ref(luts, bias, delta, blocked, n, k, tail=tail, **kw)
+            finally:
+                set_num_threads(old)
+            for r in (two, ref1, ref2):
+                _assert_same(one, r)
+            # against a plain sort: score descending, ties by the lower slot
+            c = codes.astype(np.int64)
+            p = np.arange(nb)
+            sums = (luts[:, p, c & 15].astype(np.int64) + luts[:, p, 16 + (c >> 4)]).sum(axis=2)
+            allowed = kw.get("mask", np.ones(n, bool))
+            for q in range(nq):
+                rows = np.flatnonzero(allowed)
+                want = rows[np.lexsort((rows, -sums[q, rows]))][:k]
+                assert np.array_equal(one[1][q], want)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -324,6 +362,18 @@ def test_bad_buffers_raise_typed_errors():
             call(sq_norms=np.ones(40, np.float32))
         with pytest.raises(DimensionMismatchError, match="tail"):
             call(tail=np.zeros((1, 32), np.uint8))
+        # strided buffers: both paths refuse them (the reference used to accept them)
+        with pytest.raises(InvalidArgumentError, match="luts must be C-contiguous"):
+            call(luts=np.repeat(luts, 2, axis=0)[::2])
+        with pytest.raises(InvalidArgumentError, match="bias must be C-contiguous"):
+            call(bias=np.repeat(bias, 2)[::2])
+        with pytest.raises(InvalidArgumentError, match="mask must be C-contiguous"):
+            call(mask=np.ones(80, bool)[::2])
+        with pytest.raises(InvalidArgumentError, match="scale must be C-contiguous"):
+            call(scale=np.ones(80, np.float32)[::2])
+    for bad in (-1, 5, 1.5, True):
+        with pytest.raises(InvalidArgumentError, match="nqsub"):
+            native(luts, bias, delta, blocked, 40, 3, nqsub=bad)
     with pytest.raises(InvalidArgumentError, match="not usable"), _native._use("no-such"):
         pass
 
@@ -391,6 +441,18 @@ def test_turboquant_is_the_same_on_every_path(data, bits, metric):
             assert np.array_equal(w.ids, g.ids) and np.array_equal(w.scores, g.scores)
     assert set(got[2].ids[0][:3]) == {3, 650, 699} and (got[2].ids[:, 3:] == -1).all()
     assert got[3].counts[0] == 700
+
+
+@pytest.mark.parametrize("bits", [2, 4])
+def test_turboquant_tiny_queries_rank_as_their_normal_sized_copies(data, bits):
+    x, q = data
+    index = TurboQuantIndex(48, "ip", bits=bits)
+    index.add(x)
+    want = index.search(q, 10).ids
+    for e in (-100, -124):  # -124: every table span is subnormal / 127
+        got = index.search(q * np.float32(2.0 ** e), 10).ids
+        same = np.mean([len(set(w) & set(g)) for w, g in zip(want, got, strict=True)]) / 10
+        assert same >= 0.9, (e, same)
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4])

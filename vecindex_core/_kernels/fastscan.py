@@ -233,6 +233,9 @@ def _quantize(tables: np.ndarray, lut_max: int, luts: np.ndarray, bias: np.ndarr
     top = np.float32(lut_max)
     half = np.float32(0.5)
     zero = np.float32(0.0)
+    one = np.float32(1.0)
+    tiny = np.float32(2.0**-100)
+    big = np.float32(2.0**100)
     for q in range(nq):
         tq = tables[q].ravel()
         lq = luts[q].ravel()
@@ -248,17 +251,21 @@ def _quantize(tables: np.ndarray, lut_max: int, luts: np.ndarray, bias: np.ndarr
             mins[t] = lo
             total += np.float64(lo)
             span = max(span, hi - lo)
-        dl = span / top
-        if not dl > np.float32(0.0):
-            dl = np.float32(1.0)
-        delta[q] = dl
+        # a span below 2**-100 (delta subnormal, 1 / delta overflowing to inf: every entry
+        # but the minimum would round to lut_max) is quantized as if scaled by 2**100, an
+        # exact power of two: the entries are those of the scaled tables
+        mult = big if zero < span < tiny else one
+        dl = (span * mult) / top
+        if not dl > zero:
+            dl = one
+        delta[q] = dl / mult
         bias[q] = np.float32(total)
-        inv = np.float32(1.0) / dl
+        inv = one / dl
         for t in range(m):
             lo = mins[t]
             for c in range(16):
                 # round half up; v >= -0.5 up to float rounding, clipped to [0, lut_max]
-                v = min(max((tq[16 * t + c] - lo) * inv + half, zero), top)
+                v = min(max(((tq[16 * t + c] - lo) * mult) * inv + half, zero), top)
                 lq[16 * t + c] = np.uint8(np.int32(v))  # truncation of v >= 0: floor
 
 
@@ -297,7 +304,9 @@ def quantize_luts(tables: FloatArray) -> tuple[U8Array, FloatArray, FloatArray]:
     bias : float32 (nq,)
         ``sum_t min_c T[t]`` (summed in float64).
     delta : float32 (nq,)
-        ``max_t (max_c T[t] - min_c T[t]) / LUT_MAX`` (1 when every table is flat).
+        ``max_t (max_c T[t] - min_c T[t]) / LUT_MAX`` (1 when every table is flat). A span
+        below ``2**-100`` (tiny queries: ``1 / delta`` would overflow) is quantized as the
+        tables times ``2**100`` (exact), ``delta`` divided back.
     """
     tables = np.ascontiguousarray(tables, dtype=np.float32)
     if tables.ndim != 3 or tables.shape[2] != 16 or tables.shape[1] % 2:

@@ -134,6 +134,12 @@ def check_scan_args(
         if a is not None and (a.ndim != 1 or a.shape[0] < n):
             raise DimensionMismatchError(
                 f"{name} must be 1-D with at least n = {n} entries, got shape {a.shape}")
+    for name, a in (("luts", luts), ("bias", bias), ("delta", delta), ("codes", codes),
+                    ("scale", scale), ("sq_norms", sq_norms), ("q_sq_norms", q_sq_norms),
+                    ("mask", mask), ("tail", tail)):
+        if a is not None and not a.flags.c_contiguous:  # both paths: the kernel needs it
+            raise InvalidArgumentError(
+                f"{name} must be C-contiguous, got shape {a.shape} with strides {a.strides}")
 
 
 def lut_topk(
@@ -174,7 +180,8 @@ def lut_topk(
     Raises
     ------
     InvalidDtypeError, DimensionMismatchError, InvalidArgumentError
-        Bad buffers, shapes or arguments; no native path.
+        Bad buffers (dtype, shape, not C-contiguous), arguments or ``nqsub``; no native
+        path.
     """
     from . import _ext, _import_error
 
@@ -186,6 +193,9 @@ def lut_topk(
     if isa is None and path == "avx512" and not AVX512_VALIDATED:
         path = "avx2"
     isa_id = _isa_id(path)
+    if (isinstance(nqsub, bool) or not isinstance(nqsub, (int, np.integer))
+            or not 0 <= nqsub <= 4):
+        raise InvalidArgumentError(f"nqsub must be an integer in [0, 4], got {nqsub!r}")
     check_scan_args(luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask, tail)
     ext = _ext
     n, k, nqsub = int(n), int(k), int(nqsub)
