@@ -18,7 +18,7 @@ import vecindex_core as vc
 from vecindex_core import _native
 from vecindex_core._kernels import fastscan as fs
 from vecindex_core._kernels.codes import codes_nbytes, pack_codes
-from vecindex_core._native.lut import _MIN_WORK_PER_THREAD, lut_topk
+from vecindex_core._native.lut import MIN_WORK_PER_THREAD, lut_topk
 from vecindex_core._threads import get_num_threads, set_num_threads
 from vecindex_core.errors import (
     DimensionMismatchError,
@@ -268,7 +268,7 @@ def test_results_do_not_depend_on_the_thread_count(isa):
     rng = np.random.default_rng(11)
     n, nb, nq = 16001, 48, 3
     # enough work for two threads (else run_split stays on one and nothing is merged)
-    assert nq * n * nb * 2 >= 2 * _MIN_WORK_PER_THREAD
+    assert nq * n * nb * 2 >= 2 * MIN_WORK_PER_THREAD
     codes = rng.integers(0, 4, (n, nb), dtype=np.uint8)
     codes[::7] = codes[0]  # many exact ties across the parts
     full = 32 * (n // 32)

@@ -203,7 +203,7 @@ def test_ivf_pq_scores_estimate_the_reconstruction(sample, metric, residual):
     res = index.search(q, 5, params={"nprobe": 8})
     qp = index.prepare(q)
     slots = res.ids
-    rec = index.pq.decode(index._arena["codes"][index._entry[slots.ravel()]])
+    rec = index.pq.decode(index._take("codes", index._entry[slots.ravel()].astype(np.int64)))
     if residual:
         rec += index.centroids_[index._assign(index.prepare(x))[slots.ravel()]]
     rec = rec.reshape(*slots.shape, DIM)

@@ -48,7 +48,7 @@ def check_tile(tile, k, *, col0=0, offset=0, mask=None, l2_norms=None, heaps=Non
     ref = numba_heaps(tile, col0, offset, mask, qn, xn, start)
     for isa in isas:
         hs, hi = (h.copy() for h in start)
-        NT.update_rows(tile, col0, offset, mask, qn, xn, hs, hi, isa=isa)
+        NT.scan_tile(tile, col0, offset, mask, qn, xn, hs, hi, isa=isa)
         same_bits(hs, ref[0])
         same_bits(hi, ref[1])
     return ref
@@ -303,8 +303,8 @@ def test_bad_buffers_raise_typed_errors(rng):
 
     def call(**kw):
         a = {**ok, **kw}
-        NT.update_rows(a["tile"], a["col0"], a["offset"], a["mask"], a["qn"], a["xn"],
-                       a["hs"], a["hi"], isa="portable")
+        NT.scan_tile(a["tile"], a["col0"], a["offset"], a["mask"], a["qn"], a["xn"],
+                     a["hs"], a["hi"], isa="portable")
 
     with pytest.raises(InvalidDtypeError, match="tile must be a float32"):
         call(tile=tile.astype(np.float64))
@@ -351,7 +351,7 @@ def test_bad_buffers_raise_typed_errors(rng):
     with pytest.raises(InvalidDtypeError, match="offset must be an integer, got True"):
         call(offset=True)
     with pytest.raises(InvalidArgumentError, match="r0 does not fit a 64-bit index"):
-        NT.update_rows(tile, 0, 0, None, None, None, hs, hi, -2**70, 1, isa="portable")
+        NT.scan_tile(tile, 0, 0, None, None, None, hs, hi, 1, -2**70, 1, isa="portable")
     raw = np.zeros(64, np.int64)  # hs and hi as overlapping views of one buffer
     with pytest.raises(InvalidArgumentError, match="hi and hs share memory"):
         call(hs=raw.view(np.float32)[:12].reshape(4, 3), hi=raw[:12].reshape(4, 3))
@@ -362,9 +362,9 @@ def test_bad_buffers_raise_typed_errors(rng):
     with pytest.raises(InvalidArgumentError, match="xn and hs share memory"):
         call(qn=qn, xn=shared[:20], hs=shared[8:20].reshape(4, 3))
     with pytest.raises(InvalidArgumentError, match="row range \\[2, 5\\)"):
-        NT.update_rows(tile, 0, 0, None, None, None, hs, hi, 2, 5, isa="portable")
+        NT.scan_tile(tile, 0, 0, None, None, None, hs, hi, 1, 2, 5, isa="portable")
     with pytest.raises(InvalidArgumentError, match="not usable|unknown native path"):
-        NT.update_rows(tile, 0, 0, None, None, None, hs, hi, isa="sse9")
+        NT.scan_tile(tile, 0, 0, None, None, None, hs, hi, isa="sse9")
     with pytest.raises(InvalidArgumentError, match="instruction-set path 7"):
         _native._ext.topk_update(tile, 0, 0, None, None, None, hs, hi, 0, 4, 7)
     with _native._use(None), pytest.raises(InvalidArgumentError, match="disabled"):
@@ -376,10 +376,10 @@ def test_bad_buffers_raise_typed_errors(rng):
 
 def test_k_zero_and_empty_tiles_do_nothing(rng):
     hs, hi = T.init_heaps(3, 0)
-    NT.update_rows(rng.standard_normal((3, 10)).astype(np.float32), 0, 0, None, None, None,
-                   hs, hi, isa="portable")
+    NT.scan_tile(rng.standard_normal((3, 10)).astype(np.float32), 0, 0, None, None, None,
+                 hs, hi, isa="portable")
     hs, hi = T.init_heaps(3, 4)
-    NT.update_rows(np.zeros((3, 0), np.float32), 0, 0, None, None, None, hs, hi,
+    NT.scan_tile(np.zeros((3, 0), np.float32), 0, 0, None, None, None, hs, hi,
                    isa="portable")
     same_bits(hs, T.init_heaps(3, 4)[0])
 

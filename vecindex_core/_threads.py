@@ -13,7 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["get_num_threads", "map_chunks", "one_blas_thread", "set_num_threads"]
+__all__ = [
+    "get_num_threads",
+    "map_chunks",
+    "one_blas_thread",
+    "run_chunks",
+    "set_num_threads",
+    "split_plan",
+    "thread_count",
+]
 
 _lock = threading.Lock()
 _num_threads = max(1, int(os.environ.get("VECINDEX_NUM_THREADS", 0)) or (os.cpu_count() or 1))
@@ -50,6 +58,30 @@ def map_chunks(fn: Callable[[int, int], None], n: int, nthreads: int) -> None:
     futures = [pool.submit(fn, s, min(s + step, n)) for s in range(0, n, step)]
     for f in futures:
         f.result()
+
+
+def thread_count(n: int, work: int, min_work: int) -> int:
+    """Threads worth using for ``n`` independent items totalling ``work``: at most
+    :func:`get_num_threads` and ``n``, and one per ``min_work`` of work (at least 1)."""
+    return max(1, min(_num_threads, n, work // max(min_work, 1)))
+
+
+def run_chunks(fn: Callable[[int, int], None], n: int, threads: int) -> None:
+    """``fn(0, n)`` on the calling thread when ``threads`` is 1 (nothing when ``n`` is 0),
+    else :func:`map_chunks`."""
+    if threads > 1:
+        map_chunks(fn, n, threads)
+    elif n:
+        fn(0, n)
+
+
+def split_plan(nq: int, work: int, min_work: int) -> tuple[int, bool]:
+    """How a top-k scan of ``nq`` queries over shared rows uses the threads: ``(threads,
+    by_rows)``. One thread below ``min_work``; queries split when there are at least two a
+    thread; otherwise (``by_rows``) each thread scans a share of the rows for every query
+    into its own top-k lists, which the caller merges."""
+    threads = max(1, min(_num_threads, work // max(min_work, 1)))
+    return threads, threads > 1 and nq < 2 * threads
 
 
 _blas_controller: Any = None

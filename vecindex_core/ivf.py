@@ -14,6 +14,13 @@ twice the room (amortised O(1) per row); the arena is compacted when dead space 
 live lists. Removing compacts the affected lists in place (order kept), so lists never hold
 holes; the swap-remove's slot moves only relabel entries. Within a list, entries are in
 insertion order, so adding in pieces or in one batch gives the same index.
+
+Blocked payloads. A kind may keep a payload array in the fast-scan layout of
+:mod:`~vecindex_core._kernels.fastscan` (blocks of 32 entries, :meth:`IVFIndex._blocked_payload`):
+then every list starts on, and reserves room in, whole blocks (``start`` and ``cap`` are
+multiples of 32), so a probed list is a run of blocks whose last one may be partial. Rows
+are read and written through :meth:`IVFIndex._take` and :meth:`IVFIndex._put`, so the other
+payloads and the saved format (row-major, list by list) do not change.
 """
 
 from __future__ import annotations
@@ -26,8 +33,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._kernels import fastscan
+from ._kernels.blocked import shortlist_size
+from ._kernels.fastscan import (
+    BLOCK,
+    FAST_SCAN_BITS,
+    gather_rows,
+    quantize_luts,
+    rescore_shortlist,
+    scatter_rows,
+)
 from ._kernels.hamming import rescore_topk
-from ._kernels.ivf import probe_ranges, push_tile, ratio_keep, scan_dense_ranges
+from ._kernels.ivf import probe_ranges, push_tile, range_values, ratio_keep, scan_dense_ranges
 from ._kernels.topk import SMALL_BATCH, dense_topk, finalize_heaps, init_heaps, sq_norms
 from ._threads import one_blas_thread
 from .base import Moves, VectorIndex, apply_score_map, fit_score_map
@@ -95,9 +112,11 @@ class IVFIndex(VectorIndex):
         self._start = np.zeros(nlist, dtype=np.int64)
         self._size = np.zeros(nlist, dtype=np.int64)
         self._cap = np.zeros(nlist, dtype=np.int64)
+        self._fields = self._payload_fields()
+        self._blocked = frozenset(self._blocked_payload())
+        self._align = BLOCK if self._blocked else 1
         self._arena: dict[str, np.ndarray] = {
-            name: np.empty((0, *tail), dtype=dtype)
-            for name, (dtype, tail) in self._payload_fields().items()
+            name: self._new_field(name, 0) for name in self._fields
         }
         self._eslot = np.empty(0, dtype=np.int32)
         self._used = 0
@@ -150,6 +169,10 @@ class IVFIndex(VectorIndex):
     @abc.abstractmethod
     def _payload_fields(self) -> dict[str, tuple[type, tuple[int, ...]]]:
         """Per-entry payload arrays: name -> (dtype, trailing shape)."""
+
+    def _blocked_payload(self) -> tuple[str, ...]:
+        """Payload arrays (uint8 ``(nb,)`` rows) kept in the blocked fast-scan layout."""
+        return ()
 
     @abc.abstractmethod
     def _encode(self, x: FloatMatrix, labels: npt.NDArray[np.int64]) -> dict[str, np.ndarray]:
@@ -206,6 +229,45 @@ class IVFIndex(VectorIndex):
         return np.ascontiguousarray(self._centroid_topk(x, 1)[1][:, 0])
 
     # ----------------------------------------------------------------- storage
+    def _aligned(self, n: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Entry counts rounded up to whole blocks when a payload is blocked."""
+        a = self._align
+        return n if a == 1 else -(-n // a) * a
+
+    def _new_field(self, name: str, entries: int) -> np.ndarray:
+        """Zeroed storage of payload ``name`` for ``entries`` entries (a multiple of the
+        alignment)."""
+        dtype, tail = self._fields[name]
+        if name in self._blocked:
+            return np.zeros((entries // BLOCK, tail[0] * BLOCK), dtype=dtype)
+        return np.zeros((entries, *tail), dtype=dtype)
+
+    def _take(self, name: str, ents: npt.NDArray[np.int64]) -> np.ndarray:
+        """Rows of payload ``name`` at entries ``ents`` (row-major copies)."""
+        arr = self._arena[name]
+        if name in self._blocked:
+            return gather_rows(arr, ents, self._fields[name][1][0])
+        return arr[ents]
+
+    def _put(self, name: str, ents: npt.NDArray[np.int64], rows: np.ndarray) -> None:
+        """Write row-major ``rows`` of payload ``name`` at entries ``ents``."""
+        if name in self._blocked:
+            scatter_rows(self._arena[name], ents, rows)
+        else:
+            self._arena[name][ents] = rows
+
+    def _copy_entries(self, src: int, dst: int, count: int) -> None:
+        """Copy entries ``src : src + count`` to ``dst`` (both aligned, not overlapping)."""
+        for name, arr in self._arena.items():
+            if name in self._blocked:
+                b = -(-count // BLOCK)
+                arr[dst // BLOCK : dst // BLOCK + b] = arr[src // BLOCK : src // BLOCK + b]
+            else:
+                arr[dst : dst + count] = arr[src : src + count]
+        self._eslot[dst : dst + count] = self._eslot[src : src + count]
+        self._entry[self._eslot[dst : dst + count]] = np.arange(dst, dst + count,
+                                                                  dtype=np.int32)
+
     def _reserve_slots(self, n: int) -> None:
         if n > self._entry.shape[0]:
             grown = np.empty(max(n, 2 * self._entry.shape[0], 64), dtype=np.int32)
@@ -216,21 +278,24 @@ class IVFIndex(VectorIndex):
             vecs[: self._n] = self._vectors[: self._n]
             self._vectors = vecs
 
+    def _compact_if_sparse(self) -> None:
+        """Compact when the arena's dead room (moved or emptied lists) exceeds the rows held
+        (amortised: the room was left by at least as many moves or removes)."""
+        held = int(self._aligned(self._size).sum())
+        if self._used - held > held:
+            self._compact()
+
     def _reserve_arena(self, extra: int) -> None:
         cap = self._eslot.shape[0]
         if self._used + extra <= cap:
             return
-        live = int(self._cap.sum())
-        if self._used - live > live:
-            self._compact()
-            if self._used + extra <= cap:
-                return
-        new_cap = max(self._used + extra, cap + cap // 2)
+        new_cap = -(-max(self._used + extra, cap + cap // 2) // self._align) * self._align
         for name, arr in self._arena.items():
-            grown = np.empty((new_cap, *arr.shape[1:]), dtype=arr.dtype)
-            grown[: self._used] = arr[: self._used]
+            grown = self._new_field(name, new_cap)
+            used = self._used // BLOCK if name in self._blocked else self._used
+            grown[:used] = arr[:used]
             self._arena[name] = grown
-        eslot = np.empty(new_cap, dtype=np.int32)
+        eslot = np.zeros(new_cap, dtype=np.int32)
         eslot[: self._used] = self._eslot[: self._used]
         self._eslot = eslot
 
@@ -240,23 +305,29 @@ class IVFIndex(VectorIndex):
         new_start = np.cumsum(self._size) - self._size
         return np.repeat(self._start - new_start, self._size) + np.arange(total)
 
+    def _packed_entries(self) -> npt.NDArray[np.int64]:
+        """Where the entries of :meth:`_list_order` go when the lists are packed (each list
+        from an aligned start, in list order); sets ``start``, ``cap`` and ``used`` so."""
+        self._cap = self._aligned(self._size.copy())
+        self._start = np.cumsum(self._cap) - self._cap
+        self._used = int(self._cap.sum())
+        total = int(self._size.sum())
+        return (np.repeat(self._start - (np.cumsum(self._size) - self._size), self._size)
+                + np.arange(total))
+
     def _compact(self) -> None:
         idx = self._list_order()
-        total = idx.size
-        for arr in self._arena.values():
-            arr[:total] = arr[idx]
-        self._eslot[:total] = self._eslot[idx]
-        self._entry[self._eslot[:total]] = np.arange(total, dtype=np.int32)
-        self._start = np.cumsum(self._size) - self._size
-        self._cap = self._size.copy()
-        self._used = total
+        rows = {name: self._take(name, idx) for name in self._arena}
+        eslot = self._eslot[idx]
+        dest = self._packed_entries()
+        for name, r in rows.items():
+            self._put(name, dest, r)
+        self._eslot[dest] = eslot
+        self._entry[eslot] = dest.astype(np.int32)
 
     def _relocate(self, lst: int, new_cap: int) -> None:
         s0, sz, d0 = int(self._start[lst]), int(self._size[lst]), self._used
-        for arr in self._arena.values():
-            arr[d0 : d0 + sz] = arr[s0 : s0 + sz]
-        self._eslot[d0 : d0 + sz] = self._eslot[s0 : s0 + sz]
-        self._entry[self._eslot[d0 : d0 + sz]] = np.arange(d0, d0 + sz, dtype=np.int32)
+        self._copy_entries(s0, d0, sz)
         self._start[lst] = d0
         self._cap[lst] = new_cap
         self._used += new_cap
@@ -269,12 +340,13 @@ class IVFIndex(VectorIndex):
             )
         labels = self._assign(x)
         payload = self._encode(x, labels)
+        self._compact_if_sparse()  # before the lists' room is read below
         order = np.argsort(labels, kind="stable")
         lists, first, counts = np.unique(labels[order], return_index=True, return_counts=True)
         need = self._size[lists] + counts
         cap = self._cap[lists]
         grow = need > cap
-        new_cap = np.where(cap == 0, need, np.maximum(need, 2 * cap))
+        new_cap = self._aligned(np.where(cap == 0, need, np.maximum(need, 2 * cap)))
         self._reserve_arena(int(new_cap[grow].sum()))
         self._reserve_slots(n0 + m)
         for lst, nc in zip(lists[grow].tolist(), new_cap[grow].tolist(), strict=True):
@@ -282,7 +354,7 @@ class IVFIndex(VectorIndex):
         rank = np.arange(m) - np.repeat(first, counts)
         dest = np.repeat(self._start[lists] + self._size[lists], counts) + rank
         for name, rows in payload.items():
-            self._arena[name][dest] = rows[order]
+            self._put(name, dest, rows[order])
         slots = (n0 + order).astype(np.int32)
         self._eslot[dest] = slots
         self._entry[slots] = dest
@@ -309,8 +381,8 @@ class IVFIndex(VectorIndex):
             keep[ents[a : a + c] - s0] = False
             kept = s0 + np.flatnonzero(keep)
             nk = kept.size
-            for arr in self._arena.values():
-                arr[s0 : s0 + nk] = arr[kept]
+            for name in self._arena:
+                self._put(name, s0 + np.arange(nk), self._take(name, kept))
             self._eslot[s0 : s0 + nk] = self._eslot[kept]
             self._entry[self._eslot[s0 : s0 + nk]] = np.arange(s0, s0 + nk, dtype=np.int32)
             self._size[lst] = nk
@@ -346,13 +418,21 @@ class IVFIndex(VectorIndex):
     ) -> Result:
         cscores, lists = self._centroid_topk(q, nprobe)
         keep = ratio_keep(cscores, ratio)
-        heaps = init_heaps(q.shape[0], max(k, rerank))
-        self._scan_lists(q, lists, keep, heaps, mask)
-        scores, slots, counts = finalize_heaps(*heaps)
+        scores, slots, counts = self._scan_topk(q, lists, cscores, keep, max(k, rerank), mask)
         if rerank:
             return rescore_topk(q, self._vectors, slots, k, l2=self.metric == "l2")
         return (np.ascontiguousarray(scores[:, :k]), np.ascontiguousarray(slots[:, :k]),
                 np.minimum(counts, k))
+
+    def _scan_topk(
+        self, q: FloatMatrix, lists: npt.NDArray[np.int64], cscores: npt.NDArray[np.float32],
+        keep: npt.NDArray[np.bool_], k: int, mask: npt.NDArray[np.bool_] | None,
+    ) -> Result:
+        """Top-``k`` of the kept probed ``lists`` (centroid scores ``cscores``) of each query
+        (sorted, padded)."""
+        heaps = init_heaps(q.shape[0], k)
+        self._scan_lists(q, lists, keep, heaps, mask)
+        return finalize_heaps(*heaps)
 
     def _get_vectors(self, slots: SlotArray) -> FloatMatrix:
         return self._vectors[slots]
@@ -370,7 +450,7 @@ class IVFIndex(VectorIndex):
             "list_sizes": self._size.copy(),
             "slots": self._eslot[idx],
         }
-        arrays.update({f"payload/{k}": v[idx] for k, v in self._arena.items()})
+        arrays.update({f"payload/{k}": self._take(k, idx) for k in self._arena})
         if self.keeps_originals:
             arrays["vectors"] = self._vectors[: self._n]
         state, extra = self._payload_state()
@@ -398,14 +478,15 @@ class IVFIndex(VectorIndex):
             self._vectors = np.array(arrays["vectors"])
         self._set_centroids(np.array(arrays["centroids"]))
         self._set_payload_state(state, arrays)
-        self._arena = {name: np.array(arrays[f"payload/{name}"]) for name in self._arena}
-        self._eslot = np.array(eslot)
         self._size = np.array(sizes)
-        self._start = np.cumsum(sizes) - sizes
-        self._cap = self._size.copy()
-        self._used = n
+        dest = self._packed_entries()
+        self._arena = {name: self._new_field(name, self._used) for name in self._arena}
+        for name in self._arena:
+            self._put(name, dest, arrays[f"payload/{name}"])
+        self._eslot = np.zeros(self._used, dtype=np.int32)
+        self._eslot[dest] = eslot
         self._entry = np.empty(n, dtype=np.int32)
-        self._entry[eslot] = np.arange(n, dtype=np.int32)
+        self._entry[eslot] = dest.astype(np.int32)
         self._n = n
 
 
@@ -600,6 +681,12 @@ class CodedIVFIndex(IVFIndex):
     stores ``|x|^2`` per row (4 bytes) and scores ``-(|q|^2 + |x|^2 - 2 estimate)``;
     ``cosine``/``ip`` store codes only (plus the codec's per-row scale, if any).
 
+    Codes of 1, 2 or 4 bits (:attr:`fast_scan`) are kept in the blocked layout and scanned by
+    the uint8 fast scan (:func:`~vecindex_core._kernels.fastscan.fastscan_ivf_topk`, native
+    when built): a shortlist of ``max(2 k, k + 10)`` rows per query by the uint8-table score,
+    rescored with the float tables (the same estimate as the float scan, so recall does not
+    change). Other widths are scanned with float byte tables.
+
     With ``keep_vectors``, ``params.rerank = r`` rescores the ``r`` best codes exactly. With
     ``calibrate``, training also fits ``score' = a * score + b`` to exact scores: the first
     ``min(256, n / 4)`` training vectors search the rest (encoded), and the pairs they
@@ -633,6 +720,24 @@ class CodedIVFIndex(IVFIndex):
     @abc.abstractmethod
     def _lut_bytes(self) -> int:
         """Bytes of one query's lookup tables."""
+
+    @property
+    @abc.abstractmethod
+    def code_bits(self) -> int:
+        """Stored bits per coordinate (``ivf_tq``) or per sub-quantizer code (``ivf_pq``)."""
+
+    @abc.abstractmethod
+    def _nibble_tables(self, q: FloatMatrix) -> npt.NDArray[np.float32]:
+        """Per sub-code float tables ``(nq, 2 * code_bytes, 16)`` of the residual estimate
+        (:func:`~vecindex_core._kernels.fastscan.nibble_tables`); fast-scan widths only."""
+
+    @property
+    def fast_scan(self) -> bool:
+        """Whether the codes are kept blocked and searched by the uint8 fast scan."""
+        return self.code_bits in FAST_SCAN_BITS
+
+    def _blocked_payload(self) -> tuple[str, ...]:
+        return ("codes",) if self.fast_scan else ()
 
     # ----------------------------------------------------------------- payload
     def _payload_fields(self) -> dict[str, tuple[type, tuple[int, ...]]]:
@@ -714,18 +819,64 @@ class CodedIVFIndex(IVFIndex):
             return scores, slots, counts
         return apply_score_map(scores, slots, self.calibration_), slots, counts
 
+    def _list_bias(self, q: FloatMatrix, lists: npt.NDArray[np.int64],
+                   cscores: npt.NDArray[np.float32] | None = None
+                   ) -> npt.NDArray[np.float32] | None:
+        """``q . c_l`` float32 ``(nq, R)`` of each query's probed lists (``by_residual``):
+        the centroid scores ``cscores`` themselves unless the metric is ``l2``."""
+        if not self.params["by_residual"]:
+            return None
+        if cscores is not None and self.metric != "l2":
+            return cscores
+        assert self.centroids_ is not None
+        return np.ascontiguousarray(
+            np.einsum("nd,npd->np", q, self.centroids_[np.maximum(lists, 0)]),
+            dtype=np.float32)
+
+    def _scan_topk(
+        self, q: FloatMatrix, lists: npt.NDArray[np.int64], cscores: npt.NDArray[np.float32],
+        keep: npt.NDArray[np.bool_], k: int, mask: npt.NDArray[np.bool_] | None,
+    ) -> Result:
+        """The fast scan's shortlist, rescored by the float tables (fast-scan widths)."""
+        if not self.fast_scan:
+            return super()._scan_topk(q, lists, cscores, keep, k, mask)
+        l2, nq = self.metric == "l2", q.shape[0]
+        ranges = self._ranges(lists, keep)
+        bias = self._list_bias(q, lists, cscores)
+        qn = sq_norms(q) if l2 else None
+        size = max(1, shortlist_size(k, self._n))
+        codes = self._arena["codes"]
+        scale = self._arena["scale"] if self.has_scale else None
+        xn = self._arena["sqn"] if l2 else None
+        parts = []
+        chunk = max(1, LUT_BYTES // (128 * self.code_bytes))
+        for c0 in range(0, max(nq, 1), chunk):
+            c1 = min(c0 + chunk, nq)
+            tables = self._nibble_tables(q[c0:c1])
+            luts, qbias, delta = quantize_luts(tables)
+            lb = None if bias is None else bias[c0:c1]
+            qc = None if qn is None else qn[c0:c1]
+            hs, hi = init_heaps(c1 - c0, size)
+            fastscan.fastscan_ivf_topk(luts, qbias, delta, codes, ranges[c0:c1], hs, hi,
+                              row_slots=self._eslot, list_bias=lb, scale=scale, sq_norms=xn,
+                              q_sq_norms=qc, mask=mask)
+            # the heaps unsorted: the rescore orders the candidates itself
+            ents = np.where(hi >= 0, self._entry[np.maximum(hi, 0)], -1)
+            add = None if lb is None else range_values(ents, ranges[c0:c1], lb)
+            parts.append(rescore_shortlist(tables, codes, ents, k, scale=scale, sq_norms=xn,
+                                           q_sq_norms=qc, add=add, keys=hi))
+        if len(parts) == 1:
+            return parts[0]
+        scores, slots, counts = (np.concatenate(p) for p in zip(*parts, strict=True))
+        return scores, slots, counts
+
     def _scan_lists(
         self, q: FloatMatrix, lists: npt.NDArray[np.int64], keep: npt.NDArray[np.bool_],
         heaps: Heaps, mask: npt.NDArray[np.bool_] | None,
     ) -> None:
         l2 = self.metric == "l2"
         ranges = self._ranges(lists, keep)
-        bias = None
-        if self.params["by_residual"]:
-            assert self.centroids_ is not None
-            bias = np.ascontiguousarray(
-                np.einsum("nd,npd->np", q, self.centroids_[np.maximum(lists, 0)]),
-                dtype=np.float32)
+        bias = self._list_bias(q, lists)
         qn = sq_norms(q) if l2 else None
         hs, hi = heaps
         chunk = max(1, LUT_BYTES // max(1, self._lut_bytes()))
@@ -739,3 +890,4 @@ class CodedIVFIndex(IVFIndex):
                 sq_norms=self._arena["sqn"] if l2 else None,
                 row_slots=self._eslot, mask=mask,
             )
+

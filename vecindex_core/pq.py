@@ -9,6 +9,13 @@ every sub-centroid, so a code is scored by ``m`` table lookups
 
 Codes of ``nbits`` in {1, 2, 4, 8} are packed ``8 / nbits`` to a byte; other widths
 (3, 5, 6, 7) are stored one per byte.
+
+Flat ``pq`` with ``nbits`` in {1, 2, 4} keeps its codes in the fast-scan layout
+(:class:`~vecindex_core._kernels.blocked.BlockedCodes`, as flat ``turboquant``) and searches
+them with the uint8-table fast scan: a shortlist of ``max(2 k, k + 10)`` rows by the
+quantized per sub-code tables (:meth:`ProductQuantizer.nibble_tables`), rescored by the
+float tables (:func:`~vecindex_core._kernels.blocked.fast_topk`). Files hold row-major codes
+whatever the layout in memory.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._kernels.blocked import BlockedCodes, fast_topk
 from ._kernels.codes import (
     DECODE_BLOCK,
     byte_luts,
@@ -28,11 +36,17 @@ from ._kernels.codes import (
     prefer_decoded,
     unpack_codes,
 )
+from ._kernels.fastscan import FAST_SCAN_BITS
 from ._kernels.hamming import rescore_topk
 from ._kernels.topk import finalize_heaps, init_heaps, sq_norms
 from ._threads import one_blas_thread
 from .base import Moves, VectorIndex
-from .errors import InvalidArgumentError, InvalidParameterError
+from .errors import (
+    DimensionMismatchError,
+    InvalidArgumentError,
+    InvalidParameterError,
+    NotSupportedError,
+)
 from .hashing import KEEP_VECTORS, RERANK, SEED, _check_array
 from .ivf import (
     BY_RESIDUAL,
@@ -53,6 +67,7 @@ NBITS = Param("nbits", int, 8, "bits per sub-quantizer code (2**nbits centroids 
               low=1, high=8)
 PQ_NITER = Param("pq_niter", int, 25, "k-means iterations of each sub-quantizer (faiss: 25)",
                  low=1, high=1000)
+
 
 
 def container_bits(nbits: int) -> int:
@@ -136,22 +151,90 @@ class ProductQuantizer:
         rec = books[np.arange(self.m), codes]  # (n, m, dsub)
         return np.ascontiguousarray(rec.reshape(len(packed), -1)[:, : self.dim])
 
+    def _sub_tables(self, q: FloatMatrix, *, l2: bool) -> npt.NDArray[np.float32]:
+        """Per sub-quantizer tables float32 (nq, m, 2**nbits).
+
+        ``T[q, j, c] = q_j . c_jc`` (``q_j`` the query's ``j``-th sub-vector, ``c_jc`` the
+        ``c``-th centroid of sub-quantizer ``j``) or, with ``l2``, ``-|q_j - c_jc|^2``; a
+        code's score is the sum over ``j`` of ``T[q, j, code_j]``. Both public layouts
+        (:meth:`tables`, :meth:`nibble_tables`) are sums of these entries.
+        """
+        books = self._books()
+        sub = self._split(q)
+        # one small GEMM per sub-quantizer (einsum does not use BLAS here: 12x slower)
+        t = np.matmul(sub.transpose(1, 0, 2), books.transpose(0, 2, 1)).transpose(1, 0, 2)
+        if l2:
+            qsq = np.einsum("njd,njd->nj", sub, sub)
+            bsq = np.einsum("jcd,jcd->jc", books, books)
+            t = -(qsq[:, :, None] - 2 * t + bsq[None])
+        return np.ascontiguousarray(t, dtype=np.float32)
+
     def tables(self, q: FloatMatrix, *, l2: bool) -> npt.NDArray[np.float32]:
         """Per-query byte tables float32 (nq, code_bytes, 256) for ``lut_topk``.
 
         Entry sums are ``q . x_hat`` or, with ``l2``, ``-|q - x_hat|^2`` (the asymmetric
         distance, negated).
         """
-        books = self._books()
-        sub = self._split(q)
-        t = np.einsum("njd,jcd->njc", sub, books)
-        if l2:
-            qsq = np.einsum("njd,njd->nj", sub, sub)
-            bsq = np.einsum("jcd,jcd->jc", books, books)
-            t = -(qsq[:, :, None] - 2 * t + bsq[None])
+        t = self._sub_tables(q, l2=l2)
         full = np.zeros((q.shape[0], self.m, 1 << self.bits), dtype=np.float32)
         full[:, :, : self.ksub] = t
         return byte_luts(full, self.bits)
+
+    def nibble_tables(self, q: FloatMatrix, *, l2: bool) -> npt.NDArray[np.float32]:
+        """Per sub-code (nibble) tables float32 (nq, 2 * code_bytes, 16) for the fast scan.
+
+        Nibble ``t`` of a packed code (the low half of byte ``t // 2`` for even ``t``, the
+        high half for odd ``t``) holds one 4-bit code (sub-quantizer ``t``), two 2-bit codes
+        (``2t`` in its bits 0-1, ``2t + 1`` in bits 2-3) or four 1-bit codes (``4t .. 4t + 3``
+        in bits 0..3). With ``S`` the per sub-quantizer tables (``S[j, c] = q_j . c_jc`` or
+        ``-|q_j - c_jc|^2``, ``q_j`` the query's ``j``-th sub-vector, ``c_jc`` the ``c``-th
+        centroid of sub-quantizer ``j``; 0 past ``m``), in float32 and in this order::
+
+            4-bit: T[t, c] = S[t, c]
+            2-bit: T[t, c] = S[2t, c & 3] + S[2t + 1, c >> 2]
+            1-bit: T[t, c] = ((S[4t, c & 1] + S[4t + 1, (c >> 1) & 1])
+                              + S[4t + 2, (c >> 2) & 1]) + S[4t + 3, c >> 3]
+
+        so a code's score is the sum over its nibbles of ``T[t, nibble_t]``: the same
+        (up to float rounding) as the sum of its :meth:`tables` entries.
+
+        Parameters
+        ----------
+        q : float32 (nq, dim)
+        l2 : bool
+            Entries sum to ``-|q - x_hat|^2`` instead of ``q . x_hat``.
+
+        Raises
+        ------
+        NotSupportedError
+            Container bits (:func:`container_bits`) other than 1, 2 or 4.
+        DimensionMismatchError
+            ``q`` not of shape (nq, dim).
+        InvalidArgumentError
+            Before :meth:`train`.
+        """
+        if self.bits not in FAST_SCAN_BITS:
+            raise NotSupportedError(
+                f"nibble tables need codes of 1, 2 or 4 bits, got nbits={self.nbits}")
+        q = np.asarray(q, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise DimensionMismatchError(
+                f"q must be (nq, {self.dim}) for this product quantizer, got shape {q.shape}")
+        t = self._sub_tables(q, l2=l2)
+        nq, per, width = q.shape[0], 4 // self.bits, 1 << self.bits
+        nsub = 2 * self.code_bytes
+        full = np.zeros((nq, nsub * per, width), dtype=np.float32)
+        full[:, : self.m] = t
+        s = full.reshape(nq, nsub, per, width)
+        c = np.arange(16)
+        if per == 1:
+            out = s[:, :, 0, :]
+        elif per == 2:
+            out = s[:, :, 0, c & 3] + s[:, :, 1, c >> 2]
+        else:
+            out = ((s[:, :, 0, c & 1] + s[:, :, 1, (c >> 1) & 1]) + s[:, :, 2, (c >> 2) & 1]) \
+                + s[:, :, 3, c >> 3]
+        return np.ascontiguousarray(out, dtype=np.float32)
 
     def memory_bytes(self) -> int:
         """Bytes of the codebooks."""
@@ -182,15 +265,26 @@ class PQIndex(VectorIndex):
     ``params.rerank = r`` rescores the ``r`` best codes exactly, and a mask allowing few
     rows is searched exactly.
 
-    Memory: ``ntotal x code_bytes`` (``code_bytes = ceil(m * bits / 8)``) plus the
-    ``m x 2**nbits x ceil(dim / m)`` float32 codebooks (and the originals when kept).
+    Routes: ``nbits`` in {1, 2, 4} (:attr:`fast_scan`) keeps the codes in the blocked
+    fast-scan layout and searches them with :func:`~vecindex_core._kernels.blocked.fast_topk`
+    (uint8 per sub-code tables for a shortlist, rescored with the float tables
+    :meth:`ProductQuantizer.nibble_tables`; a mask allowing under 1/8 of the rows gathers
+    them first); other widths keep row-major codes, scanned with float byte tables (small
+    batches) or BLAS over decoded blocks (:meth:`_float_search`).
+
+    Memory: ``ntotal x code_bytes`` (``code_bytes = ceil(m * bits / 8)``; the blocked
+    layout holds whole blocks of 32 rows plus the row-major last ``ntotal % 32``, and spare
+    capacity after growth) plus the ``m x 2**nbits x ceil(dim / m)`` float32 codebooks (and
+    the originals when kept).
     """
 
     def __init__(self, dim: int, metric: Metric = "cosine", **params: Any) -> None:
         super().__init__(dim, metric, **params)
         self._check_rerank(self.search_defaults)
         self.pq = _make_pq(self)
+        # row-major codes, or (fast scan) the blocked store; the other stays empty
         self._codes = np.empty((0, self.pq.code_bytes), dtype=np.uint8)
+        self._store = BlockedCodes(self.pq.code_bytes)
         self._vectors = np.empty((0, self.dim), dtype=np.float32)
         self._n = 0
 
@@ -211,14 +305,22 @@ class PQIndex(VectorIndex):
         return bool(self.params["keep_vectors"])
 
     @property
+    def fast_scan(self) -> bool:
+        """Whether codes are kept in the blocked layout and searched by the uint8 fast scan
+        (container bits in :data:`FAST_SCAN_BITS`, i.e. ``nbits`` 1, 2 or 4)."""
+        return self.pq.bits in FAST_SCAN_BITS
+
+    @property
     def codes(self) -> npt.NDArray[np.uint8]:
-        """Read-only view of the packed codes, uint8 (ntotal, code_bytes)."""
-        view = self._codes[: self._n]
+        """Read-only packed codes, uint8 (ntotal, code_bytes), row-major (a view; a
+        converted copy when stored blocked)."""
+        view = self._store.to_rows() if self.fast_scan else self._codes[: self._n]
         view.flags.writeable = False
         return view
 
     def memory_bytes(self) -> int:
-        return int(self._codes.nbytes + self._vectors.nbytes + self.pq.memory_bytes())
+        return int(self._codes.nbytes + self._store.memory_bytes() + self._vectors.nbytes
+                   + self.pq.memory_bytes())
 
     def _train(self, x: FloatMatrix) -> None:
         if self._n:
@@ -231,22 +333,21 @@ class PQIndex(VectorIndex):
     def _add(self, x: FloatMatrix) -> None:
         codes = self.pq.encode(x)
         n0, n1 = self._n, self._n + x.shape[0]
-        if n1 > self._codes.shape[0]:
-            cap = max(n1, 2 * self._codes.shape[0], 64)
-            grown = np.empty((cap, self.pq.code_bytes), dtype=np.uint8)
-            grown[:n0] = self._codes[:n0]
-            self._codes = grown
-            if self.keeps_vectors:
-                vecs = np.empty((cap, self.dim), dtype=np.float32)
-                vecs[:n0] = self._vectors[:n0]
-                self._vectors = vecs
-        self._codes[n0:n1] = codes
+        if self.fast_scan:
+            self._store.append(codes)
+        else:
+            self._codes = _grown(self._codes, n0, n1)
+            self._codes[n0:n1] = codes
         if self.keeps_vectors:
+            self._vectors = _grown(self._vectors, n0, n1)
             self._vectors[n0:n1] = x
         self._n = n1
 
     def _remove(self, slots: SlotArray, moves: Moves) -> None:
-        self._codes[moves.dst] = self._codes[moves.src]
+        if self.fast_scan:
+            self._store.compact(moves.src, moves.dst, self._n - slots.size)
+        else:
+            self._codes[moves.dst] = self._codes[moves.src]
         if self.keeps_vectors:
             self._vectors[moves.dst] = self._vectors[moves.src]
         self._n -= slots.size
@@ -269,15 +370,29 @@ class PQIndex(VectorIndex):
         return scores[:, :k], slots[:, :k], np.minimum(counts, k)
 
     def _code_search(self, q: FloatMatrix, k: int, mask: npt.NDArray[np.bool_] | None) -> Result:
-        """Top-``k`` by the asymmetric score: byte-table scans for small batches, BLAS over
-        decoded blocks for large ones (:func:`~._kernels.codes.prefer_decoded`)."""
-        codes, l2, nq = self._codes[: self._n], self.metric == "l2", q.shape[0]
+        """Top-``k`` by the asymmetric score: the fast scan of the blocked codes, else
+        :meth:`_float_search` of the row-major ones."""
+        if not self.fast_scan:
+            return self._float_search(q, k, mask, self._codes[: self._n])
+        l2 = self.metric == "l2"
+
+        def tables(a: int, b: int) -> npt.NDArray[np.float32]:
+            return self.pq.nibble_tables(q[a:b], l2=l2)
+
+        return fast_topk(self._store, tables, q.shape[0], k, mask=mask)
+
+    def _float_search(self, q: FloatMatrix, k: int, mask: npt.NDArray[np.bool_] | None,
+                      codes: npt.NDArray[np.uint8]) -> Result:
+        """Top-``k`` of row-major ``codes`` (uint8 (n, code_bytes)) by the asymmetric score
+        in float: byte-table scans for small batches, BLAS over decoded blocks for large
+        ones (:func:`~._kernels.codes.prefer_decoded`)."""
+        l2, nq, n = self.metric == "l2", q.shape[0], codes.shape[0]
         if prefer_decoded(nq, self.pq.code_bytes, self.dim):
             xn = None
             if l2:  # -|q - x_hat|^2 = -(|q|^2 + |x_hat|^2 - 2 q . x_hat)
                 xn = np.concatenate([sq_norms(self.pq.decode(codes[a : a + DECODE_BLOCK]))
-                                     for a in range(0, self._n, DECODE_BLOCK)])
-            return decoded_topk(q, lambda a, b: self.pq.decode(codes[a:b]), self._n, k,
+                                     for a in range(0, n, DECODE_BLOCK)])
+            return decoded_topk(q, lambda a, b: self.pq.decode(codes[a:b]), n, k,
                                 sq_norms=xn, q_sq_norms=sq_norms(q) if l2 else None, mask=mask)
         hs, hi = init_heaps(nq, k)
         chunk = max(1, LUT_BYTES // (self.pq.code_bytes * 256 * 4))
@@ -287,7 +402,7 @@ class PQIndex(VectorIndex):
         return finalize_heaps(hs, hi)
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        arrays: dict[str, np.ndarray] = {"codes": self._codes[: self._n]}
+        arrays: dict[str, np.ndarray] = {"codes": self.codes}
         if self.pq.codebooks_ is not None:
             arrays["codebooks"] = self.pq.codebooks_
         if self.keeps_vectors:
@@ -308,8 +423,21 @@ class PQIndex(VectorIndex):
         if self.keeps_vectors:
             _check_array("vectors", arrays.get("vectors"), np.float32, (n, self.dim))
             self._vectors = np.array(arrays["vectors"])
-        self._codes = np.array(codes)
+        if self.fast_scan:
+            self._store = BlockedCodes.from_rows(codes)
+        else:
+            self._codes = np.array(codes)
         self._n = n
+
+
+def _grown(a: np.ndarray, n0: int, n1: int) -> np.ndarray:
+    """``a`` (rows ``:n0`` in use) with room for ``n1`` rows: itself, or a copy of its used
+    rows in at least twice the room (64 rows at least)."""
+    if n1 <= a.shape[0]:
+        return a
+    grown = np.empty((max(n1, 2 * a.shape[0], 64), *a.shape[1:]), dtype=a.dtype)
+    grown[:n0] = a[:n0]
+    return grown
 
 
 def _set_codebooks(pq: ProductQuantizer, arrays: Mapping[str, np.ndarray]) -> None:
@@ -340,6 +468,13 @@ class IVFPQIndex(CodedIVFIndex):
     @property
     def code_bytes(self) -> int:
         return self.pq.code_bytes
+
+    @property
+    def code_bits(self) -> int:
+        return self.pq.bits
+
+    def _nibble_tables(self, q: FloatMatrix) -> npt.NDArray[np.float32]:
+        return self.pq.nibble_tables(q, l2=False)
 
     @property
     def min_train_size(self) -> int:

@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._kernels.blocked import GATHER_FRACTION, BlockedCodes, fast_topk, shortlist_size
 from ._kernels.codes import (
     COORD_LOOKUP_NS,
     DECODE_BLOCK,
@@ -74,17 +75,7 @@ from ._kernels.codes import (
     prefer_decoded,
     quantize_nearest,
 )
-from ._kernels.fastscan import (
-    BLOCK,
-    fastscan_topk,
-    gather_blocked,
-    gather_rows,
-    nibble_tables,
-    pack_blocked,
-    quantize_luts,
-    rescore_shortlist,
-    scatter_rows,
-)
+from ._kernels.fastscan import FAST_SCAN_BITS, nibble_tables
 from ._kernels.hamming import rescore_topk
 from ._kernels.rotation import (
     ROTATION_VERSION,
@@ -104,23 +95,8 @@ from .validation import as_slots
 
 __all__ = ["FAST_SCAN_BITS", "GATHER_FRACTION", "IVFTQIndex", "TurboQuantIndex", "shortlist_size"]
 
-#: A mask allowing under this fraction of the rows gathers their codes before the scan
-#: (the scan then touches only allowed rows) instead of skipping rows inside it.
-GATHER_FRACTION = 0.125
 #: Bytes of byte lookup tables built at once by the LUT route (queries go in chunks).
 _LUT_BYTES = 32 << 20
-#: Code widths stored in the blocked layout and searched by the uint8 fast scan
-#: (:mod:`._kernels.fastscan`); 3- and 8-bit codes stay row-major on the float LUT/BLAS routes.
-FAST_SCAN_BITS = (1, 2, 4)
-#: Queries whose fast-scan tables are built at once.
-_FAST_QUERY_CHUNK = 2048
-
-
-def shortlist_size(k: int, n: int) -> int:
-    """Rows the fast scan keeps per query before the float rescore: ``max(2 k, k + 10)``
-    (at most ``n``). Measured on the dev set (``benchmarks/native_lut.py``, section
-    ``shortlist``): from ``2 k`` on the recall@10 equals the float scan's at 2 and 4 bits."""
-    return int(min(n, max(2 * k, k + 10)))
 #: Calibration: at most this many sample vectors act as queries, and each contributes the
 #: pairs with its top ``_CALIBRATION_K`` estimated neighbours.
 _CALIBRATION_QUERIES = 256
@@ -132,15 +108,14 @@ Result = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.in
 class _Codes:
     """The per-row arrays of a set of encoded vectors (views; no copies)."""
 
-    __slots__ = ("codes", "scales", "sq_norms", "tail")
+    __slots__ = ("codes", "scales", "sq_norms")
 
-    def __init__(self, codes: npt.NDArray[np.uint8], scales: npt.NDArray[np.float32],
-                 sq_norms: npt.NDArray[np.float32] | None,
-                 tail: npt.NDArray[np.uint8] | None = None) -> None:
-        self.codes = codes  # row-major, or blocked (fast scan)
+    def __init__(self, codes: npt.NDArray[np.uint8] | BlockedCodes,
+                 scales: npt.NDArray[np.float32],
+                 sq_norms: npt.NDArray[np.float32] | None) -> None:
+        self.codes = codes  # row-major, or the blocked store (fast scan)
         self.scales = scales
         self.sq_norms = sq_norms
-        self.tail = tail  # fast scan: the partial last block, when not in `codes`
 
 
 @register(
@@ -182,11 +157,10 @@ class TurboQuantIndex(VectorIndex):
         self.nbytes = codes_nbytes(self.dim, self.bits)
         self.codebook_: npt.NDArray[np.float32] = lloyd_max_codebook(self.dim, self.bits)
         self.calibration_: npt.NDArray[np.float64] | None = None
-        self._codes = np.empty((0, self.nbytes * BLOCK if self.fast_scan else self.nbytes),
-                               dtype=np.uint8)
-        # fast scan: rows of complete blocks live in `_codes` (blocked), the last n % 32 rows
-        # row-major in `_tail` (exactly that many), packed into a block per search
-        self._tail = np.empty((0, self.nbytes), dtype=np.uint8)
+        # row-major codes (3/8 bits); 1/2/4 bits: the blocked store (complete blocks of 32
+        # rows blocked, the last n % 32 rows row-major, packed into a block per search)
+        self._codes = np.empty((0, self.nbytes), dtype=np.uint8)
+        self._store = BlockedCodes(self.nbytes)
         self._scales = np.empty(0, dtype=np.float32)
         self._sq_norms = np.empty(0, dtype=np.float32)
         self._vectors = np.empty((0, self.dim), dtype=np.float32)
@@ -224,10 +198,7 @@ class TurboQuantIndex(VectorIndex):
     def codes(self) -> npt.NDArray[np.uint8]:
         """Read-only packed codes, uint8 (ntotal, ceil(dim * bits / 8)), row-major (a view;
         for 1/2/4-bit codes, stored blocked, a converted copy)."""
-        if self.fast_scan:
-            view = self._get_rows(np.arange(self._n, dtype=np.int64))
-        else:
-            view = self._codes[: self._n]
+        view = self._store.to_rows() if self.fast_scan else self._codes[: self._n]
         view.flags.writeable = False
         return view
 
@@ -240,7 +211,7 @@ class TurboQuantIndex(VectorIndex):
 
     def memory_bytes(self) -> int:
         signs, perms = rotation_params(self.dim, self.seed)
-        total = (self._codes.nbytes + self._tail.nbytes + self._scales.nbytes
+        total = (self._codes.nbytes + self._store.memory_bytes() + self._scales.nbytes
                  + self._sq_norms.nbytes + self._vectors.nbytes + self.codebook_.nbytes
                  + signs.nbytes + perms.nbytes)
         if self.calibration_ is not None:
@@ -282,7 +253,7 @@ class TurboQuantIndex(VectorIndex):
         inspection and tests, not used by search.
         """
         s = as_slots(slots, self._n, unique=False)
-        rows = self._get_rows(s) if self.fast_scan else self._codes[s]
+        rows = self._store.get_rows(s) if self.fast_scan else self._codes[s]
         c = dequantize(rows, self.bits, self.dim, self.codebook_)
         rec = c @ rotation_matrix(self.dim, self.seed)
         return np.ascontiguousarray(rec * self._scales[s][:, None], dtype=np.float32)
@@ -290,28 +261,6 @@ class TurboQuantIndex(VectorIndex):
     # ----------------------------------------------------------------- storage
     def _capacity(self) -> int:
         return self._scales.shape[0]
-
-    def _get_rows(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
-        """Packed rows (row-major) of fast-scan slots ``< ntotal``."""
-        full = BLOCK * (self._n // BLOCK)
-        in_blocks = slots < full
-        if in_blocks.all():
-            return gather_rows(self._codes, slots, self.nbytes)
-        out = np.empty((slots.size, self.nbytes), dtype=np.uint8)
-        out[in_blocks] = gather_rows(self._codes, slots[in_blocks], self.nbytes)
-        out[~in_blocks] = self._tail[slots[~in_blocks] - full]
-        return out
-
-    def _set_rows(self, slots: npt.NDArray[np.int64], rows: npt.NDArray[np.uint8]) -> None:
-        """Overwrite fast-scan slots ``< ntotal`` with packed rows."""
-        full = BLOCK * (self._n // BLOCK)
-        in_blocks = slots < full
-        scatter_rows(self._codes, slots[in_blocks], rows[in_blocks])
-        self._tail[slots[~in_blocks] - full] = rows[~in_blocks]
-
-    def _tail_block(self) -> npt.NDArray[np.uint8] | None:
-        """The last, partial block packed for a search (None when ntotal % 32 == 0)."""
-        return pack_blocked(self._tail) if self._tail.shape[0] else None
 
     def _reserve(self, n: int) -> None:
         if n <= self._capacity():
@@ -324,11 +273,8 @@ class TurboQuantIndex(VectorIndex):
             new[:old] = a[:old]
             return new
 
-        if self.fast_scan:  # complete blocks only: the partial last one is `_tail`
-            blocks = np.zeros((cap // BLOCK, self.nbytes * BLOCK), dtype=np.uint8)
-            used = old // BLOCK
-            blocks[:used] = self._codes[:used]
-            self._codes = blocks
+        if self.fast_scan:  # complete blocks only: the partial last one is the store's tail
+            self._store.reserve(cap)
         else:
             self._codes = grow(self._codes, (cap, self.nbytes))
         self._scales = grow(self._scales, (cap,))
@@ -342,12 +288,7 @@ class TurboQuantIndex(VectorIndex):
         n0, n1 = self._n, self._n + x.shape[0]
         self._reserve(n1)
         if self.fast_scan:
-            full0, full1 = BLOCK * (n0 // BLOCK), BLOCK * (n1 // BLOCK)
-            rows = np.concatenate([self._tail, codes]) if self._tail.shape[0] else codes
-            if full1 > full0:
-                scatter_rows(self._codes, np.arange(full0, full1, dtype=np.int64),
-                             rows[: full1 - full0])
-            self._tail = np.array(rows[full1 - full0:])
+            self._store.append(codes)
         else:
             self._codes[n0:n1] = codes
         self._scales[n0:n1] = scales
@@ -360,9 +301,7 @@ class TurboQuantIndex(VectorIndex):
     def _remove(self, slots: SlotArray, moves: Moves) -> None:
         src, dst = moves.src, moves.dst
         if self.fast_scan:
-            self._set_rows(dst, self._get_rows(src))
-            n1 = self._n - slots.size
-            self._tail = self._get_rows(np.arange(BLOCK * (n1 // BLOCK), n1, dtype=np.int64))
+            self._store.compact(src, dst, self._n - slots.size)
         else:
             self._codes[dst] = self._codes[src]
         self._scales[dst] = self._scales[src]
@@ -378,8 +317,7 @@ class TurboQuantIndex(VectorIndex):
     def _rows(self) -> _Codes:
         n = self._n
         if self.fast_scan:
-            return _Codes(self._codes, self._scales[:n], self._sq_norms[:n] if self.l2 else None,
-                          self._tail_block())
+            return _Codes(self._store, self._scales[:n], self._sq_norms[:n] if self.l2 else None)
         return _Codes(self._codes[:n], self._scales[:n], self._sq_norms[:n] if self.l2 else None)
 
     # ----------------------------------------------------------------- training
@@ -392,9 +330,8 @@ class TurboQuantIndex(VectorIndex):
         nq = max(1, min(_CALIBRATION_QUERIES, x.shape[0] // 4))
         q, base = x[:nq], x[nq:]
         codes, scales, xn = self.encode(base)
-        if self.fast_scan:
-            codes = pack_blocked(codes)
-        rows = _Codes(codes, scales, xn if self.l2 else None)
+        rows = _Codes(BlockedCodes.from_rows(codes) if self.fast_scan else codes, scales,
+                      xn if self.l2 else None)
         k = min(_CALIBRATION_K, base.shape[0])
         est, slots, _ = self._code_search(q, k, rows, None)
         ok = slots >= 0
@@ -428,22 +365,17 @@ class TurboQuantIndex(VectorIndex):
         """Top-``k`` by the code estimate over ``rows`` (optionally masked)."""
         rq = rotate(q, self.seed)
         qn = sq_norms(q) if self.l2 else None
-        codes, scales, xn, tail = rows.codes, rows.scales, rows.sq_norms, rows.tail
+        codes, scales, xn = rows.codes, rows.scales, rows.sq_norms
+        if isinstance(codes, BlockedCodes):
+            return self._fast_search(rq, qn, k, codes, scales, xn, mask)
         row_slots: SlotArray | None = None
         if mask is not None:
             allowed = np.flatnonzero(mask)
             if allowed.size < GATHER_FRACTION * scales.shape[0]:
-                if self.fast_scan:
-                    codes = (pack_blocked(self._get_rows(allowed)) if tail is not None
-                             else gather_blocked(codes, allowed, self.nbytes))
-                    tail = None
-                else:
-                    codes = codes[allowed]
+                codes = codes[allowed]
                 scales = scales[allowed]
                 xn = None if xn is None else xn[allowed]
                 row_slots, mask = allowed, None
-        if self.fast_scan:
-            return self._fast_search(rq, qn, k, codes, tail, scales, xn, row_slots, mask)
         nq, n = q.shape[0], codes.shape[0]
         byte_route = self.bits in (1, 2, 4, 8)
         lookups = self.nbytes if byte_route else self.dim
@@ -469,31 +401,19 @@ class TurboQuantIndex(VectorIndex):
 
     def _fast_search(
         self, rq: FloatMatrix, qn: npt.NDArray[np.float32] | None, k: int,
-        codes: npt.NDArray[np.uint8], tail: npt.NDArray[np.uint8] | None,
-        scales: npt.NDArray[np.float32],
-        xn: npt.NDArray[np.float32] | None, row_slots: SlotArray | None,
-        mask: npt.NDArray[np.bool_] | None,
+        store: BlockedCodes, scales: npt.NDArray[np.float32],
+        xn: npt.NDArray[np.float32] | None, mask: npt.NDArray[np.bool_] | None,
     ) -> Result:
-        """Fast scan of blocked codes: a shortlist by the uint8-table score
-        (:func:`~._kernels.fastscan.fastscan_topk`, native when built), rescored by the float
-        code estimate (:func:`~._kernels.fastscan.rescore_shortlist`)."""
-        nq, n = rq.shape[0], scales.shape[0]
-        size = shortlist_size(k, n)
-        parts = []
-        for c0 in range(0, max(nq, 1), _FAST_QUERY_CHUNK):
-            c1 = min(c0 + _FAST_QUERY_CHUNK, nq)
-            tables = nibble_tables(rq[c0:c1], self.codebook_, self.bits, self.nbytes)
-            luts, bias, delta = quantize_luts(tables)
-            qc = None if qn is None else qn[c0:c1]
-            _, cand = fastscan_topk(luts, bias, delta, codes, n, size, scale=scales,
-                                    sq_norms=xn, q_sq_norms=qc, mask=mask, tail=tail)
-            parts.append(rescore_shortlist(tables, codes, cand, k, scale=scales, sq_norms=xn,
-                                           q_sq_norms=qc, tail=tail, n=n))
-        scores, slots, counts = (parts[0] if len(parts) == 1 else
-                                 tuple(np.concatenate(p) for p in zip(*parts, strict=True)))
-        if row_slots is not None:
-            slots = np.where(slots >= 0, row_slots[np.maximum(slots, 0)], -1)
-        return scores, slots.astype(np.int64, copy=False), counts
+        """Fast scan of the blocked store (:func:`~._kernels.blocked.fast_topk`): a
+        shortlist of :func:`shortlist_size` rows by the uint8-table score (native when
+        built), rescored by the float code estimate."""
+
+        def tables(a: int, b: int) -> npt.NDArray[np.float32]:
+            return nibble_tables(rq[a:b], self.codebook_, self.bits, self.nbytes)
+
+        # `shortlist_size` read from this module at each call (benchmarks substitute it)
+        return fast_topk(store, tables, rq.shape[0], k, scale=scales, sq_norms=xn,
+                         q_sq_norms=qn, mask=mask, shortlist=shortlist_size)
 
     def _decoder(self, codes: npt.NDArray[np.uint8]) -> Callable[[int, int], FloatMatrix]:
         """``decode(a, b)``: rows ``a:b`` of ``codes`` as their levels, one reused buffer."""
@@ -551,9 +471,7 @@ class TurboQuantIndex(VectorIndex):
         self.codebook_ = np.array(codebook)
         self.codebook_.flags.writeable = False
         if self.fast_scan:
-            full = BLOCK * (n // BLOCK)
-            self._codes = pack_blocked(codes[:full])
-            self._tail = np.array(codes[full:])
+            self._store = BlockedCodes.from_rows(codes)
         else:
             self._codes = np.array(codes)
         self._scales = np.array(arrays["scales"])
@@ -594,6 +512,14 @@ class IVFTQIndex(CodedIVFIndex):
     @property
     def code_bytes(self) -> int:
         return self.codec.nbytes
+
+    @property
+    def code_bits(self) -> int:
+        return self.codec.bits
+
+    def _nibble_tables(self, q: FloatMatrix) -> npt.NDArray[np.float32]:
+        tq = self.codec
+        return nibble_tables(rotate(q, tq.seed), tq.codebook_, tq.bits, tq.nbytes)
 
     def _fit_codec(self, r: FloatMatrix) -> None:
         """Nothing to learn: the rotation and codebook are fixed by ``seed`` and ``dim``."""

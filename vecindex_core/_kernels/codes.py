@@ -45,7 +45,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from .._threads import get_num_threads, map_chunks
+from .._threads import get_num_threads, map_chunks, run_chunks, split_plan
 from .topk import _sift_down, finalize_heaps, init_heaps
 
 __all__ = [
@@ -602,13 +602,10 @@ def _run_scan(
     there are at least two per thread; otherwise each thread scans a share of every query's
     rows into its own heaps, merged at the end.
     """
-    nthreads = get_num_threads()
-    work = rows * max(nbytes, 1)
-    threads = max(1, min(nthreads, work // _MIN_LOOKUPS_PER_THREAD))
-    if threads == 1:
-        kernel(*head, 0, nq, 0, 1, *args, hs, hi)
-    elif nq >= 2 * threads:
-        map_chunks(lambda a, b: kernel(*head, a, b, 0, 1, *args, hs, hi), nq, threads)
+    threads, by_rows = split_plan(nq, rows * max(nbytes, 1), _MIN_LOOKUPS_PER_THREAD)
+    if not by_rows:
+        run_chunks(lambda a, b: kernel(*head, a, b, 0, 1, *args, hs, hi), nq,
+                   min(threads, nq))
     else:
         k = hs.shape[1]
         phs = np.full((threads, nq, k), -np.inf, dtype=np.float32)

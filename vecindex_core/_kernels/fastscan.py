@@ -48,12 +48,24 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _native
-from .._native.lut import BLOCK, LUT_MAX, check_scan_args, run_split
-from .._threads import get_num_threads, map_chunks
+from .._native.lut import (
+    BLOCK,
+    LUT_MAX,
+    MIN_WORK_PER_THREAD,
+    check_ivf_args,
+    check_scan_args,
+    run_split,
+)
+from .._native.lut import lut_ivf_topk as _native_lut_ivf_topk
+from .._native.lut import lut_topk as _native_lut_topk
+from .._threads import run_chunks, thread_count
 
 __all__ = [
     "BLOCK",
+    "FAST_SCAN_BITS",
     "LUT_MAX",
+    "fastscan_ivf_ref",
+    "fastscan_ivf_topk",
     "fastscan_topk",
     "fastscan_topk_ref",
     "gather_blocked",
@@ -71,6 +83,9 @@ FloatArray = npt.NDArray[np.float32]
 U8Array = npt.NDArray[np.uint8]
 
 
+#: Code widths (bits a coordinate or a sub-quantizer code) the fast scan serves; 3- and 8-bit
+#: codes stay row-major on the float LUT/BLAS routes.
+FAST_SCAN_BITS = (1, 2, 4)
 #: Below this much work (about table entries or lookups) the per-query helpers run on the
 #: calling thread; above it queries are split over ``get_num_threads()`` threads.
 _MIN_SPLIT_WORK = 1 << 18
@@ -78,11 +93,7 @@ _MIN_SPLIT_WORK = 1 << 18
 
 def _by_queries(fn: Callable[[int, int], None], nq: int, work: int) -> None:
     """``fn(a, b)`` over query ranges, on up to ``get_num_threads()`` threads by ``work``."""
-    threads = max(1, min(get_num_threads(), nq, work // _MIN_SPLIT_WORK))
-    if threads == 1:
-        fn(0, nq)
-    else:
-        map_chunks(fn, nq, threads)
+    run_chunks(fn, nq, thread_count(nq, work, _MIN_SPLIT_WORK))
 
 
 def nblocks(n: int) -> int:
@@ -373,6 +384,21 @@ def _sift_root(hs: np.ndarray, hi: np.ndarray, held: int, s: float, j: int) -> N
     hi[c] = j
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _block_sums(lut: np.ndarray, blk: np.ndarray, sums: np.ndarray) -> None:
+    """Exact integer sums ``sums[r]`` (int32 (32,)) of one block's 32 rows over the tables
+    ``lut`` (int32 (nb, 32)) of one query."""
+    sums[:] = 0
+    for p in range(lut.shape[0]):
+        o = 32 * p
+        ta = lut[p]
+        for r in range(16):
+            ca = np.int32(blk[o + r])
+            cb = np.int32(blk[o + 16 + r])
+            sums[r] += ta[ca & 15] + ta[16 + (cb & 15)]
+            sums[16 + r] += ta[ca >> 4] + ta[16 + (cb >> 4)]
+
+
 @numba.njit(nogil=True, cache=True)
 def _ref_scan(luts: np.ndarray, bias: np.ndarray, delta: np.ndarray, qn: np.ndarray,
               codes: np.ndarray, tail: np.ndarray, use_tail: bool, n: int,
@@ -396,15 +422,7 @@ def _ref_scan(luts: np.ndarray, bias: np.ndarray, delta: np.ndarray, qn: np.ndar
         held = 0
         for j0 in range(r0, r1 if cap > 0 else r0, 32):
             blk = tail[0] if use_tail and (j0 >> 5) == (n >> 5) else codes[j0 >> 5]
-            sums[:] = 0
-            for p in range(nb):
-                o = 32 * p
-                ta = lut[p]
-                for r in range(16):
-                    ca = np.int32(blk[o + r])
-                    cb = np.int32(blk[o + 16 + r])
-                    sums[r] += ta[ca & 15] + ta[16 + (cb & 15)]
-                    sums[16 + r] += ta[ca >> 4] + ta[16 + (cb >> 4)]
+            _block_sums(lut, blk, sums)
             for r in range(min(32, r1 - j0)):
                 j = j0 + r
                 if use_mask and not mask[j]:
@@ -415,6 +433,8 @@ def _ref_scan(luts: np.ndarray, bias: np.ndarray, delta: np.ndarray, qn: np.ndar
                 if l2:
                     t = (qq + xn[j]) - two * s
                     s = -(t if t > zero else zero)
+                if s != s:  # NaN never enters (as the native paths)
+                    continue
                 held = _heap_offer(hs, hi, held, cap, s, j)
         # pop worst first into the back of the output row; pad
         for t in range(held, k):
@@ -514,19 +534,185 @@ def fastscan_topk(
     """:func:`fastscan_topk_ref` on the active native path when there is one (identical
     results), else the reference."""
     if _native.active_isa() is not None:
-        from .._native.lut import lut_topk
-
-        return lut_topk(luts, bias, delta, codes, n, k, scale=scale, sq_norms=sq_norms,
-                        q_sq_norms=q_sq_norms, mask=mask, tail=tail)
+        return _native_lut_topk(luts, bias, delta, codes, n, k, scale=scale,
+                                sq_norms=sq_norms, q_sq_norms=q_sq_norms, mask=mask, tail=tail)
     return fastscan_topk_ref(luts, bias, delta, codes, n, k, scale=scale, sq_norms=sq_norms,
                              q_sq_norms=q_sq_norms, mask=mask, tail=tail)
+
+
+# --------------------------------------------------------------------------- inverted lists
+@numba.njit(nogil=True, cache=True)
+def _ref_ivf_scan(luts: np.ndarray, bias: np.ndarray, delta: np.ndarray, qn: np.ndarray,
+                  codes: np.ndarray, ranges: np.ndarray, lb: np.ndarray, use_lb: bool,
+                  scale: np.ndarray, use_scale: bool, xn: np.ndarray, l2: bool,
+                  row_slots: np.ndarray, mask: np.ndarray, use_mask: bool, q0: int, q1: int,
+                  hs: np.ndarray, hi: np.ndarray) -> None:
+    nb = luts.shape[1]
+    k = hs.shape[1]
+    nr = ranges.shape[1]
+    sums = np.zeros(32, dtype=np.int32)
+    lut = np.empty((nb, 32), dtype=np.int32)  # int32 entries: the inner loop vectorises
+    two = np.float32(2.0)
+    zero = np.float32(0.0)
+    for q in range(q0, q1):
+        lut[:] = luts[q]
+        b_ = bias[q]
+        d_ = delta[q]
+        qq = qn[q] if l2 else zero
+        hsq = hs[q]
+        hiq = hi[q]
+        for t in range(nr):
+            lo = ranges[q, t, 0]
+            up = ranges[q, t, 1]
+            for j0 in range(lo, up, 32):
+                _block_sums(lut, codes[j0 >> 5], sums)
+                for r in range(min(32, up - j0)):
+                    e = j0 + r
+                    s = b_ + d_ * np.float32(sums[r])
+                    if use_scale:
+                        s = scale[e] * s
+                    if use_lb:
+                        s = lb[q, t] + s
+                    if l2:
+                        tt = (qq + xn[e]) - two * s
+                        s = -(tt if tt > zero else zero)
+                    slot = int(row_slots[e])
+                    if use_mask and not mask[slot]:
+                        continue
+                    _heap_offer(hsq, hiq, k, k, s, slot)  # full heap: replaces the root
+
+
+def fastscan_ivf_ref(
+    luts: U8Array,
+    bias: FloatArray,
+    delta: FloatArray,
+    codes: U8Array,
+    ranges: npt.NDArray[np.int64],
+    hs: FloatArray,
+    hi: npt.NDArray[np.int64],
+    *,
+    row_slots: npt.NDArray[np.int32],
+    list_bias: FloatArray | None = None,
+    scale: FloatArray | None = None,
+    sq_norms: FloatArray | None = None,
+    q_sq_norms: FloatArray | None = None,
+    mask: npt.NDArray[np.bool_] | None = None,
+) -> None:
+    """Continue each query's top-k heap over its inverted lists, in place (numba reference).
+
+    An inverted file keeps ONE blocked array of codes indexed by *entry* (entry ``e`` in
+    block ``e // 32``, lane ``e % 32``; every list starts at a multiple of 32) and per-entry
+    arrays. For query ``q`` and range ``t``, every entry ``e`` in ``[lo, hi) =
+    ranges[q, t]`` is scored, in float32 and in this order (``S`` the exact integer sum of
+    the query's tables over the entry's sub-codes, as in :func:`fastscan_topk_ref`)::
+
+        s = bias[q] + delta[q] * float(S)
+        scale:      s = scale[e] * s
+        list_bias:  s = list_bias[q, t] + s
+        l2:         t = (q_sq_norms[q] + sq_norms[e]) - 2 * s;  s = -(t if t > 0 else 0)
+
+    and offered as ``(s, row_slots[e])``, unless ``mask`` is given and ``mask[slot]`` is
+    false. The native paths (:func:`vecindex_core._native.lut.lut_ivf_topk`) leave the same
+    heaps bit for bit.
+
+    Parameters
+    ----------
+    luts : uint8 (nq, nb, 32)
+        :func:`quantize_luts` tables (entries at most :data:`LUT_MAX`).
+    bias, delta : float32 (nq,)
+        :func:`quantize_luts` constants.
+    codes : uint8 (blocks, nb * 32)
+        The blocked arena (:func:`pack_blocked` layout by entry); lanes past a range's end
+        never reach a heap.
+    ranges : int64 (nq, R, 2)
+        ``[lo, hi)`` entry ranges per query: ``0 <= lo <= hi <= 32 * blocks``, ``lo`` a
+        multiple of 32 unless the range is empty.
+    hs : float32 (nq, k)
+    hi : int64 (nq, k)
+        Heaps in the :func:`~.topk.init_heaps` layout (always full, padding ``-inf`` /
+        ``-1``, root = worst), updated in place: a candidate ``(s, slot)`` replaces the root
+        when ``s > root_s``, or ``s == root_s`` and ``slot < root_i`` (a NaN never enters),
+        so a call continues the heaps of earlier calls; :func:`~.topk.finalize_heaps` sorts
+        them. ``k >= 1``; C-contiguous, writable, sharing no memory with each other or any
+        input.
+    row_slots : int32 (>= max hi,)
+        The slot of each entry (what the heaps hold).
+    list_bias : float32 (nq, R), optional
+        Added per range after the scale (nothing is added when omitted).
+    scale : float32 (>= max hi,), optional
+        Per-entry factor.
+    sq_norms : float32 (>= max hi,), optional
+        Per-entry ``|x|^2``: the ``l2`` score (needs ``q_sq_norms``, float32 (nq,)).
+    q_sq_norms : float32 (nq,), optional
+    mask : bool (> every scanned slot,), optional
+        Allowed slots.
+
+    Raises
+    ------
+    InvalidDtypeError
+        A wrong dtype.
+    DimensionMismatchError
+        Shapes that do not match, per-entry arrays shorter than the largest non-empty
+        ``hi``, or a scanned entry whose slot is outside ``[0, len(mask))``.
+    InvalidArgumentError
+        Not C-contiguous, a bad range, ``hs`` / ``hi`` read-only or sharing memory, table
+        entries above :data:`LUT_MAX`, ``sq_norms`` without ``q_sq_norms``.
+
+    Everything is checked before the heaps are written: a failed call changes nothing.
+    """
+    work = check_ivf_args(luts, bias, delta, codes, ranges, hs, hi, row_slots, list_bias,
+                          scale, sq_norms, q_sq_norms, mask)
+    f1 = np.zeros(1, dtype=np.float32)
+    lb = np.zeros((1, 1), dtype=np.float32) if list_bias is None else list_bias
+    sc = f1 if scale is None else scale
+    xn = f1 if sq_norms is None else sq_norms
+    qn = f1 if q_sq_norms is None else q_sq_norms
+    mk = np.ones(1, dtype=np.bool_) if mask is None else mask
+    use_lb, use_scale = list_bias is not None, scale is not None
+    l2, use_mask = sq_norms is not None, mask is not None
+
+    def kernel(q0: int, q1: int) -> None:
+        _ref_ivf_scan(luts, bias, delta, qn, codes, ranges, lb, use_lb, sc, use_scale, xn, l2,
+                      row_slots, mk, use_mask, q0, q1, hs, hi)
+
+    if ranges.shape[1]:
+        nq = luts.shape[0]
+        run_chunks(kernel, nq, thread_count(nq, work, MIN_WORK_PER_THREAD))
+
+
+def fastscan_ivf_topk(
+    luts: U8Array,
+    bias: FloatArray,
+    delta: FloatArray,
+    codes: U8Array,
+    ranges: npt.NDArray[np.int64],
+    hs: FloatArray,
+    hi: npt.NDArray[np.int64],
+    *,
+    row_slots: npt.NDArray[np.int32],
+    list_bias: FloatArray | None = None,
+    scale: FloatArray | None = None,
+    sq_norms: FloatArray | None = None,
+    q_sq_norms: FloatArray | None = None,
+    mask: npt.NDArray[np.bool_] | None = None,
+) -> None:
+    """:func:`fastscan_ivf_ref` on the active native path when there is one (the same heaps
+    bit for bit), else the reference."""
+    if _native.active_isa() is not None:
+        _native_lut_ivf_topk(luts, bias, delta, codes, ranges, hs, hi, row_slots=row_slots,
+                             list_bias=list_bias, scale=scale, sq_norms=sq_norms,
+                             q_sq_norms=q_sq_norms, mask=mask)
+        return
+    fastscan_ivf_ref(luts, bias, delta, codes, ranges, hs, hi, row_slots=row_slots,
+                     list_bias=list_bias, scale=scale, sq_norms=sq_norms,
+                     q_sq_norms=q_sq_norms, mask=mask)
 
 
 # --------------------------------------------------------------------------- rescoring
 @numba.njit(nogil=True, cache=True)
 def _rescore(tables: np.ndarray, codes: np.ndarray, tail: np.ndarray, tail_block: int,
-             cand: np.ndarray, scale: np.ndarray, xn: np.ndarray, qn: np.ndarray, l2: bool,
-             out: np.ndarray) -> None:
+             cand: np.ndarray, scale: np.ndarray, use_scale: bool, add: np.ndarray,
+             use_add: bool, xn: np.ndarray, qn: np.ndarray, l2: bool, out: np.ndarray) -> None:
     nq, m, _ = tables.shape
     two = np.float32(2.0)
     zero = np.float32(0.0)
@@ -561,7 +747,11 @@ def _rescore(tables: np.ndarray, codes: np.ndarray, tail: np.ndarray, tail_block
             if nb & 1:
                 a0 += np.float64(tq[base + ((np.uint32(blk[o]) >> shift) & 15)])
                 a1 += np.float64(tq[base + 16 + ((np.uint32(blk[o + 16]) >> shift) & 15)])
-            v = scale[s] * np.float32((a0 + a1) + (a2 + a3))
+            v = np.float32((a0 + a1) + (a2 + a3))
+            if use_scale:
+                v = scale[s] * v
+            if use_add:
+                v = add[q, c] + v
             if l2:
                 tt = (qn[q] + xn[s]) - two * v
                 v = -(tt if tt > zero else zero)
@@ -570,25 +760,32 @@ def _rescore(tables: np.ndarray, codes: np.ndarray, tail: np.ndarray, tail_block
 
 def rescore_shortlist(
     tables: FloatArray, codes: U8Array, cand: npt.NDArray[np.int64], k: int, *,
-    scale: FloatArray, sq_norms: FloatArray | None = None,
+    scale: FloatArray | None = None, sq_norms: FloatArray | None = None,
     q_sq_norms: FloatArray | None = None, tail: U8Array | None = None, n: int = 0,
+    add: FloatArray | None = None, keys: npt.NDArray[np.int64] | None = None,
 ) -> tuple[FloatArray, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Top-``k`` of each query's candidates by the float code estimate.
 
-    ``est = scale[i] * float32(sum_t tables[t, code_t(i)])`` over the sub-codes of row ``i``
+    ``est = float32(sum_t tables[t, code_t(i)])`` over the sub-codes of row ``i``
     (:func:`nibble_tables`; four partial sums over ``t mod 4`` in float64, then
-    ``(s0 + s1) + (s2 + s3)``; ``l2``:
-    ``-max(|q|^2 + |x|^2 - 2 est, 0)``) over the blocked ``codes`` (rows of block
-    ``n // 32`` from ``tail`` when given, as in :func:`fastscan_topk_ref`).
+    ``(s0 + s1) + (s2 + s3)``), then in float32 ``est = scale[i] * est`` (with ``scale``),
+    ``est = add[q, c] + est`` (with ``add``, per candidate) and, for ``l2``,
+    ``-max(|q|^2 + |x|^2 - 2 est, 0)``; rows are read from the blocked ``codes`` (rows of
+    block ``n // 32`` from ``tail`` when given, as in :func:`fastscan_topk_ref`).
+
+    ``cand`` int64 ``(nq, C)`` are rows (``-1``: none); ``keys`` int64 ``(nq, C)``, default
+    ``cand``, are what is returned as slots and breaks ties (an inverted file's rows are
+    arena entries, its keys their slots).
 
     Returns
     -------
     scores, slots, counts
-        As :func:`~.topk.finalize_heaps`: score descending, ties by the lower slot,
+        As :func:`~.topk.finalize_heaps`: score descending, ties by the lower key,
         ``-inf`` / ``-1`` padding.
     """
     nq = tables.shape[0]
     out = np.empty(cand.shape, dtype=np.float32)
+    keys = cand if keys is None else keys
     l2 = sq_norms is not None
     f1 = np.zeros(1, dtype=np.float32)
     if cand.size:
@@ -597,20 +794,22 @@ def rescore_shortlist(
         tl, tail_block = (codes[:1], -1) if tail is None else (tail, n // BLOCK)
         xn = f1 if sq_norms is None else sq_norms
         qn = f1 if q_sq_norms is None else q_sq_norms
+        sc = f1 if scale is None else scale
+        ad = np.zeros((nq, 1), np.float32) if add is None else add
 
         def run(a: int, b: int) -> None:
-            _rescore(tb[a:b], codes, tl, tail_block, cd[a:b], scale, xn,
-                     qn[a:b] if l2 else qn, l2, out[a:b])
+            _rescore(tb[a:b], codes, tl, tail_block, cd[a:b], sc, scale is not None,
+                     ad[a:b], add is not None, xn, qn[a:b] if l2 else qn, l2, out[a:b])
 
         _by_queries(run, nq, cand.size * tables.shape[1] * 4)
     if cand.shape[1] <= 1:
         order = np.zeros((nq, cand.shape[1]), dtype=np.int64)
     else:
-        padded = cand < 0
-        order = np.lexsort((np.where(padded, np.iinfo(np.int64).max, cand), -out),
+        padded = keys < 0
+        order = np.lexsort((np.where(padded, np.iinfo(np.int64).max, keys), -out),
                            axis=-1)[:, :k]
     scores = np.take_along_axis(out, order, axis=1)
-    slots = np.take_along_axis(cand, order, axis=1)
+    slots = np.take_along_axis(keys, order, axis=1)
     if slots.shape[1] < k:  # fewer candidates than k: pad
         extra = k - slots.shape[1]
         scores = np.concatenate([scores, np.full((nq, extra), -np.inf, np.float32)], axis=1)

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from .hamming import push
 
-__all__ = ["probe_ranges", "push_tile", "ratio_keep", "scan_dense_ranges"]
+__all__ = ["probe_ranges", "push_tile", "range_values", "ratio_keep", "scan_dense_ranges"]
 
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
@@ -127,3 +127,29 @@ def push_tile(
             if l2:
                 s = -max((qn[r] + xn[e]) - two * s, zero)
             push(hs, hi, r, s, slot)
+
+
+@numba.njit(nogil=True, cache=True)
+def _range_values(ents: np.ndarray, ranges: np.ndarray, values: np.ndarray,
+                  out: np.ndarray) -> None:
+    for q in range(ents.shape[0]):
+        for c in range(ents.shape[1]):
+            e = ents[q, c]
+            v = values[q, 0]
+            for t in range(ranges.shape[1]):
+                if ranges[q, t, 0] <= e < ranges[q, t, 1]:
+                    v = values[q, t]
+                    break
+            out[q, c] = v
+
+
+def range_values(
+    ents: npt.NDArray[np.int64], ranges: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float32],
+) -> npt.NDArray[np.float32]:
+    """``values[q, t]`` of the range ``t`` of query ``q`` that holds entry ``ents[q, c]``,
+    float32 ``(nq, C)`` (``values[q, 0]`` where no range holds it, e.g. ``-1`` padding)."""
+    out = np.empty(ents.shape, dtype=np.float32)
+    if out.size and ranges.shape[1]:
+        _range_values(ents, ranges, values, out)
+    return out

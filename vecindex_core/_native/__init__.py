@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._threads import get_num_threads, map_chunks
+from .._threads import map_chunks, thread_count
 from ..errors import InvalidArgumentError
 
 __all__ = ["ENV_VAR", "MODES", "active_isa", "config", "hamming_topk", "show_config"]
@@ -274,7 +274,7 @@ def hamming_topk(
         ) from e
     ext = _ext
     work = nq * max(n_rows, 1) * max(qcodes.shape[1], 1)
-    parts = max(1, min(get_num_threads(), nq, work // _MIN_WORK_PER_THREAD))
+    parts = thread_count(nq, work, _MIN_WORK_PER_THREAD)
     if parts == 1:
         ext.hamming_topk(qcodes, codes_t, n_rows, k, mask, 0, nq, out_d, out_s, isa_id)
     else:

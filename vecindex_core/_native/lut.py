@@ -1,5 +1,7 @@
-"""Native lookup-table fast scan (``_vecnative.lut_topk``) and the thread split it shares
-with its numba reference (:func:`vecindex_core._kernels.fastscan.fastscan_topk_ref`).
+"""Native lookup-table fast scans (``_vecnative.lut_topk`` over rows, ``lut_ivf_topk`` over
+the entry ranges of inverted lists) and the checks and thread splits they share with their
+numba references (:func:`vecindex_core._kernels.fastscan.fastscan_topk_ref`,
+:func:`~vecindex_core._kernels.fastscan.fastscan_ivf_ref`).
 
 The layout, the uint8 tables and the arithmetic are described in
 :mod:`vecindex_core._kernels.fastscan`; this module only validates, splits the work over
@@ -11,15 +13,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
-from .._threads import get_num_threads, map_chunks
+from .._threads import map_chunks, run_chunks, split_plan, thread_count
 from ..errors import InvalidArgumentError
 from . import ENV_VAR, _isa_id
 from . import active_isa as _active_isa
 
-__all__ = ["BLOCK", "LUT_MAX", "check_scan_args", "lut_topk", "merge_parts", "run_split"]
+__all__ = [
+    "BLOCK",
+    "LUT_MAX",
+    "check_ivf_args",
+    "check_scan_args",
+    "lut_ivf_topk",
+    "lut_topk",
+    "merge_parts",
+    "run_split",
+    "MIN_WORK_PER_THREAD",
+]
 
 #: Rows per block of the blocked code layout.
 BLOCK = 32
@@ -32,7 +45,7 @@ LUT_MAX = 127
 #: the AVX2 scan here.
 AVX512_VALIDATED = False
 #: Below this many table lookups (queries x rows x byte columns x 2) a scan runs on one thread.
-_MIN_WORK_PER_THREAD = 1 << 21
+MIN_WORK_PER_THREAD = 1 << 21
 
 #: ``kernel(q0, q1, r0, r1, out_s, out_i)``: top-k of queries ``q0:q1`` over rows ``r0:r1``
 #: into rows ``q0:q1`` of the outputs.
@@ -63,13 +76,9 @@ def run_split(kernel: Kernel, nq: int, n: int, k: int, nb: int
     out_i = np.empty((nq, k), dtype=np.int64)
     if nq == 0 or k == 0:
         return out_s, out_i
-    work = nq * max(n, 1) * max(nb, 1) * 2
-    threads = max(1, min(get_num_threads(), work // _MIN_WORK_PER_THREAD))
-    if threads == 1:
-        kernel(0, nq, 0, n, out_s, out_i)
-        return out_s, out_i
-    if nq >= 2 * threads:
-        map_chunks(lambda a, b: kernel(a, b, 0, n, out_s, out_i), nq, threads)
+    threads, by_rows = split_plan(nq, nq * max(n, 1) * max(nb, 1) * 2, MIN_WORK_PER_THREAD)
+    if not by_rows:
+        run_chunks(lambda a, b: kernel(a, b, 0, n, out_s, out_i), nq, min(threads, nq))
         return out_s, out_i
     nblocks = -(-n // BLOCK)
     parts = max(1, min(threads, nblocks))
@@ -206,3 +215,164 @@ def lut_topk(
                      q0, q1, r0, r1, out_s, out_i, isa_id, nqsub)
 
     return run_split(kernel, luts.shape[0], n, k, luts.shape[1])
+
+
+# --------------------------------------------------------------------------- inverted lists
+@numba.njit(nogil=True, cache=True)
+def _first_bad_slot(ranges: np.ndarray, row_slots: np.ndarray, limit: int,
+                    nblocks: int) -> int:
+    """The first scanned entry whose slot is outside ``[0, limit)``, else -1.
+
+    Every entry is read once however many queries scan it: a non-empty range covers a
+    prefix of each of its blocks (it starts at a block), and ``done[b]`` counts the lanes
+    of block ``b`` already checked.
+    """
+    done = np.zeros(nblocks, dtype=np.int64)
+    nq, nr, _ = ranges.shape
+    for q in range(nq):
+        for t in range(nr):
+            lo = ranges[q, t, 0]
+            hi = ranges[q, t, 1]
+            for b in range(lo >> 5, (hi + 31) >> 5 if hi > lo else lo >> 5):
+                n = min(32, hi - 32 * b)
+                for e in range(32 * b + done[b], 32 * b + n):
+                    s = row_slots[e]
+                    if s < 0 or s >= limit:
+                        return e
+                done[b] = max(done[b], n)
+    return -1
+
+
+def check_ivf_args(
+    luts: npt.NDArray[np.uint8], bias: npt.NDArray[np.float32],
+    delta: npt.NDArray[np.float32], codes: npt.NDArray[np.uint8],
+    ranges: npt.NDArray[np.int64], hs: npt.NDArray[np.float32], hi: npt.NDArray[np.int64],
+    row_slots: npt.NDArray[np.int32], list_bias: npt.NDArray[np.float32] | None,
+    scale: npt.NDArray[np.float32] | None, sq_norms: npt.NDArray[np.float32] | None,
+    q_sq_norms: npt.NDArray[np.float32] | None, mask: npt.NDArray[np.bool_] | None,
+) -> int:
+    """The checks both inverted-list scan paths make before writing anything (typed errors,
+    as :func:`lut_ivf_topk`); returns the work (table lookups) that sizes the thread split."""
+    from ..errors import DimensionMismatchError, InvalidDtypeError
+
+    check_scan_args(luts, bias, delta, codes, 0, 0, scale, sq_norms, q_sq_norms, mask)
+    for name, a, dt in (("ranges", ranges, np.int64), ("row_slots", row_slots, np.int32),
+                        ("list_bias", list_bias, np.float32), ("hs", hs, np.float32),
+                        ("hi", hi, np.int64)):
+        if a is not None and (not isinstance(a, np.ndarray) or a.dtype != dt):
+            got = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
+            raise InvalidDtypeError(f"{name} must be a {np.dtype(dt)} array, got {got}")
+        if a is not None and not a.flags.c_contiguous:
+            raise InvalidArgumentError(
+                f"{name} must be C-contiguous, got shape {a.shape} with strides {a.strides}")
+    nq, nb = luts.shape[0], luts.shape[1]
+    if ranges.ndim != 3 or ranges.shape[0] != nq or ranges.shape[2] != 2:
+        raise DimensionMismatchError(f"ranges must be ({nq}, R, 2), got {ranges.shape}")
+    nr = ranges.shape[1]
+    if list_bias is not None and list_bias.shape != (nq, nr):
+        raise DimensionMismatchError(
+            f"list_bias must be ({nq}, {nr}) (one a range), got {list_bias.shape}")
+    if hs.ndim != 2 or hs.shape[0] != nq or hs.shape[1] < 1 or hi.shape != hs.shape:
+        raise DimensionMismatchError(
+            f"hs and hi must both be ({nq}, k) with k >= 1, got {hs.shape} and {hi.shape}")
+    for name, a in (("hs", hs), ("hi", hi)):
+        if not a.flags.writeable:
+            raise InvalidArgumentError(f"{name} must be writable (the heaps are updated)")
+    inputs: tuple[tuple[str, np.ndarray | None], ...] = (
+        ("hi", hi), ("luts", luts), ("bias", bias), ("delta", delta), ("codes", codes),
+        ("ranges", ranges), ("row_slots", row_slots), ("list_bias", list_bias),
+        ("scale", scale), ("sq_norms", sq_norms), ("q_sq_norms", q_sq_norms), ("mask", mask))
+    for name, a in inputs:  # C-contiguous: overlapping bounds are shared bytes
+        if a is not None and np.may_share_memory(hs, a):
+            raise InvalidArgumentError(f"hs shares memory with {name}")
+        if a is not None and a is not hi and np.may_share_memory(hi, a):
+            raise InvalidArgumentError(f"hi shares memory with {name}")
+    if row_slots.ndim != 1:
+        raise DimensionMismatchError(f"row_slots must be 1-D, got shape {row_slots.shape}")
+    lo, up = ranges[..., 0], ranges[..., 1]
+    entries = codes.shape[0] * BLOCK
+    full = lo < up
+    bad = (lo > up) | (lo < 0) | (full & ((lo % BLOCK != 0) | (up > entries)))
+    if bad.any():
+        q, t = (int(v) for v in np.argwhere(bad)[0])
+        raise InvalidArgumentError(
+            f"ranges[{q}, {t}] = [{int(lo[q, t])}, {int(up[q, t])}) must have 0 <= lo <= hi "
+            f"<= {entries} (32 entries a block of codes) and, when not empty, lo a multiple "
+            f"of {BLOCK}")
+    top = int(up[full].max()) if full.any() else 0
+    for name, a in (("row_slots", row_slots), ("scale", scale), ("sq_norms", sq_norms)):
+        if a is not None and a.shape[0] < top:
+            raise DimensionMismatchError(
+                f"{name} must have an entry for every scanned entry (at least {top}), got "
+                f"{a.shape[0]}")
+    if mask is not None and full.any():
+        e = int(_first_bad_slot(ranges, row_slots, mask.shape[0], codes.shape[0]))
+        if e >= 0:
+            raise DimensionMismatchError(
+                f"mask has {mask.shape[0]} entries, but scanned entry {e} has slot "
+                f"{int(row_slots[e])} (every scanned slot must index the mask)")
+    return int(np.where(full, up - lo, 0).sum()) * nb * 2
+
+
+def lut_ivf_topk(
+    luts: npt.NDArray[np.uint8],
+    bias: npt.NDArray[np.float32],
+    delta: npt.NDArray[np.float32],
+    codes: npt.NDArray[np.uint8],
+    ranges: npt.NDArray[np.int64],
+    hs: npt.NDArray[np.float32],
+    hi: npt.NDArray[np.int64],
+    *,
+    row_slots: npt.NDArray[np.int32],
+    list_bias: npt.NDArray[np.float32] | None = None,
+    scale: npt.NDArray[np.float32] | None = None,
+    sq_norms: npt.NDArray[np.float32] | None = None,
+    q_sq_norms: npt.NDArray[np.float32] | None = None,
+    mask: npt.NDArray[np.bool_] | None = None,
+    isa: str | None = None,
+) -> None:
+    """Native :func:`vecindex_core._kernels.fastscan.fastscan_ivf_ref`: continue each
+    query's heap over its inverted lists, in place (same heaps bit for bit).
+
+    Parameters
+    ----------
+    luts, bias, delta, codes, ranges, hs, hi, row_slots, list_bias, scale, sq_norms, \
+q_sq_norms, mask
+        As :func:`~vecindex_core._kernels.fastscan.fastscan_ivf_ref`.
+    isa : str, optional
+        Instruction-set path; default :func:`~vecindex_core._native.active_isa` (``avx2``
+        in place of ``avx512`` while :data:`AVX512_VALIDATED` is false).
+
+    Raises
+    ------
+    InvalidDtypeError, DimensionMismatchError, InvalidArgumentError
+        As :func:`~vecindex_core._kernels.fastscan.fastscan_ivf_ref` (checked before the
+        heaps are written: a failed call changes nothing); no native path.
+
+    Notes
+    -----
+    Queries are split over :func:`~vecindex_core._threads.get_num_threads` threads when
+    there is enough work; the kernel scans one query at a time (its tables stay in L1),
+    releases the GIL and is reentrant. The kernel also bounds-checks every offered slot
+    against the mask (it cannot fail after the check above).
+    """
+    from . import _ext, _import_error
+
+    if _ext is None:
+        raise InvalidArgumentError(f"the native kernels are not built ({_import_error})")
+    path = isa if isa is not None else _active_isa()
+    if path is None:
+        raise InvalidArgumentError(f"native kernels disabled ({ENV_VAR})")
+    if isa is None and path == "avx512" and not AVX512_VALIDATED:
+        path = "avx2"
+    isa_id = _isa_id(path)
+    work = check_ivf_args(luts, bias, delta, codes, ranges, hs, hi, row_slots, list_bias,
+                          scale, sq_norms, q_sq_norms, mask)
+    ext = _ext
+
+    def kernel(q0: int, q1: int) -> None:
+        ext.lut_ivf_topk(luts, bias, delta, q_sq_norms, codes, ranges, list_bias, scale,
+                         sq_norms, row_slots, mask, q0, q1, hs, hi, isa_id)
+
+    nq = luts.shape[0]
+    run_chunks(kernel, nq, thread_count(nq, work, MIN_WORK_PER_THREAD))

@@ -12,11 +12,11 @@ from types import ModuleType
 import numpy as np
 import numpy.typing as npt
 
-from .._threads import map_chunks
+from .._threads import map_chunks, thread_count
 from ..errors import InvalidArgumentError
 from . import ENV_VAR, _ext, _import_error, _isa_id, active_isa
 
-__all__ = ["scan_tile", "update_rows"]
+__all__ = ["scan_tile"]
 
 #: Below this many scores per thread, a tile is scanned by one thread (a hand-off to the
 #: pool costs about what the SIMD scan of this many scores does).
@@ -33,7 +33,7 @@ def _resolve(isa: str | None) -> tuple[ModuleType, int]:
     return _ext, _isa_id(path)
 
 
-def update_rows(
+def scan_tile(
     tile: npt.NDArray[np.float32],
     col0: int,
     offset: int,
@@ -42,12 +42,14 @@ def update_rows(
     xn: npt.NDArray[np.float32] | None,
     hs: npt.NDArray[np.float32],
     hi: npt.NDArray[np.int64],
+    nthreads: int = 1,
     r0: int = 0,
     r1: int | None = None,
     *,
     isa: str | None = None,
 ) -> None:
-    """Push tile rows ``r0:r1`` into their heaps (native ``_update_rows``), in place.
+    """Push tile rows ``r0:r1`` into their heaps (native ``_update_rows``), in place, split
+    over up to ``nthreads`` threads.
 
     Parameters
     ----------
@@ -63,6 +65,10 @@ def update_rows(
         for l2 (score ``-max((qn[r] + xn[slot]) - 2 * ip, 0)``), both None for inner product.
     hs, hi : float32 / int64 (rows, k), C-contiguous, writable
         Heaps from :func:`~vecindex_core._kernels.topk.init_heaps` (or earlier tiles).
+    nthreads : int
+        Most threads the rows are split over. The buffers are checked on the calling thread
+        first; each row's heap is touched by one thread only, so the result does not depend
+        on ``nthreads``.
     r0, r1 : int
         Tile rows to push (default all).
     isa : str, optional
@@ -86,39 +92,21 @@ def update_rows(
     stays NaN and never enters a heap.
     """
     ext, isa_id = _resolve(isa)
-    if r1 is None:
-        ext.topk_update(tile, col0, offset, mask, qn, xn, hs, hi, 0, 0, isa_id)  # checks
-        r1 = int(tile.shape[0])
-    ext.topk_update(tile, col0, offset, mask, qn, xn, hs, hi, r0, r1, isa_id)
-
-
-def scan_tile(
-    tile: npt.NDArray[np.float32],
-    col0: int,
-    offset: int,
-    mask: npt.NDArray[np.bool_] | None,
-    qn: npt.NDArray[np.float32] | None,
-    xn: npt.NDArray[np.float32] | None,
-    hs: npt.NDArray[np.float32],
-    hi: npt.NDArray[np.int64],
-    nthreads: int,
-    *,
-    isa: str | None = None,
-) -> None:
-    """:func:`update_rows` over every tile row, split over up to ``nthreads`` threads.
-
-    The buffers are checked once on the calling thread; the chunks then run in parallel
-    without the GIL. Each row's heap is touched by one thread only, so the result does not
-    depend on ``nthreads``.
-    """
-    ext, isa_id = _resolve(isa)
-    # validates every buffer first (an empty row range does no work)
-    ext.topk_update(tile, col0, offset, mask, qn, xn, hs, hi, 0, 0, isa_id)
-    rows = int(tile.shape[0])
-    scores = rows * (int(tile.shape[1]) - int(col0))
-    parts = max(1, min(nthreads, rows, scores // _MIN_SCORES_PER_THREAD))
-    if parts == 1:
-        ext.topk_update(tile, col0, offset, mask, qn, xn, hs, hi, 0, rows, isa_id)
+    end = 0 if r1 is None else r1  # 0: the kernel refuses a tile that is not an array
+    parts = 1
+    if isinstance(tile, np.ndarray) and tile.ndim == 2:
+        end = int(tile.shape[0]) if r1 is None else r1
+        try:  # bad values go to the kernel, which raises the typed error
+            nrows, width = int(end) - int(r0), int(tile.shape[1]) - int(col0)
+            parts = min(nthreads, thread_count(nrows, nrows * width, _MIN_SCORES_PER_THREAD))
+        except (TypeError, ValueError, OverflowError):
+            parts = 1
+    if parts == 1:  # the kernel checks everything itself
+        ext.topk_update(tile, col0, offset, mask, qn, xn, hs, hi, r0, end, isa_id)
         return
-    map_chunks(lambda a, b: ext.topk_update(tile, col0, offset, mask, qn, xn, hs, hi, a, b,
-                                            isa_id), rows, parts)
+    # check every buffer and both ends on this thread first (empty ranges do no work)
+    ext.topk_update(tile, col0, offset, mask, qn, xn, hs, hi, r0, r0, isa_id)
+    ext.topk_update(tile, col0, offset, mask, qn, xn, hs, hi, end, end, isa_id)
+    map_chunks(lambda a, b: ext.topk_update(tile, col0, offset, mask, qn, xn, hs, hi,
+                                            int(r0) + a, int(r0) + b, isa_id),
+               int(end) - int(r0), parts)

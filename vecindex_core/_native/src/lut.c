@@ -13,9 +13,16 @@
  * into 16-bit lanes as a + b * 256 and b, widened to 32 bits every 256 columns so no lane
  * overflows), then in float32, in this order:
  *     s = scale[i] * (bias + delta * (float)S)
+ *     inverted lists only: s = list_bias + s
  *     l2:  t = (qn + xn[i]) - 2 * s;  s = -(t > 0 ? t : 0)
- * Selection: top-k by (score desc, slot asc) in a heap; a block's 32 scores are compared
- * with the heap's worst in SIMD and only rows above it are offered.
+ * Selection: top-k by (score desc, slot asc); a block's 32 scores are compared with a
+ * threshold in SIMD and only rows above it reach the collector (a reservoir for the flat
+ * driver, the caller's heap for inverted lists; see "candidate collectors").
+ *
+ * Two drivers share the sums, the scores and the block step (fs_block_offer): vn_lut_topk
+ * (flat: rows r0..r1, fresh heaps, groups of queries over tiles of codes) and
+ * vn_lut_ivf_topk (inverted lists: per query, entry ranges of a blocked arena, the caller's
+ * full heaps continued in place, entry -> slot through row_slots).
  *
  * Paths: portable C (no intrinsics), AVX2, AVX-512 (AVX512BW; two byte columns a step). */
 #define PY_SSIZE_T_CLEAN
@@ -47,76 +54,167 @@
 /* Bytes of codes a tile (kept in L2 while every query of a group runs over it). */
 #define VN_FS_TILE_BYTES (192 * 1024)
 
-/* ---------------------------------------------------------------- heap (worst at root) */
-typedef struct {
-    float *s;
-    int64_t *i;
-    ptrdiff_t held, cap;
-} vn_fheap;
+/* ---------------------------------------------------------------- candidate collectors
+ * A block's rows that pass the SIMD threshold test go to one of two exact collectors:
+ *   - a reservoir (vn_lut_topk): candidates are appended; when it fills, the k best by the
+ *     total order (score descending, then slot ascending) are selected in place, the rest
+ *     dropped and the threshold raised to the k-th best score. Rows come in increasing slot
+ *     order, so a later row enters only with a score strictly above it.
+ *   - the caller's heap (vn_lut_ivf_topk): its layout after the call must be the one the
+ *     reference's sequential offers leave (callers and tests compare heaps bit for bit), so
+ *     every candidate is offered in order (a replaced root sifted down). */
 
 /* (s1, i1) ranks below (s2, i2): lower score, or equal score and higher slot. */
 static inline int fs_worse(float s1, int64_t i1, float s2, int64_t i2) {
-    return s1 < s2 || (s1 == s2 && i1 > i2);
+    return (s1 < s2) | ((s1 == s2) & (i1 > i2));
 }
 
-/* Put (s, j) at the root of the h->held entries and sift it down to its place. */
-static void fs_sift_root(vn_fheap *h, float s, int64_t j) {
+typedef struct {
+    float *s;
+    int64_t *i;
+    ptrdiff_t held, cap; /* always full (held == cap), worst at the root */
+} vn_fheap;
+
+/* Replace the root of the full heap by (s, j), which ranks above it, and sift it down to
+ * its place (top-down, as the reference: the same layout). A bottom-up (Floyd) sift gave
+ * the same layout but was 2-6% slower on the dev set (k' = 20 and 200). */
+static void fs_heap_replace(vn_fheap *h, float s, int64_t j) {
+    float *hs = h->s;
+    int64_t *hi = h->i;
+    const ptrdiff_t n = h->held;
     ptrdiff_t c = 0;
     for (;;) {
-        ptrdiff_t l = 2 * c + 1, w = c;
+        const ptrdiff_t l = 2 * c + 1;
+        ptrdiff_t w = c;
         float ws = s;
         int64_t wi = j;
-        if (l < h->held && fs_worse(h->s[l], h->i[l], ws, wi)) {
+        if (l < n && fs_worse(hs[l], hi[l], ws, wi)) {
             w = l;
-            ws = h->s[l];
-            wi = h->i[l];
+            ws = hs[l];
+            wi = hi[l];
         }
-        if (l + 1 < h->held && fs_worse(h->s[l + 1], h->i[l + 1], ws, wi)) w = l + 1;
+        if (l + 1 < n && fs_worse(hs[l + 1], hi[l + 1], ws, wi)) w = l + 1;
         if (w == c) break;
-        h->s[c] = h->s[w];
-        h->i[c] = h->i[w];
+        hs[c] = hs[w];
+        hi[c] = hi[w];
         c = w;
     }
-    h->s[c] = s;
-    h->i[c] = j;
+    hs[c] = s;
+    hi[c] = j;
 }
 
-static void fs_offer(vn_fheap *h, float s, int64_t j) {
-    ptrdiff_t c;
-    if (h->held < h->cap) { /* sift up */
-        c = h->held++;
-        while (c > 0) {
-            const ptrdiff_t p = (c - 1) >> 1;
-            if (!fs_worse(s, j, h->s[p], h->i[p])) break;
-            h->s[c] = h->s[p];
-            h->i[c] = h->i[p];
-            c = p;
-        }
-        h->s[c] = s;
-        h->i[c] = j;
-        return;
+static inline void fs_heap_offer(vn_fheap *h, float s, int64_t j) {
+    if (fs_worse(h->s[0], h->i[0], s, j)) fs_heap_replace(h, s, j);
+}
+
+typedef struct {
+    float s;
+    int64_t i;
+} vn_fcand;
+
+typedef struct {
+    vn_fcand *c;     /* (cap,) candidates; the first `held` are live */
+    ptrdiff_t held, cap, k;
+    float thr;       /* once primed: the k-th best score kept; later rows need s > thr */
+    int primed;      /* a compaction has set thr (until then every non-NaN row enters) */
+} vn_fres;
+
+/* Reservoir capacity for k (3k + 32: a compaction every 2k + 32 candidates at least). */
+static ptrdiff_t fs_res_cap(ptrdiff_t k, ptrdiff_t rows) {
+    const ptrdiff_t c = 3 * k + 32;
+    return c < rows ? c : rows;
+}
+
+/* a ranks above b in the total order */
+static inline int fs_above(const vn_fcand *a, const vn_fcand *b) {
+    return (a->s > b->s) | ((a->s == b->s) & (a->i < b->i));
+}
+
+static inline void fs_cand_swap(vn_fcand *a, vn_fcand *b) {
+    const vn_fcand t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static void fs_insertion_sort(vn_fcand *a, ptrdiff_t n) {
+    for (ptrdiff_t t = 1; t < n; t++) {
+        const vn_fcand x = a[t];
+        ptrdiff_t u = t;
+        for (; u > 0 && fs_above(&x, &a[u - 1]); u--) a[u] = a[u - 1];
+        a[u] = x;
     }
-    if (!fs_worse(h->s[0], h->i[0], s, j)) return;
-    fs_sift_root(h, s, j);
 }
 
-/* Pop every entry (worst first) into out[held-1 .. 0]; pad to k. */
-static void fs_finish(vn_fheap *h, ptrdiff_t k, float *out_s, int64_t *out_i) {
-    for (ptrdiff_t t = h->held; t < k; t++) {
+/* Reorder a[0 .. n) so that a[m - 1] is the m-th best (1 <= m <= n), a[0 .. m - 1) rank
+ * above it and a[m .. n) below (quickselect, median-of-three Hoare partitions; the total
+ * order has no equal entries, slots being distinct). */
+static void fs_select(vn_fcand *a, ptrdiff_t n, ptrdiff_t m) {
+    ptrdiff_t lo = 0, hi = n - 1;
+    const ptrdiff_t want = m - 1;
+    while (hi - lo >= 16) {
+        const ptrdiff_t mid = lo + (hi - lo) / 2;
+        if (fs_above(&a[mid], &a[lo])) fs_cand_swap(&a[mid], &a[lo]);
+        if (fs_above(&a[hi], &a[lo])) fs_cand_swap(&a[hi], &a[lo]);
+        if (fs_above(&a[hi], &a[mid])) fs_cand_swap(&a[hi], &a[mid]);
+        const vn_fcand p = a[mid]; /* a[lo] >= p >= a[hi]: both scans stop in range */
+        ptrdiff_t i = lo, j = hi;
+        while (i <= j) {
+            while (fs_above(&a[i], &p)) i++;
+            while (fs_above(&p, &a[j])) j--;
+            if (i <= j) {
+                fs_cand_swap(&a[i], &a[j]);
+                i++;
+                j--;
+            }
+        }
+        /* a[lo .. j] >= p >= a[i .. hi], a[j + 1 .. i) == p */
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else return;
+    }
+    fs_insertion_sort(a + lo, hi - lo + 1);
+}
+
+static inline void fs_res_add(vn_fres *r, float s, int64_t j) {
+    r->c[r->held].s = s;
+    r->c[r->held].i = j;
+    if (++r->held == r->cap && r->cap > r->k) { /* compaction: keep the k best */
+        fs_select(r->c, r->held, r->k);
+        r->held = r->k;
+        r->thr = r->c[r->k - 1].s;
+        r->primed = 1;
+    }
+}
+
+static int fs_cand_cmp(const void *pa, const void *pb) {
+    const vn_fcand *a = (const vn_fcand *)pa, *b = (const vn_fcand *)pb;
+    return fs_above(a, b) ? -1 : fs_above(b, a) ? 1 : 0;
+}
+
+/* The k best, best first, into out (padded with -inf / -1). */
+static void fs_res_finish(vn_fres *r, ptrdiff_t k, float *out_s, int64_t *out_i) {
+    ptrdiff_t m = r->held;
+    if (m > k) {
+        fs_select(r->c, m, k);
+        m = k;
+    }
+    if (m > 32) qsort(r->c, (size_t)m, sizeof(vn_fcand), fs_cand_cmp);
+    else fs_insertion_sort(r->c, m);
+    for (ptrdiff_t t = 0; t < m; t++) {
+        out_s[t] = r->c[t].s;
+        out_i[t] = r->c[t].i;
+    }
+    for (ptrdiff_t t = m; t < k; t++) {
         out_s[t] = -INFINITY;
         out_i[t] = -1;
-    }
-    while (h->held > 0) {
-        const ptrdiff_t last = --h->held;
-        out_s[last] = h->s[0];
-        out_i[last] = h->i[0];
-        if (h->held > 0) fs_sift_root(h, h->s[last], h->i[last]);
     }
 }
 
 /* ---------------------------------------------------------------- per-query constants */
 typedef struct {
     float bias, delta, qn;
+    float lb;   /* added after the scale when has_lb (an inverted list's constant) */
+    int has_lb;
 } vn_fsq;
 
 /* sums (nq, 32) of one block for nq <= VN_FS_MAXSUB queries, rows in natural order */
@@ -149,6 +247,7 @@ static inline float fs_score1(uint32_t S, const vn_fsq *c, const float *scale,
                               const float *xn, int r) {
     float s = c->bias + c->delta * (float)S;
     if (scale) s = scale[r] * s;
+    if (c->has_lb) s = c->lb + s;
     if (xn) {
         const float t = (c->qn + xn[r]) - 2.0f * s;
         s = -(t > 0.0f ? t : 0.0f);
@@ -297,6 +396,7 @@ __attribute__((target("avx2"))) static uint32_t score_avx2(const uint32_t *sums,
         const __m256 f = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(sums + 8 * g)));
         __m256 s = _mm256_add_ps(bias, _mm256_mul_ps(delta, f));
         if (scale) s = _mm256_mul_ps(_mm256_loadu_ps(scale + 8 * g), s);
+        if (c->has_lb) s = _mm256_add_ps(_mm256_set1_ps(c->lb), s);
         if (xn) {
             __m256 t = _mm256_sub_ps(_mm256_add_ps(qn, _mm256_loadu_ps(xn + 8 * g)),
                                      _mm256_mul_ps(two, s));
@@ -398,57 +498,127 @@ static void sums_avx512(const uint8_t *blk, const uint8_t *const *luts, int nq,
 }
 #endif
 
-/* ---------------------------------------------------------------- driver */
-int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, ptrdiff_t r1,
-                int isa) {
-    vn_sums_fn sums_fn = sums_portable;
-    vn_score_fn score_fn = score_portable;
-    int nsub = 1;
+/* ---------------------------------------------------------------- drivers */
+typedef struct {
+    vn_sums_fn sums;
+    vn_score_fn score;
+    int nsub; /* default queries summed together per pass over a block */
+} vn_fs_path;
+
+static vn_fs_path fs_path(int isa) {
+    vn_fs_path p = {sums_portable, score_portable, 1};
 #if VN_X86
     if (isa == VN_AVX2) {
-        sums_fn = sums_avx2;
-        score_fn = score_avx2;
-        nsub = 2;
+        p.sums = sums_avx2;
+        p.score = score_avx2;
+        p.nsub = 2;
     } else if (isa == VN_AVX512) {
-        sums_fn = sums_avx512;
-        score_fn = score_avx2;
-        nsub = 2;
+        p.sums = sums_avx512;
+        p.score = score_avx2;
+        p.nsub = 2;
     }
 #else
     (void)isa;
 #endif
+    return p;
+}
+
+/* Score one query's block of rows j0 .. j0 + nv - 1 (nv <= 32; sums from a vn_sums_fn;
+ * scale and xn per-row arrays or NULL, never read past row j0 + nv - 1) and hand the rows
+ * above the threshold to its collector, lowest row first: the reservoir res when given, else
+ * the heap h. The slot of row j is j, or slots[j] when slots is given.
+ * Reservoir (no slots; rows in increasing slot order): every non-NaN row until the first
+ * compaction, then rows with s > the k-th best kept (an equal score has a higher slot).
+ * Heap: rows with s > root, or s >= root with slots (an equal score may enter by a lower
+ * slot), or every row while the root is -inf with slots ((-inf, lower slot) may enter);
+ * fs_heap_offer decides exactly, and NaN never passes.
+ * Returns 0, or -2 (a slot outside [0, mlen) with a mask; *bad = its row) and stops. */
+static inline int fs_block_offer(vn_fheap *h, vn_fres *res, const uint32_t *sums,
+                                 const vn_fsq *c, const float *scale, const float *xn,
+                                 ptrdiff_t j0, int nv, const int32_t *slots,
+                                 const uint8_t *mask, ptrdiff_t mlen, vn_score_fn score_fn,
+                                 ptrdiff_t *bad) {
+    float sc[32], pad_scale[32], pad_xn[32];
+    const float *sp = scale ? scale + j0 : NULL, *xp = xn ? xn + j0 : NULL;
+    if (nv < 32) { /* never read past the last row */
+        if (sp) {
+            memset(pad_scale, 0, sizeof pad_scale);
+            memcpy(pad_scale, sp, sizeof(float) * (size_t)nv);
+            sp = pad_scale;
+        }
+        if (xp) {
+            memset(pad_xn, 0, sizeof pad_xn);
+            memcpy(pad_xn, xp, sizeof(float) * (size_t)nv);
+            xp = pad_xn;
+        }
+    }
+    float thr;
+    int every;
+    if (res) {
+        thr = res->primed ? res->thr : -INFINITY;
+        every = !res->primed;
+    } else {
+        thr = h->s[0];
+        every = 0;
+        if (slots) {
+            if (thr == -INFINITY) every = 1; /* (-inf, lower slot) may still enter */
+            else thr = nextafterf(thr, -INFINITY); /* s > thr' <=> s >= thr (NaN: neither) */
+        }
+    }
+    uint32_t cand = score_fn(sums, c, sp, xp, thr, sc);
+    if (every) cand = 0xffffffffu;
+    cand &= nv == 32 ? 0xffffffffu : ((1u << nv) - 1u);
+    while (cand) {
+        const int r = __builtin_ctz(cand);
+        cand &= cand - 1;
+        const int64_t j = slots ? (int64_t)slots[j0 + r] : (int64_t)(j0 + r);
+        if (mask) {
+            if (slots && (j < 0 || j >= mlen)) {
+                *bad = j0 + r;
+                return -2;
+            }
+            if (!mask[j]) continue;
+        }
+        if (!res) fs_heap_offer(h, sc[r], j);
+        else if (sc[r] == sc[r]) fs_res_add(res, sc[r], j); /* NaN never enters */
+    }
+    return 0;
+}
+
+int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, ptrdiff_t r1,
+                int isa) {
+    const vn_fs_path path = fs_path(isa);
+    int nsub = path.nsub;
     if (a->nqsub >= 1) nsub = a->nqsub < VN_FS_MAXSUB ? a->nqsub : VN_FS_MAXSUB;
     const ptrdiff_t nb = a->nb, k = a->k;
     const ptrdiff_t rows = r1 > r0 ? r1 - r0 : 0;
-    const ptrdiff_t cap = k < rows ? k : rows;
+    const ptrdiff_t cap = fs_res_cap(k, rows); /* one reservoir per query of a group */
     const ptrdiff_t group = (q1 - q0) < VN_FS_QGROUP ? (q1 - q0) : VN_FS_QGROUP;
     /* rows a tile: about VN_FS_TILE_BYTES of codes (at least one block) */
     const ptrdiff_t tile = 32 * (VN_FS_TILE_BYTES / (nb * 32) > 0 ? VN_FS_TILE_BYTES / (nb * 32) : 1);
-    float *hs = NULL;
-    int64_t *hi = NULL;
+    vn_fcand *buf = NULL;
     if (group > 0 && cap > 0) {
-        hs = (float *)malloc(sizeof(float) * (size_t)(group * cap));
-        hi = (int64_t *)malloc(sizeof(int64_t) * (size_t)(group * cap));
-        if (!hs || !hi) {
-            free(hs);
-            free(hi);
-            return -1;
-        }
+        buf = (vn_fcand *)malloc(sizeof(vn_fcand) * (size_t)group * (size_t)cap);
+        if (!buf) return -1;
     }
-    vn_fheap heaps[VN_FS_QGROUP];
+    vn_fres res[VN_FS_QGROUP];
     vn_fsq cq[VN_FS_QGROUP];
     uint32_t sums[32 * VN_FS_MAXSUB];
-    float sc[32], pad_scale[32], pad_xn[32];
+    ptrdiff_t bad = 0;
     for (ptrdiff_t g0 = q0; g0 < q1; g0 += VN_FS_QGROUP) {
         const ptrdiff_t ng = (q1 - g0) < VN_FS_QGROUP ? (q1 - g0) : VN_FS_QGROUP;
         for (ptrdiff_t g = 0; g < ng; g++) {
-            heaps[g].s = hs + g * cap;
-            heaps[g].i = hi + g * cap;
-            heaps[g].held = 0;
-            heaps[g].cap = cap;
+            res[g].c = buf + g * cap;
+            res[g].held = 0;
+            res[g].cap = cap;
+            res[g].k = k;
+            res[g].thr = -INFINITY;
+            res[g].primed = 0;
             cq[g].bias = a->bias[g0 + g];
             cq[g].delta = a->delta[g0 + g];
             cq[g].qn = a->qn ? a->qn[g0 + g] : 0.0f;
+            cq[g].lb = 0.0f;
+            cq[g].has_lb = 0;
         }
         /* tiles of blocks that stay in L2; within a tile, each sub-group of queries (whose
          * tables stay in L1) runs over every block before the next sub-group */
@@ -461,47 +631,46 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
                 for (ptrdiff_t j0 = t0; j0 < t1; j0 += 32) {
                     const uint8_t *blk = (a->tail && j0 / 32 == a->n / 32)
                                              ? a->tail : a->codes + (j0 / 32) * nb * 32;
-                    const ptrdiff_t nv = (r1 - j0) < 32 ? (r1 - j0) : 32;
-                    const uint32_t valid = nv == 32 ? 0xffffffffu : ((1u << nv) - 1u);
-                    const float *scale = a->scale ? a->scale + j0 : NULL;
-                    const float *xn = a->xn ? a->xn + j0 : NULL;
-                    if (nv < 32) { /* never read past row n */
-                        if (scale) {
-                            memset(pad_scale, 0, sizeof pad_scale);
-                            memcpy(pad_scale, scale, sizeof(float) * (size_t)nv);
-                            scale = pad_scale;
-                        }
-                        if (xn) {
-                            memset(pad_xn, 0, sizeof pad_xn);
-                            memcpy(pad_xn, xn, sizeof(float) * (size_t)nv);
-                            xn = pad_xn;
-                        }
-                    }
-                    sums_fn(blk, lp, m, nb, sums);
-                    for (int q = 0; q < m; q++) {
-                        vn_fheap *h = &heaps[s0 + q];
-                        const int full = h->held == h->cap;
-                        const float thr = full ? h->s[0] : -INFINITY;
-                        uint32_t cand = score_fn(sums + 32 * q, &cq[s0 + q], scale, xn, thr, sc);
-                        if (!full) cand = 0xffffffffu; /* every row until the heap is full */
-                        cand &= valid;
-                        while (cand) { /* lowest row first: slot order */
-                            const int r = __builtin_ctz(cand);
-                            cand &= cand - 1;
-                            const int64_t j = j0 + r;
-                            if (a->mask && !a->mask[j]) continue;
-                            if (h->held == h->cap && !(sc[r] > h->s[0])) continue;
-                            fs_offer(h, sc[r], j);
-                        }
-                    }
+                    const int nv = (int)((r1 - j0) < 32 ? (r1 - j0) : 32);
+                    path.sums(blk, lp, m, nb, sums);
+                    for (int q = 0; q < m; q++) /* no slots: never fails */
+                        (void)fs_block_offer(NULL, &res[s0 + q], sums + 32 * q, &cq[s0 + q],
+                                             a->scale, a->xn, j0, nv, NULL, a->mask, a->n,
+                                             path.score, &bad);
                 }
             }
         }
         for (ptrdiff_t g = 0; g < ng; g++)
-            fs_finish(&heaps[g], k, a->out_s + (g0 + g) * k, a->out_i + (g0 + g) * k);
+            fs_res_finish(&res[g], k, a->out_s + (g0 + g) * k, a->out_i + (g0 + g) * k);
     }
-    free(hs);
-    free(hi);
+    free(buf);
+    return 0;
+}
+
+int vn_lut_ivf_topk(vn_ivf_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa) {
+    const vn_fs_path path = fs_path(isa);
+    const ptrdiff_t nb = a->nb, k = a->k, R = a->R;
+    uint32_t sums[32];
+    for (ptrdiff_t q = q0; q < q1; q++) {
+        const uint8_t *lp = a->luts + q * nb * 32;
+        vn_fheap h = {a->hs + q * k, a->hi + q * k, k, k}; /* always full */
+        vn_fsq c = {a->bias[q], a->delta[q], a->qn ? a->qn[q] : 0.0f, 0.0f, 0};
+        for (ptrdiff_t t = 0; t < R; t++) {
+            const int64_t lo = a->ranges[2 * (q * R + t)], hi = a->ranges[2 * (q * R + t) + 1];
+            if (a->list_bias) {
+                c.lb = a->list_bias[q * R + t];
+                c.has_lb = 1;
+            }
+            for (int64_t j0 = lo; j0 < hi; j0 += 32) {
+                const int nv = (int)((hi - j0) < 32 ? (hi - j0) : 32);
+                path.sums(a->codes + (j0 / 32) * nb * 32, &lp, 1, nb, sums);
+                if (fs_block_offer(&h, NULL, sums, &c, a->scale, a->xn, (ptrdiff_t)j0, nv,
+                                   a->row_slots, a->mask, a->mask_len, path.score,
+                                   &a->bad) < 0)
+                    return -2;
+            }
+        }
+    }
     return 0;
 }
 
@@ -661,7 +830,142 @@ done:
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(lut_ivf_topk_doc,
+"lut_ivf_topk(luts, bias, delta, qn, codes, ranges, list_bias, scale, xn, row_slots, mask,"
+" q0, q1, hs, hi, isa)\n--\n\n"
+"Continue the heaps hs (float32 (nq, k)) and hi (int64 (nq, k)) of queries q0:q1 in place\n"
+"over their entry ranges. luts uint8 (nq, nb, 32); bias, delta float32 (nq,); qn float32\n"
+"(nq,) or None; codes uint8 (nblocks, nb * 32) blocked by entry; ranges int64 (nq, R, 2);\n"
+"list_bias float32 (nq, R) or None; scale, xn float32 and row_slots int32 (>= max hi,),\n"
+"scale and xn or None; mask bool (any length) or None. A slot outside the mask raises\n"
+"after the heaps of q0:q1 may have changed (the wrapper checks first). Runs without the\n"
+"GIL; see vecindex_core._native.lut.lut_ivf_topk.");
+
+static PyObject *py_lut_ivf_topk(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *ol, *ob, *od, *oqn, *oc, *orr, *olb, *osc, *oxn, *ors, *om, *ohs, *ohi;
+    Py_ssize_t q0, q1;
+    int isa;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOnnOOi:lut_ivf_topk", &ol, &ob, &od, &oqn, &oc,
+                          &orr, &olb, &osc, &oxn, &ors, &om, &q0, &q1, &ohs, &ohi, &isa))
+        return NULL;
+    if (vn_check_isa(isa) < 0) return NULL;
+    enum { NBUF = 13 };
+    Py_buffer b[NBUF];
+    int have[NBUF] = {0};
+    int rc = -1;
+    enum { BL, BB, BD, BQN, BC, BR, BLB, BSC, BXN, BRS, BM, BHS, BHI };
+    struct { PyObject *o; const char *name; enum vn_kind kd; int ndim, writable, optional; }
+    spec[NBUF] = {
+        {ol, "luts", K_U8, 3, 0, 0},          {ob, "bias", K_F32, 1, 0, 0},
+        {od, "delta", K_F32, 1, 0, 0},        {oqn, "q_sq_norms", K_F32, 1, 0, 1},
+        {oc, "codes", K_U8, 2, 0, 0},         {orr, "ranges", K_I64, 3, 0, 0},
+        {olb, "list_bias", K_F32, 2, 0, 1},   {osc, "scale", K_F32, 1, 0, 1},
+        {oxn, "sq_norms", K_F32, 1, 0, 1},    {ors, "row_slots", K_I32, 1, 0, 0},
+        {om, "mask", K_BOOL, 1, 0, 1},        {ohs, "hs", K_F32, 2, 1, 0},
+        {ohi, "hi", K_I64, 2, 1, 0},
+    };
+    for (int t = 0; t < NBUF; t++) {
+        if (spec[t].optional && spec[t].o == Py_None) continue;
+        if (vn_get_buffer(spec[t].o, &b[t], spec[t].name, spec[t].kd, spec[t].ndim,
+                          spec[t].writable) < 0)
+            goto done;
+        have[t] = 1;
+    }
+    {
+        const Py_ssize_t nq = b[BL].shape[0], nb = b[BL].shape[1], R = b[BR].shape[1];
+        const Py_ssize_t k = b[BHS].shape[1], entries = b[BC].shape[0] * 32;
+        if (b[BL].shape[2] != 32 || nb < 1 || nb > VN_FS_MAX_NB) {
+            PyErr_Format(g_err_dim, "luts must be (nq, nb, 32) with 1 to %d byte columns, "
+                         "got (%zd, %zd, %zd)", VN_FS_MAX_NB, nq, nb, b[BL].shape[2]);
+            goto done;
+        }
+        if (b[BB].shape[0] != nq || b[BD].shape[0] != nq ||
+            (have[BQN] && b[BQN].shape[0] != nq)) {
+            PyErr_Format(g_err_dim, "bias, delta and q_sq_norms must have %zd entries (one a "
+                         "query)", nq);
+            goto done;
+        }
+        if (have[BXN] != have[BQN]) {
+            PyErr_SetString(g_err_arg, "sq_norms and q_sq_norms must be given together (l2)");
+            goto done;
+        }
+        if (b[BC].shape[1] != nb * 32) {
+            PyErr_Format(g_err_dim, "codes must have %zd bytes a block (nb * 32), got %zd",
+                         nb * 32, b[BC].shape[1]);
+            goto done;
+        }
+        if (b[BR].shape[0] != nq || b[BR].shape[2] != 2 ||
+            (have[BLB] && (b[BLB].shape[0] != nq || b[BLB].shape[1] != R))) {
+            PyErr_Format(g_err_dim, "ranges must be (%zd, R, 2) and list_bias (%zd, R)", nq,
+                         nq);
+            goto done;
+        }
+        if (b[BHS].shape[0] != nq || b[BHI].shape[0] != nq || b[BHI].shape[1] != k || k < 1) {
+            PyErr_Format(g_err_dim, "hs and hi must both be (%zd, k) with k >= 1, got (%zd, "
+                         "%zd) and (%zd, %zd)", nq, b[BHS].shape[0], k, b[BHI].shape[0],
+                         b[BHI].shape[1]);
+            goto done;
+        }
+        if (q0 < 0 || q1 < q0 || q1 > nq) {
+            PyErr_Format(g_err_arg, "query range [%zd, %zd) is not within [0, %zd]", q0, q1,
+                         nq);
+            goto done;
+        }
+        /* every scanned entry must lie in the codes and the per-entry arrays */
+        Py_ssize_t limit = entries < b[BRS].shape[0] ? entries : b[BRS].shape[0];
+        if (have[BSC] && b[BSC].shape[0] < limit) limit = b[BSC].shape[0];
+        if (have[BXN] && b[BXN].shape[0] < limit) limit = b[BXN].shape[0];
+        const int64_t *rg = (const int64_t *)b[BR].buf;
+        for (Py_ssize_t t = 2 * q0 * R; t < 2 * q1 * R; t += 2) {
+            if (rg[t] > rg[t + 1] || rg[t] < 0 ||
+                (rg[t] < rg[t + 1] && (rg[t] % 32 != 0 || rg[t + 1] > limit))) {
+                PyErr_Format(g_err_arg, "range [%lld, %lld) of query %zd must have lo <= hi, "
+                             "lo >= 0 a multiple of 32 and hi <= %zd (codes, row_slots, "
+                             "scale, sq_norms)", (long long)rg[t], (long long)rg[t + 1],
+                             t / (2 * R), limit);
+                goto done;
+            }
+        }
+        vn_ivf_args ia;
+        ia.luts = (const uint8_t *)b[BL].buf;
+        ia.bias = (const float *)b[BB].buf;
+        ia.delta = (const float *)b[BD].buf;
+        ia.qn = have[BQN] ? (const float *)b[BQN].buf : NULL;
+        ia.codes = (const uint8_t *)b[BC].buf;
+        ia.ranges = rg;
+        ia.list_bias = have[BLB] ? (const float *)b[BLB].buf : NULL;
+        ia.scale = have[BSC] ? (const float *)b[BSC].buf : NULL;
+        ia.xn = have[BXN] ? (const float *)b[BXN].buf : NULL;
+        ia.row_slots = (const int32_t *)b[BRS].buf;
+        ia.mask = have[BM] ? (const uint8_t *)b[BM].buf : NULL;
+        ia.mask_len = have[BM] ? b[BM].shape[0] : 0;
+        ia.nb = nb;
+        ia.k = k;
+        ia.R = R;
+        ia.hs = (float *)b[BHS].buf;
+        ia.hi = (int64_t *)b[BHI].buf;
+        ia.bad = -1;
+        int err = 0;
+        if (q1 > q0 && R > 0) {
+            Py_BEGIN_ALLOW_THREADS
+            err = vn_lut_ivf_topk(&ia, q0, q1, isa);
+            Py_END_ALLOW_THREADS
+        }
+        if (err)
+            PyErr_Format(g_err_dim, "mask has %zd entries, but entry %zd has slot %d",
+                         ia.mask_len, ia.bad, (int)ia.row_slots[ia.bad]);
+        else rc = 0;
+    }
+done:
+    for (int t = NBUF - 1; t >= 0; t--)
+        if (have[t]) PyBuffer_Release(&b[t]);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
 PyMethodDef vn_lut_methods[] = {
     {"lut_topk", py_lut_topk, METH_VARARGS, lut_topk_doc},
+    {"lut_ivf_topk", py_lut_ivf_topk, METH_VARARGS, lut_ivf_topk_doc},
     {NULL, NULL, 0, NULL},
 };

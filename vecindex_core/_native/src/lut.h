@@ -33,4 +33,31 @@ typedef struct {
 int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, ptrdiff_t r1,
                 int isa);
 
+/* Inverted-list scan: per query, entry ranges of ONE blocked arena of codes (entry e in
+ * block e / 32, lane e % 32; a non-empty range starts at a multiple of 32), scores offered
+ * to the caller's heaps in place (see vecindex_core._native.lut.lut_ivf_topk). */
+typedef struct {
+    const uint8_t *luts;       /* (nq, nb, 32) */
+    const float *bias;         /* (nq,) */
+    const float *delta;        /* (nq,) */
+    const float *qn;           /* (nq,) |q|^2, or NULL (inner-product score) */
+    const uint8_t *codes;      /* (nblocks, nb, 32) blocked arena, indexed by entry */
+    const int64_t *ranges;     /* (nq, R, 2) [lo, hi) entry ranges, lo <= hi */
+    const float *list_bias;    /* (nq, R) added per range after the scale, or NULL */
+    const float *scale;        /* (> max hi,) per-entry factor, or NULL */
+    const float *xn;           /* (> max hi,) per-entry |x|^2 (l2 when not NULL; qn set) */
+    const int32_t *row_slots;  /* (> max hi,) the slot of each entry */
+    const uint8_t *mask;       /* (mask_len,) allowed slots, or NULL */
+    ptrdiff_t mask_len;
+    ptrdiff_t nb, k, R;
+    float *hs;                 /* (nq, k) full heaps (worst at the root), updated in place */
+    int64_t *hi;               /* (nq, k) */
+    ptrdiff_t bad;             /* out: the entry whose slot is outside the mask (on -2) */
+} vn_ivf_args;
+
+/* Continue the heaps of queries [q0, q1) over their ranges (k >= 1; ranges checked by the
+ * caller). Returns 0, or -2 when an offered entry's slot lies outside [0, mask_len) (a->bad
+ * set; the heaps of this call may be partly updated). Reentrant; runs without the GIL. */
+int vn_lut_ivf_topk(vn_ivf_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa);
+
 #endif
