@@ -1,6 +1,7 @@
 """The inverted-list fast scan: every native path against the numba reference bit for bit
-(heaps continued in place), the reference against a plain numpy sort, threads, and typed
-errors that leave the heaps untouched."""
+(the k best of the heaps continued in place, compared after finalize_heaps: the native
+heaps are valid heaps, not necessarily in the reference's layout), the reference against a
+plain numpy sort, threads, and typed errors that leave the heaps untouched."""
 
 from __future__ import annotations
 
@@ -81,9 +82,31 @@ def _ranges(rng, lists, nq, nr):
     return out
 
 
+def _valid_heap(h):
+    """Every row a heap in the init_heaps layout: for i > 0, parent (i - 1) // 2 ranks at or
+    below i by (score asc, then slot desc), so later pushes keep working."""
+    hs, hi = h
+    assert not np.isnan(hs).any()
+    c = np.arange(1, hs.shape[1])
+    p = (c - 1) // 2
+    ps, cs, pi, ci = hs[:, p], hs[:, c], hi[:, p], hi[:, c]
+    assert ((ps < cs) | ((ps == cs) & (pi >= ci))).all()
+
+
 def _heaps_equal(a, b):
-    assert np.array_equal(a[1], b[1])
-    assert np.array_equal(a[0].view(np.uint32), b[0].view(np.uint32))  # bit for bit
+    """The same k best bit for bit (finalize_heaps of both; the layouts may differ) and b,
+    the side under test, a valid heap."""
+    _valid_heap(b)
+    fa = finalize_heaps(a[0].copy(), a[1].copy())
+    fb = finalize_heaps(b[0].copy(), b[1].copy())
+    assert np.array_equal(fa[1], fb[1])
+    assert np.array_equal(fa[0].view(np.uint32), fb[0].view(np.uint32))  # bit for bit
+
+
+def _untouched(before, after):
+    """The raw arrays unchanged (a failed call writes nothing)."""
+    assert np.array_equal(before[1], after[1])
+    assert np.array_equal(before[0].view(np.uint32), after[0].view(np.uint32))
 
 
 def _run(fn, nq, k, luts, bias, delta, codes, ranges, heaps=None, **kw):
@@ -249,8 +272,8 @@ def test_empty_ranges_and_no_ranges_leave_the_heaps(isa):
     for ranges in (np.zeros((3, 0, 2), np.int64), np.full((3, 2, 2), 64, np.int64)):
         for fn in (fs.fastscan_ivf_ref, functools.partial(lut_ivf_topk, isa=isa),
                    fs.fastscan_ivf_topk):
-            _heaps_equal(pre, _run(fn, 3, 4, luts, bias, delta, codes, ranges, pre,
-                                   row_slots=slots))
+            _untouched(pre, _run(fn, 3, 4, luts, bias, delta, codes, ranges, pre,
+                                 row_slots=slots))
 
 
 def test_the_dispatcher_picks_a_path_and_agrees():
@@ -314,7 +337,7 @@ def test_bad_input_raises_typed_errors_and_writes_nothing(path):
             fn(a.pop("luts"), a.pop("bias"), a.pop("delta"), a.pop("codes"), a.pop("ranges"),
                hs, hi, **a)
         finally:
-            _heaps_equal(before, (hs, hi))
+            _untouched(before, (hs, hi))
 
     def bad_range(q, t, lo, hi):
         r = ranges.copy()

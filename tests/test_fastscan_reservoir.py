@@ -1,7 +1,9 @@
 """The candidate collectors of the native fast scan: the flat driver's reservoir (forced
 compactions, exact ties at the k-th score, k above the rows, NaN and -inf scores) and the
-inverted-list driver's in-place heaps (pre-filled heaps, ties, -inf, NaN), every native path
-against the numba reference bit for bit and against a plain numpy sort."""
+inverted-list driver's reservoir seeded from the in-place heaps (pre-filled heaps, ties,
+-inf, NaN), every native path against the numba reference bit for bit (the heaps compared
+after finalize_heaps, the native ones checked to be valid heaps) and against a plain numpy
+sort."""
 
 from __future__ import annotations
 
@@ -59,6 +61,25 @@ def _plain_topk(scores, slots, k):
 def _same(a, b):
     assert np.array_equal(a[1], b[1])
     assert np.array_equal(np.asarray(a[0]).view(np.uint32), np.asarray(b[0]).view(np.uint32))
+
+
+def _valid_heap(h):
+    """Every row a heap in the init_heaps layout: for i > 0, parent (i - 1) // 2 ranks at or
+    below i by (score asc, then slot desc), so later pushes keep working."""
+    hs, hi = h
+    assert not np.isnan(hs).any()
+    c = np.arange(1, hs.shape[1])
+    p = (c - 1) // 2
+    ps, cs, pi, ci = hs[:, p], hs[:, c], hi[:, p], hi[:, c]
+    assert ((ps < cs) | ((ps == cs) & (pi >= ci))).all()
+
+
+def _same_heaps(ref, nat):
+    """The same k best bit for bit (finalize_heaps of both; the layouts may differ) and the
+    native side a valid heap."""
+    _valid_heap(nat)
+    _same(finalize_heaps(ref[0].copy(), ref[1].copy())[:2],
+          finalize_heaps(nat[0].copy(), nat[1].copy())[:2])
 
 
 def _flat_patterns(rng, n):
@@ -219,7 +240,16 @@ def test_ivf_heaps_equal_reference(isa, k):
                     fn(luts, bias, delta, codes, ranges, hs, hi, row_slots=slots,
                        scale=scale)
                     out.append((hs, hi))
-                _same(out[0], out[1])
+                _same_heaps(out[0], out[1])
+                # the native heap continued by the reference: the same k best as the
+                # reference's own heap continued
+                cont = []
+                for hs, hi in out:
+                    hs, hi = hs.copy(), hi.copy()
+                    fs.fastscan_ivf_ref(luts, bias, delta, codes, ranges[:, :1].copy(), hs, hi,
+                                        row_slots=slots, scale=scale[::-1].copy())
+                    cont.append((hs, hi))
+                _same_heaps(cont[0], cont[1])
                 # still a valid heap: a later call and finalize_heaps work on it
                 hs, hi = out[1]
                 _, fin_i, _ = finalize_heaps(hs.copy(), hi.copy())
@@ -250,5 +280,5 @@ def test_ivf_ties_nan_and_minus_inf(isa):
                 hs, hi = h0[0].copy(), h0[1].copy()
                 fn(luts, bias, delta, codes, ranges, hs, hi, row_slots=slots, scale=scale)
                 out.append((hs, hi))
-            _same(out[0], out[1])
+            _same_heaps(out[0], out[1])
             assert not np.isnan(out[1][0]).any()

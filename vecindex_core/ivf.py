@@ -37,7 +37,7 @@ from ._kernels import fastscan
 from ._kernels.blocked import shortlist_size
 from ._kernels.fastscan import (
     BLOCK,
-    FAST_SCAN_BITS,
+    fast_scan_fits,
     gather_rows,
     quantize_luts,
     rescore_shortlist,
@@ -734,7 +734,7 @@ class CodedIVFIndex(IVFIndex):
     @property
     def fast_scan(self) -> bool:
         """Whether the codes are kept blocked and searched by the uint8 fast scan."""
-        return self.code_bits in FAST_SCAN_BITS
+        return fast_scan_fits(self.code_bits, self.code_bytes)
 
     def _blocked_payload(self) -> tuple[str, ...]:
         return ("codes",) if self.fast_scan else ()
@@ -859,7 +859,7 @@ class CodedIVFIndex(IVFIndex):
             hs, hi = init_heaps(c1 - c0, size)
             fastscan.fastscan_ivf_topk(luts, qbias, delta, codes, ranges[c0:c1], hs, hi,
                               row_slots=self._eslot, list_bias=lb, scale=scale, sq_norms=xn,
-                              q_sq_norms=qc, mask=mask)
+                              q_sq_norms=qc, mask=mask, trusted=True)
             # the heaps unsorted: the rescore orders the candidates itself
             ents = np.where(hi >= 0, self._entry[np.maximum(hi, 0)], -1)
             add = None if lb is None else range_values(ents, ranges[c0:c1], lb)

@@ -36,7 +36,7 @@ from ._kernels.codes import (
     prefer_decoded,
     unpack_codes,
 )
-from ._kernels.fastscan import FAST_SCAN_BITS
+from ._kernels.fastscan import FAST_SCAN_BITS, fast_scan_fits
 from ._kernels.hamming import rescore_topk
 from ._kernels.topk import finalize_heaps, init_heaps, sq_norms
 from ._threads import one_blas_thread
@@ -308,7 +308,7 @@ class PQIndex(VectorIndex):
     def fast_scan(self) -> bool:
         """Whether codes are kept in the blocked layout and searched by the uint8 fast scan
         (container bits in :data:`FAST_SCAN_BITS`, i.e. ``nbits`` 1, 2 or 4)."""
-        return self.pq.bits in FAST_SCAN_BITS
+        return fast_scan_fits(self.pq.bits, self.pq.code_bytes)
 
     @property
     def codes(self) -> npt.NDArray[np.uint8]:

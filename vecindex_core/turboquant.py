@@ -75,7 +75,7 @@ from ._kernels.codes import (
     prefer_decoded,
     quantize_nearest,
 )
-from ._kernels.fastscan import FAST_SCAN_BITS, nibble_tables
+from ._kernels.fastscan import FAST_SCAN_BITS, fast_scan_fits, nibble_tables
 from ._kernels.hamming import rescore_topk
 from ._kernels.rotation import (
     ROTATION_VERSION,
@@ -192,7 +192,7 @@ class TurboQuantIndex(VectorIndex):
     def fast_scan(self) -> bool:
         """Whether codes are kept in the blocked layout and searched by the uint8 fast scan
         (``bits`` in :data:`FAST_SCAN_BITS`)."""
-        return self.bits in FAST_SCAN_BITS
+        return fast_scan_fits(self.bits, self.nbytes)
 
     @property
     def codes(self) -> npt.NDArray[np.uint8]:

@@ -51,9 +51,11 @@ from .. import _native
 from .._native.lut import (
     BLOCK,
     LUT_MAX,
+    MAX_COLUMNS,
     MIN_WORK_PER_THREAD,
     check_ivf_args,
     check_scan_args,
+    ivf_work,
     run_split,
 )
 from .._native.lut import lut_ivf_topk as _native_lut_ivf_topk
@@ -66,6 +68,7 @@ __all__ = [
     "LUT_MAX",
     "fastscan_ivf_ref",
     "fastscan_ivf_topk",
+    "fast_scan_fits",
     "fastscan_topk",
     "fastscan_topk_ref",
     "gather_blocked",
@@ -86,6 +89,13 @@ U8Array = npt.NDArray[np.uint8]
 #: Code widths (bits a coordinate or a sub-quantizer code) the fast scan serves; 3- and 8-bit
 #: codes stay row-major on the float LUT/BLAS routes.
 FAST_SCAN_BITS = (1, 2, 4)
+
+
+def fast_scan_fits(bits: int, nbytes: int) -> bool:
+    """Whether codes of ``bits`` a code and ``nbytes`` a row go on the fast scan: a width in
+    :data:`FAST_SCAN_BITS` and at most :data:`~vecindex_core._native.lut.MAX_COLUMNS` bytes
+    (wider rows, e.g. 4-bit codes past 65,536 dimensions, keep the float routes)."""
+    return bits in FAST_SCAN_BITS and 0 < nbytes <= MAX_COLUMNS
 #: Below this much work (about table entries or lookups) the per-query helpers run on the
 #: calling thread; above it queries are split over ``get_num_threads()`` threads.
 _MIN_SPLIT_WORK = 1 << 18
@@ -597,6 +607,7 @@ def fastscan_ivf_ref(
     sq_norms: FloatArray | None = None,
     q_sq_norms: FloatArray | None = None,
     mask: npt.NDArray[np.bool_] | None = None,
+    trusted: bool = False,
 ) -> None:
     """Continue each query's top-k heap over its inverted lists, in place (numba reference).
 
@@ -612,8 +623,9 @@ def fastscan_ivf_ref(
         l2:         t = (q_sq_norms[q] + sq_norms[e]) - 2 * s;  s = -(t if t > 0 else 0)
 
     and offered as ``(s, row_slots[e])``, unless ``mask`` is given and ``mask[slot]`` is
-    false. The native paths (:func:`vecindex_core._native.lut.lut_ivf_topk`) leave the same
-    heaps bit for bit.
+    false. The native paths (:func:`vecindex_core._native.lut.lut_ivf_topk`) leave heaps
+    holding the same entries bit for bit (the same :func:`~.topk.finalize_heaps`); above
+    k = 32 they collect candidates in a reservoir, so the heap's internal order may differ.
 
     Parameters
     ----------
@@ -646,6 +658,10 @@ def fastscan_ivf_ref(
     q_sq_norms : float32 (nq,), optional
     mask : bool (> every scanned slot,), optional
         Allowed slots.
+    trusted : bool
+        The caller built every argument itself (an index's own arrays, probed ranges): the
+        checks below are skipped (a single query spends ~60 us in them). Only for internal
+        callers; wrong arguments then read out of bounds.
 
     Raises
     ------
@@ -660,8 +676,11 @@ def fastscan_ivf_ref(
 
     Everything is checked before the heaps are written: a failed call changes nothing.
     """
-    work = check_ivf_args(luts, bias, delta, codes, ranges, hs, hi, row_slots, list_bias,
-                          scale, sq_norms, q_sq_norms, mask)
+    if trusted:
+        work = ivf_work(luts, ranges)
+    else:
+        work = check_ivf_args(luts, bias, delta, codes, ranges, hs, hi, row_slots, list_bias,
+                              scale, sq_norms, q_sq_norms, mask)
     f1 = np.zeros(1, dtype=np.float32)
     lb = np.zeros((1, 1), dtype=np.float32) if list_bias is None else list_bias
     sc = f1 if scale is None else scale
@@ -695,17 +714,18 @@ def fastscan_ivf_topk(
     sq_norms: FloatArray | None = None,
     q_sq_norms: FloatArray | None = None,
     mask: npt.NDArray[np.bool_] | None = None,
+    trusted: bool = False,
 ) -> None:
-    """:func:`fastscan_ivf_ref` on the active native path when there is one (the same heaps
-    bit for bit), else the reference."""
+    """:func:`fastscan_ivf_ref` on the active native path when there is one (heaps with the
+    same entries bit for bit), else the reference."""
     if _native.active_isa() is not None:
         _native_lut_ivf_topk(luts, bias, delta, codes, ranges, hs, hi, row_slots=row_slots,
                              list_bias=list_bias, scale=scale, sq_norms=sq_norms,
-                             q_sq_norms=q_sq_norms, mask=mask)
+                             q_sq_norms=q_sq_norms, mask=mask, trusted=trusted)
         return
     fastscan_ivf_ref(luts, bias, delta, codes, ranges, hs, hi, row_slots=row_slots,
                      list_bias=list_bias, scale=scale, sq_norms=sq_norms,
-                     q_sq_norms=q_sq_norms, mask=mask)
+                     q_sq_norms=q_sq_norms, mask=mask, trusted=trusted)
 
 
 # --------------------------------------------------------------------------- rescoring
@@ -802,18 +822,53 @@ def rescore_shortlist(
                      ad[a:b], add is not None, xn, qn[a:b] if l2 else qn, l2, out[a:b])
 
         _by_queries(run, nq, cand.size * tables.shape[1] * 4)
-    if cand.shape[1] <= 1:
-        order = np.zeros((nq, cand.shape[1]), dtype=np.int64)
-    else:
-        padded = keys < 0
-        order = np.lexsort((np.where(padded, np.iinfo(np.int64).max, keys), -out),
-                           axis=-1)[:, :k]
-    scores = np.take_along_axis(out, order, axis=1)
-    slots = np.take_along_axis(keys, order, axis=1)
-    if slots.shape[1] < k:  # fewer candidates than k: pad
-        extra = k - slots.shape[1]
-        scores = np.concatenate([scores, np.full((nq, extra), -np.inf, np.float32)], axis=1)
-        slots = np.concatenate([slots, np.full((nq, extra), -1, np.int64)], axis=1)
-    counts = np.count_nonzero(slots >= 0, axis=1).astype(np.int64)
-    return (np.ascontiguousarray(scores, dtype=np.float32),
-            np.ascontiguousarray(slots, dtype=np.int64), counts)
+    scores = np.full((nq, k), -np.inf, dtype=np.float32)
+    slots = np.full((nq, k), -1, dtype=np.int64)
+    counts = np.zeros(nq, dtype=np.int64)
+    if cand.size and k:
+        _select(out, np.ascontiguousarray(keys, dtype=np.int64), scores, slots, counts)
+    return scores, slots, counts
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _before(s1: float, k1: int, s2: float, k2: int) -> bool:
+    """Whether ``(s1, k1)`` sorts before ``(s2, k2)``: score descending, NaN last, then key
+    ascending with ``-1`` (padding) after every real key."""
+    n1 = s1 != s1
+    n2 = s2 != s2
+    if n1 != n2:
+        return n2
+    if not n1 and s1 != s2:
+        return s1 > s2
+    u1 = k1 if k1 >= 0 else np.iinfo(np.int64).max
+    u2 = k2 if k2 >= 0 else np.iinfo(np.int64).max
+    return u1 < u2
+
+
+@numba.njit(nogil=True, cache=True)
+def _select(out: np.ndarray, keys: np.ndarray, scores: np.ndarray, slots: np.ndarray,
+            counts: np.ndarray) -> None:
+    """Per row, the first ``k`` candidates in :func:`_before` order (insertion into the
+    sorted prefix), written into the padded outputs; ``counts`` the real keys among them."""
+    k = scores.shape[1]
+    for q in range(out.shape[0]):
+        held = 0
+        for c in range(out.shape[1]):
+            s = out[q, c]
+            key = keys[q, c]
+            if held == k and not _before(s, key, scores[q, k - 1], slots[q, k - 1]):
+                continue
+            j = held if held < k else k - 1
+            while j > 0 and _before(s, key, scores[q, j - 1], slots[q, j - 1]):
+                scores[q, j] = scores[q, j - 1]
+                slots[q, j] = slots[q, j - 1]
+                j -= 1
+            scores[q, j] = s
+            slots[q, j] = key
+            if held < k:
+                held += 1
+        n = 0
+        for j in range(held):
+            if slots[q, j] >= 0:
+                n += 1
+        counts[q] = n

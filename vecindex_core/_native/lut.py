@@ -12,6 +12,7 @@ the GIL and is reentrant).
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 
 import numba
 import numpy as np
@@ -25,13 +26,15 @@ from . import active_isa as _active_isa
 __all__ = [
     "BLOCK",
     "LUT_MAX",
+    "MAX_COLUMNS",
+    "MIN_WORK_PER_THREAD",
     "check_ivf_args",
     "check_scan_args",
+    "ivf_work",
     "lut_ivf_topk",
     "lut_topk",
     "merge_parts",
     "run_split",
-    "MIN_WORK_PER_THREAD",
 ]
 
 #: Rows per block of the blocked code layout.
@@ -44,12 +47,29 @@ LUT_MAX = 127
 #: passed on one (it tests every usable path explicitly), an active ``avx512`` path runs
 #: the AVX2 scan here.
 AVX512_VALIDATED = False
+#: Most byte columns (code bytes) a scan takes (``VN_FS_MAX_NB``): its integer sums stay exact.
+MAX_COLUMNS = 32768
 #: Below this many table lookups (queries x rows x byte columns x 2) a scan runs on one thread.
 MIN_WORK_PER_THREAD = 1 << 21
 
 #: ``kernel(q0, q1, r0, r1, out_s, out_i)``: top-k of queries ``q0:q1`` over rows ``r0:r1``
 #: into rows ``q0:q1`` of the outputs.
 Kernel = Callable[[int, int, int, int, npt.NDArray[np.float32], npt.NDArray[np.int64]], None]
+
+
+def _resolve(isa: str | None) -> tuple[ModuleType, int]:
+    """The extension and the id of ``isa`` (default: the active path, ``avx2`` in place of
+    ``avx512`` while :data:`AVX512_VALIDATED` is false); raises when there is none."""
+    from . import _ext, _import_error
+
+    if _ext is None:
+        raise InvalidArgumentError(f"the native kernels are not built ({_import_error})")
+    path = isa if isa is not None else _active_isa()
+    if path is None:
+        raise InvalidArgumentError(f"native kernels disabled ({ENV_VAR})")
+    if isa is None and path == "avx512" and not AVX512_VALIDATED:
+        path = "avx2"
+    return _ext, _isa_id(path)
 
 
 def merge_parts(ps: npt.NDArray[np.float32], pi: npt.NDArray[np.int64], k: int
@@ -117,8 +137,9 @@ def check_scan_args(
             f"luts must be (nq, nb, 32) and codes (nblocks, nb * 32), got shapes "
             f"{luts.shape} and {codes.shape}")
     nq, nb = luts.shape[0], luts.shape[1]
-    if nb < 1 or nb > 32768:
-        raise InvalidArgumentError(f"luts must have 1 to 32768 byte columns, got {nb}")
+    if nb < 1 or nb > MAX_COLUMNS:
+        raise InvalidArgumentError(
+            f"luts must have 1 to {MAX_COLUMNS} byte columns, got {nb}")
     if codes.shape[1] != nb * 32:
         raise DimensionMismatchError(
             f"codes must have {nb * 32} bytes a block (nb * 32), got {codes.shape[1]}")
@@ -192,21 +213,11 @@ def lut_topk(
         Bad buffers (dtype, shape, not C-contiguous), arguments or ``nqsub``; no native
         path.
     """
-    from . import _ext, _import_error
-
-    if _ext is None:
-        raise InvalidArgumentError(f"the native kernels are not built ({_import_error})")
-    path = isa if isa is not None else _active_isa()
-    if path is None:
-        raise InvalidArgumentError(f"native kernels disabled ({ENV_VAR})")
-    if isa is None and path == "avx512" and not AVX512_VALIDATED:
-        path = "avx2"
-    isa_id = _isa_id(path)
+    ext, isa_id = _resolve(isa)
     if (isinstance(nqsub, bool) or not isinstance(nqsub, (int, np.integer))
             or not 0 <= nqsub <= 4):
         raise InvalidArgumentError(f"nqsub must be an integer in [0, 4], got {nqsub!r}")
     check_scan_args(luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask, tail)
-    ext = _ext
     n, k, nqsub = int(n), int(k), int(nqsub)
 
     def kernel(q0: int, q1: int, r0: int, r1: int, out_s: npt.NDArray[np.float32],
@@ -265,7 +276,7 @@ def check_ivf_args(
         if a is not None and not a.flags.c_contiguous:
             raise InvalidArgumentError(
                 f"{name} must be C-contiguous, got shape {a.shape} with strides {a.strides}")
-    nq, nb = luts.shape[0], luts.shape[1]
+    nq = luts.shape[0]
     if ranges.ndim != 3 or ranges.shape[0] != nq or ranges.shape[2] != 2:
         raise DimensionMismatchError(f"ranges must be ({nq}, R, 2), got {ranges.shape}")
     nr = ranges.shape[1]
@@ -311,7 +322,12 @@ def check_ivf_args(
             raise DimensionMismatchError(
                 f"mask has {mask.shape[0]} entries, but scanned entry {e} has slot "
                 f"{int(row_slots[e])} (every scanned slot must index the mask)")
-    return int(np.where(full, up - lo, 0).sum()) * nb * 2
+    return ivf_work(luts, ranges)
+
+
+def ivf_work(luts: npt.NDArray[np.uint8], ranges: npt.NDArray[np.int64]) -> int:
+    """Table lookups of an inverted-list scan (sizes its thread split)."""
+    return max(0, int((ranges[..., 1] - ranges[..., 0]).sum())) * luts.shape[1] * 2
 
 
 def lut_ivf_topk(
@@ -330,14 +346,15 @@ def lut_ivf_topk(
     q_sq_norms: npt.NDArray[np.float32] | None = None,
     mask: npt.NDArray[np.bool_] | None = None,
     isa: str | None = None,
+    trusted: bool = False,
 ) -> None:
     """Native :func:`vecindex_core._kernels.fastscan.fastscan_ivf_ref`: continue each
-    query's heap over its inverted lists, in place (same heaps bit for bit).
+    query's heap over its inverted lists, in place (heaps with the same entries bit for bit).
 
     Parameters
     ----------
     luts, bias, delta, codes, ranges, hs, hi, row_slots, list_bias, scale, sq_norms, \
-q_sq_norms, mask
+q_sq_norms, mask, trusted
         As :func:`~vecindex_core._kernels.fastscan.fastscan_ivf_ref`.
     isa : str, optional
         Instruction-set path; default :func:`~vecindex_core._native.active_isa` (``avx2``
@@ -356,19 +373,12 @@ q_sq_norms, mask
     releases the GIL and is reentrant. The kernel also bounds-checks every offered slot
     against the mask (it cannot fail after the check above).
     """
-    from . import _ext, _import_error
-
-    if _ext is None:
-        raise InvalidArgumentError(f"the native kernels are not built ({_import_error})")
-    path = isa if isa is not None else _active_isa()
-    if path is None:
-        raise InvalidArgumentError(f"native kernels disabled ({ENV_VAR})")
-    if isa is None and path == "avx512" and not AVX512_VALIDATED:
-        path = "avx2"
-    isa_id = _isa_id(path)
-    work = check_ivf_args(luts, bias, delta, codes, ranges, hs, hi, row_slots, list_bias,
-                          scale, sq_norms, q_sq_norms, mask)
-    ext = _ext
+    ext, isa_id = _resolve(isa)
+    if trusted:
+        work = ivf_work(luts, ranges)
+    else:
+        work = check_ivf_args(luts, bias, delta, codes, ranges, hs, hi, row_slots, list_bias,
+                              scale, sq_norms, q_sq_norms, mask)
 
     def kernel(q0: int, q1: int) -> None:
         ext.lut_ivf_topk(luts, bias, delta, q_sq_norms, codes, ranges, list_bias, scale,

@@ -16,8 +16,8 @@
  *     inverted lists only: s = list_bias + s
  *     l2:  t = (qn + xn[i]) - 2 * s;  s = -(t > 0 ? t : 0)
  * Selection: top-k by (score desc, slot asc); a block's 32 scores are compared with a
- * threshold in SIMD and only rows above it reach the collector (a reservoir for the flat
- * driver, the caller's heap for inverted lists; see "candidate collectors").
+ * threshold in SIMD and only rows above it reach a per-query collector (a reservoir, or
+ * for inverted lists with a small k the caller's heap; see "candidate collectors").
  *
  * Two drivers share the sums, the scores and the block step (fs_block_offer): vn_lut_topk
  * (flat: rows r0..r1, fresh heaps, groups of queries over tiles of codes) and
@@ -56,13 +56,25 @@
 
 /* ---------------------------------------------------------------- candidate collectors
  * A block's rows that pass the SIMD threshold test go to one of two exact collectors:
- *   - a reservoir (vn_lut_topk): candidates are appended; when it fills, the k best by the
- *     total order (score descending, then slot ascending) are selected in place, the rest
- *     dropped and the threshold raised to the k-th best score. Rows come in increasing slot
- *     order, so a later row enters only with a score strictly above it.
- *   - the caller's heap (vn_lut_ivf_topk): its layout after the call must be the one the
- *     reference's sequential offers leave (callers and tests compare heaps bit for bit), so
- *     every candidate is offered in order (a replaced root sifted down). */
+ *   - a reservoir: candidates are appended; when it fills, the k best by the total order
+ *     (score descending, then slot ascending) are selected in place, the rest dropped and
+ *     the threshold raised to the k-th best score. vn_lut_topk starts it empty (rows come
+ *     in increasing slot order, so a later row enters only with a score strictly above the
+ *     threshold); vn_lut_ivf_topk (k > VN_FS_IVF_HEAP_K) seeds it with the caller's heap
+ *     row (its k entries, the -inf / -1 padding included; slots come in any order, so a row
+ *     enters with a score at or above the threshold, every row while it is -inf) and writes
+ *     the k best back as a heap (root = worst; Floyd's heapify).
+ *   - the caller's heap (vn_lut_ivf_topk, k <= VN_FS_IVF_HEAP_K): every candidate offered
+ *     in order (a replaced root sifted down), the reference's own layout.
+ * Both leave the multiset the reference's sequential offers leave (the k best of the heap's
+ * entries and the offered rows); the layouts may differ (compare finalize_heaps results). */
+
+/* Largest k for which vn_lut_ivf_topk offers to the heap itself: with few candidates per
+ * query the heap's ~60 replacements (k' = 20, ~400 or ~1500 rows) cost less than the
+ * reservoir's ~140 selected entries and final heapify (dev set, ivf_pq nb = 24: k' = 20
+ * 2.9 us/query heap, 3.2-3.5 reservoir; k' = 40 6.0 vs 5.5; k' = 100 11.8 vs 9.4; k' = 200
+ * 16-28 vs 10-20). */
+#define VN_FS_IVF_HEAP_K 32
 
 /* (s1, i1) ranks below (s2, i2): lower score, or equal score and higher slot. */
 static inline int fs_worse(float s1, int64_t i1, float s2, int64_t i2) {
@@ -115,8 +127,10 @@ typedef struct {
 typedef struct {
     vn_fcand *c;     /* (cap,) candidates; the first `held` are live */
     ptrdiff_t held, cap, k;
-    float thr;       /* once primed: the k-th best score kept; later rows need s > thr */
-    int primed;      /* a compaction has set thr (until then every non-NaN row enters) */
+    float thr;       /* once primed: the k-th best score kept; later rows need s > thr
+                      * (s >= thr with slots; every row while thr is -inf) */
+    int primed;      /* thr is set (a compaction, or a seed of k entries) */
+    ptrdiff_t added; /* rows appended (fs_res_add) */
 } vn_fres;
 
 /* Reservoir capacity for k (3k + 32: a compaction every 2k + 32 candidates at least). */
@@ -146,36 +160,53 @@ static void fs_insertion_sort(vn_fcand *a, ptrdiff_t n) {
 }
 
 /* Reorder a[0 .. n) so that a[m - 1] is the m-th best (1 <= m <= n), a[0 .. m - 1) rank
- * above it and a[m .. n) below (quickselect, median-of-three Hoare partitions; the total
- * order has no equal entries, slots being distinct). */
+ * at or above it and a[m .. n) at or below (quickselect: median-of-three pivots, branchless
+ * Lomuto partitions -- the comparisons are unpredictable, a swap every step is cheaper than
+ * a mispredicted branch --; equal entries, which the caller's heap may hold (its padding,
+ * a slot offered twice), are gathered next to the pivot after a lopsided split, so runs of
+ * them cost no more than other entries). */
 static void fs_select(vn_fcand *a, ptrdiff_t n, ptrdiff_t m) {
-    ptrdiff_t lo = 0, hi = n - 1;
+    ptrdiff_t lo = 0, hi = n; /* the m-th best lies in a[lo .. hi) */
     const ptrdiff_t want = m - 1;
-    while (hi - lo >= 16) {
-        const ptrdiff_t mid = lo + (hi - lo) / 2;
+    while (hi - lo > 16) {
+        const ptrdiff_t mid = lo + (hi - lo) / 2, last = hi - 1;
         if (fs_above(&a[mid], &a[lo])) fs_cand_swap(&a[mid], &a[lo]);
-        if (fs_above(&a[hi], &a[lo])) fs_cand_swap(&a[hi], &a[lo]);
-        if (fs_above(&a[hi], &a[mid])) fs_cand_swap(&a[hi], &a[mid]);
-        const vn_fcand p = a[mid]; /* a[lo] >= p >= a[hi]: both scans stop in range */
-        ptrdiff_t i = lo, j = hi;
-        while (i <= j) {
-            while (fs_above(&a[i], &p)) i++;
-            while (fs_above(&p, &a[j])) j--;
-            if (i <= j) {
-                fs_cand_swap(&a[i], &a[j]);
-                i++;
-                j--;
-            }
+        if (fs_above(&a[last], &a[lo])) fs_cand_swap(&a[last], &a[lo]);
+        if (fs_above(&a[mid], &a[last])) fs_cand_swap(&a[mid], &a[last]);
+        const vn_fcand p = a[last]; /* the median of the three */
+        ptrdiff_t st = lo;
+        for (ptrdiff_t t = lo; t < last; t++) { /* a[lo .. st) above p, a[st .. t) not */
+            const vn_fcand x = a[t];
+            const ptrdiff_t up = fs_above(&x, &p);
+            a[t] = a[st];
+            a[st] = x;
+            st += up;
         }
-        /* a[lo .. j] >= p >= a[i .. hi], a[j + 1 .. i) == p */
-        if (want <= j) hi = j;
-        else if (want >= i) lo = i;
-        else return;
+        a[last] = a[st];
+        a[st] = p;
+        if (want == st) return;
+        if (want < st) {
+            hi = st;
+            continue;
+        }
+        const int lopsided = st - lo < (hi - lo) / 8;
+        lo = st + 1;
+        if (lopsided) { /* gather the entries equal to p */
+            for (ptrdiff_t t = lo; t < hi; t++) {
+                const vn_fcand x = a[t];
+                const ptrdiff_t eq = !fs_above(&p, &x); /* x is not above p */
+                a[t] = a[lo];
+                a[lo] = x;
+                lo += eq;
+            }
+            if (want < lo) return;
+        }
     }
-    fs_insertion_sort(a + lo, hi - lo + 1);
+    fs_insertion_sort(a + lo, hi - lo);
 }
 
 static inline void fs_res_add(vn_fres *r, float s, int64_t j) {
+    r->added++;
     r->c[r->held].s = s;
     r->c[r->held].i = j;
     if (++r->held == r->cap && r->cap > r->k) { /* compaction: keep the k best */
@@ -191,8 +222,8 @@ static int fs_cand_cmp(const void *pa, const void *pb) {
     return fs_above(a, b) ? -1 : fs_above(b, a) ? 1 : 0;
 }
 
-/* The k best, best first, into out (padded with -inf / -1). */
-static void fs_res_finish(vn_fres *r, ptrdiff_t k, float *out_s, int64_t *out_i) {
+/* Select the k best of the reservoir and sort them best first; returns their count. */
+static ptrdiff_t fs_res_best(vn_fres *r, ptrdiff_t k) {
     ptrdiff_t m = r->held;
     if (m > k) {
         fs_select(r->c, m, k);
@@ -200,6 +231,12 @@ static void fs_res_finish(vn_fres *r, ptrdiff_t k, float *out_s, int64_t *out_i)
     }
     if (m > 32) qsort(r->c, (size_t)m, sizeof(vn_fcand), fs_cand_cmp);
     else fs_insertion_sort(r->c, m);
+    return m;
+}
+
+/* The k best, best first, into out (padded with -inf / -1). */
+static void fs_res_finish(vn_fres *r, ptrdiff_t k, float *out_s, int64_t *out_i) {
+    const ptrdiff_t m = fs_res_best(r, k);
     for (ptrdiff_t t = 0; t < m; t++) {
         out_s[t] = r->c[t].s;
         out_i[t] = r->c[t].i;
@@ -525,19 +562,18 @@ static vn_fs_path fs_path(int isa) {
 
 /* Score one query's block of rows j0 .. j0 + nv - 1 (nv <= 32; sums from a vn_sums_fn;
  * scale and xn per-row arrays or NULL, never read past row j0 + nv - 1) and hand the rows
- * above the threshold to its collector, lowest row first: the reservoir res when given, else
- * the heap h. The slot of row j is j, or slots[j] when slots is given.
- * Reservoir (no slots; rows in increasing slot order): every non-NaN row until the first
- * compaction, then rows with s > the k-th best kept (an equal score has a higher slot).
- * Heap: rows with s > root, or s >= root with slots (an equal score may enter by a lower
- * slot), or every row while the root is -inf with slots ((-inf, lower slot) may enter);
- * fs_heap_offer decides exactly, and NaN never passes.
+ * that pass the threshold to its collector, lowest row first: the reservoir res when given,
+ * else the heap h. The slot of row j is j, or slots[j] when slots is given.
+ * Threshold: the reservoir's (every row until primed), or the heap's root score. Without
+ * slots (rows in increasing slot order) rows with s > thr (an equal score has a higher
+ * slot); with slots rows with s >= thr (an equal score may enter by a lower slot), or
+ * every row while thr is -inf ((-inf, lower slot) may enter). NaN never enters;
+ * fs_select or fs_heap_offer decides the rest exactly.
  * Returns 0, or -2 (a slot outside [0, mlen) with a mask; *bad = its row) and stops. */
-static inline int fs_block_offer(vn_fheap *h, vn_fres *res, const uint32_t *sums,
-                                 const vn_fsq *c, const float *scale, const float *xn,
-                                 ptrdiff_t j0, int nv, const int32_t *slots,
-                                 const uint8_t *mask, ptrdiff_t mlen, vn_score_fn score_fn,
-                                 ptrdiff_t *bad) {
+__attribute__((always_inline)) static inline int fs_block_offer(
+    vn_fheap *h, vn_fres *res, const uint32_t *sums, const vn_fsq *c, const float *scale,
+    const float *xn, ptrdiff_t j0, int nv, const int32_t *slots, const uint8_t *mask,
+    ptrdiff_t mlen, vn_score_fn score_fn, ptrdiff_t *bad) {
     float sc[32], pad_scale[32], pad_xn[32];
     const float *sp = scale ? scale + j0 : NULL, *xp = xn ? xn + j0 : NULL;
     if (nv < 32) { /* never read past the last row */
@@ -552,18 +588,11 @@ static inline int fs_block_offer(vn_fheap *h, vn_fres *res, const uint32_t *sums
             xp = pad_xn;
         }
     }
-    float thr;
-    int every;
-    if (res) {
-        thr = res->primed ? res->thr : -INFINITY;
-        every = !res->primed;
-    } else {
-        thr = h->s[0];
-        every = 0;
-        if (slots) {
-            if (thr == -INFINITY) every = 1; /* (-inf, lower slot) may still enter */
-            else thr = nextafterf(thr, -INFINITY); /* s > thr' <=> s >= thr (NaN: neither) */
-        }
+    float thr = res ? (res->primed ? res->thr : -INFINITY) : h->s[0];
+    int every = res ? !res->primed : 0;
+    if (slots && !every) {
+        if (thr == -INFINITY) every = 1; /* (-inf, lower slot) may still enter */
+        else thr = nextafterf(thr, -INFINITY); /* s > thr' <=> s >= thr (NaN: neither) */
     }
     uint32_t cand = score_fn(sums, c, sp, xp, thr, sc);
     if (every) cand = 0xffffffffu;
@@ -579,7 +608,7 @@ static inline int fs_block_offer(vn_fheap *h, vn_fres *res, const uint32_t *sums
             }
             if (!mask[j]) continue;
         }
-        if (!res) fs_heap_offer(h, sc[r], j);
+        if (!res) fs_heap_offer(h, sc[r], j); /* NaN never passes fs_worse */
         else if (sc[r] == sc[r]) fs_res_add(res, sc[r], j); /* NaN never enters */
     }
     return 0;
@@ -614,6 +643,7 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
             res[g].k = k;
             res[g].thr = -INFINITY;
             res[g].primed = 0;
+            res[g].added = 0;
             cq[g].bias = a->bias[g0 + g];
             cq[g].delta = a->delta[g0 + g];
             cq[g].qn = a->qn ? a->qn[g0 + g] : 0.0f;
@@ -647,30 +677,100 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
     return 0;
 }
 
+/* Seed the reservoir with a heap row's k entries (a NaN entry dropped: NaN never enters)
+ * and prime it with their worst score (-inf when fewer than k remain). */
+static void fs_res_seed(vn_fres *r, const float *hs, const int64_t *hi, ptrdiff_t k) {
+    ptrdiff_t m = 0;
+    float lo = INFINITY;
+    for (ptrdiff_t t = 0; t < k; t++) {
+        if (hs[t] != hs[t]) continue;
+        r->c[m].s = hs[t];
+        r->c[m].i = hi[t];
+        lo = hs[t] < lo ? hs[t] : lo;
+        m++;
+    }
+    r->held = m;
+    r->thr = m == k ? lo : -INFINITY;
+    r->primed = 1;
+    r->added = 0;
+}
+
+/* Write the k best back as a heap (root = worst; Floyd's heapify, no full sort), padded
+ * with (-inf, -1) entries where fewer than k were held. */
+static void fs_res_to_heap(vn_fres *r, ptrdiff_t k, float *hs, int64_t *hi) {
+    for (; r->held < k; r->held++) { /* cap > k */
+        r->c[r->held].s = -INFINITY;
+        r->c[r->held].i = -1;
+    }
+    if (r->held > k) fs_select(r->c, r->held, k);
+    r->held = k;
+    for (ptrdiff_t t = 0; t < k; t++) {
+        hs[t] = r->c[t].s;
+        hi[t] = r->c[t].i;
+    }
+    for (ptrdiff_t t0 = k / 2 - 1; t0 >= 0; t0--) { /* sift hs[t0] down */
+        const float s = hs[t0];
+        const int64_t j = hi[t0];
+        ptrdiff_t c = t0;
+        for (;;) {
+            const ptrdiff_t l = 2 * c + 1;
+            if (l >= k) break;
+            const ptrdiff_t w = (l + 1 < k && fs_worse(hs[l + 1], hi[l + 1], hs[l], hi[l]))
+                                    ? l + 1 : l;
+            if (!fs_worse(hs[w], hi[w], s, j)) break;
+            hs[c] = hs[w];
+            hi[c] = hi[w];
+            c = w;
+        }
+        hs[c] = s;
+        hi[c] = j;
+    }
+}
+
 int vn_lut_ivf_topk(vn_ivf_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa) {
     const vn_fs_path path = fs_path(isa);
     const ptrdiff_t nb = a->nb, k = a->k, R = a->R;
+    const int use_res = k > VN_FS_IVF_HEAP_K;
+    const ptrdiff_t cap = 3 * k + 32; /* as fs_res_cap; > k: the seed and a row fit */
+    vn_fcand *buf = NULL;
+    if (use_res) {
+        buf = (vn_fcand *)malloc(sizeof(vn_fcand) * (size_t)cap);
+        if (!buf) return -1;
+    }
+    vn_fres res = {buf, 0, cap, k, -INFINITY, 0, 0};
     uint32_t sums[32];
     for (ptrdiff_t q = q0; q < q1; q++) {
         const uint8_t *lp = a->luts + q * nb * 32;
-        vn_fheap h = {a->hs + q * k, a->hi + q * k, k, k}; /* always full */
+        float *hs = a->hs + q * k;
+        int64_t *hi = a->hi + q * k;
+        vn_fheap h = {hs, hi, k, k}; /* always full */
+        if (use_res) fs_res_seed(&res, hs, hi, k);
         vn_fsq c = {a->bias[q], a->delta[q], a->qn ? a->qn[q] : 0.0f, 0.0f, 0};
         for (ptrdiff_t t = 0; t < R; t++) {
-            const int64_t lo = a->ranges[2 * (q * R + t)], hi = a->ranges[2 * (q * R + t) + 1];
+            const int64_t *rg = a->ranges + 2 * (q * R + t);
+            const int64_t lo = rg[0], hi_e = rg[1];
             if (a->list_bias) {
                 c.lb = a->list_bias[q * R + t];
                 c.has_lb = 1;
             }
-            for (int64_t j0 = lo; j0 < hi; j0 += 32) {
-                const int nv = (int)((hi - j0) < 32 ? (hi - j0) : 32);
+            for (int64_t j0 = lo; j0 < hi_e; j0 += 32) {
+                const int nv = (int)((hi_e - j0) < 32 ? (hi_e - j0) : 32);
                 path.sums(a->codes + (j0 / 32) * nb * 32, &lp, 1, nb, sums);
-                if (fs_block_offer(&h, NULL, sums, &c, a->scale, a->xn, (ptrdiff_t)j0, nv,
-                                   a->row_slots, a->mask, a->mask_len, path.score,
-                                   &a->bad) < 0)
+                /* two inlined copies: each collector's own code, no per-row test */
+                const int rc = use_res
+                    ? fs_block_offer(NULL, &res, sums, &c, a->scale, a->xn, (ptrdiff_t)j0, nv,
+                                     a->row_slots, a->mask, a->mask_len, path.score, &a->bad)
+                    : fs_block_offer(&h, NULL, sums, &c, a->scale, a->xn, (ptrdiff_t)j0, nv,
+                                     a->row_slots, a->mask, a->mask_len, path.score, &a->bad);
+                if (rc < 0) {
+                    free(buf);
                     return -2;
+                }
             }
         }
+        if (use_res && res.added) fs_res_to_heap(&res, k, hs, hi); /* else: unchanged */
     }
+    free(buf);
     return 0;
 }
 
@@ -834,12 +934,13 @@ PyDoc_STRVAR(lut_ivf_topk_doc,
 "lut_ivf_topk(luts, bias, delta, qn, codes, ranges, list_bias, scale, xn, row_slots, mask,"
 " q0, q1, hs, hi, isa)\n--\n\n"
 "Continue the heaps hs (float32 (nq, k)) and hi (int64 (nq, k)) of queries q0:q1 in place\n"
-"over their entry ranges. luts uint8 (nq, nb, 32); bias, delta float32 (nq,); qn float32\n"
-"(nq,) or None; codes uint8 (nblocks, nb * 32) blocked by entry; ranges int64 (nq, R, 2);\n"
-"list_bias float32 (nq, R) or None; scale, xn float32 and row_slots int32 (>= max hi,),\n"
-"scale and xn or None; mask bool (any length) or None. A slot outside the mask raises\n"
-"after the heaps of q0:q1 may have changed (the wrapper checks first). Runs without the\n"
-"GIL; see vecindex_core._native.lut.lut_ivf_topk.");
+"over their entry ranges (the same k best as the reference's sequential offers; for k > 32\n"
+"the layout may differ: the k best written back heapified). luts uint8 (nq, nb, 32); bias,\n"
+"delta float32 (nq,); qn float32 (nq,) or None; codes uint8 (nblocks, nb * 32) blocked by\n"
+"entry; ranges int64 (nq, R, 2); list_bias float32 (nq, R) or None; scale, xn float32 and\n"
+"row_slots int32 (>= max hi,), scale and xn or None; mask bool (any length) or None. A\n"
+"slot outside the mask raises after the heaps of q0:q1 may have changed (the wrapper\n"
+"checks first). Runs without the GIL; see vecindex_core._native.lut.lut_ivf_topk.");
 
 static PyObject *py_lut_ivf_topk(PyObject *self, PyObject *args) {
     (void)self;
@@ -952,7 +1053,8 @@ static PyObject *py_lut_ivf_topk(PyObject *self, PyObject *args) {
             err = vn_lut_ivf_topk(&ia, q0, q1, isa);
             Py_END_ALLOW_THREADS
         }
-        if (err)
+        if (err == -1) PyErr_NoMemory();
+        else if (err)
             PyErr_Format(g_err_dim, "mask has %zd entries, but entry %zd has slot %d",
                          ia.mask_len, ia.bad, (int)ia.row_slots[ia.bad]);
         else rc = 0;

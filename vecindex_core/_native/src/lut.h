@@ -34,8 +34,13 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
                 int isa);
 
 /* Inverted-list scan: per query, entry ranges of ONE blocked arena of codes (entry e in
- * block e / 32, lane e % 32; a non-empty range starts at a multiple of 32), scores offered
- * to the caller's heaps in place (see vecindex_core._native.lut.lut_ivf_topk). */
+ * block e / 32, lane e % 32; a non-empty range starts at a multiple of 32), the caller's
+ * heaps continued in place (see vecindex_core._native.lut.lut_ivf_topk): per query, the k
+ * best (score desc, slot asc) of its heap's entries and its rows. k <= 32: offered to the
+ * heap in order (the reference's layout); k > 32: collected in a reservoir seeded from the
+ * heap and written back heapified (a valid heap, not necessarily the reference's layout; a
+ * query none of whose rows passed the threshold keeps its row untouched). NaN never
+ * enters. */
 typedef struct {
     const uint8_t *luts;       /* (nq, nb, 32) */
     const float *bias;         /* (nq,) */
@@ -56,8 +61,9 @@ typedef struct {
 } vn_ivf_args;
 
 /* Continue the heaps of queries [q0, q1) over their ranges (k >= 1; ranges checked by the
- * caller). Returns 0, or -2 when an offered entry's slot lies outside [0, mask_len) (a->bad
- * set; the heaps of this call may be partly updated). Reentrant; runs without the GIL. */
+ * caller). Returns 0, -1 when memory could not be allocated (no heap changed), or -2 when
+ * an offered entry's slot lies outside [0, mask_len) (a->bad set; the heaps of earlier
+ * queries of this call may be updated). Reentrant; runs without the GIL. */
 int vn_lut_ivf_topk(vn_ivf_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa);
 
 #endif
