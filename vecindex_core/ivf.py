@@ -858,8 +858,8 @@ class CodedIVFIndex(IVFIndex):
             qc = None if qn is None else qn[c0:c1]
             hs, hi = init_heaps(c1 - c0, size)
             fastscan.fastscan_ivf_topk(luts, qbias, delta, codes, ranges[c0:c1], hs, hi,
-                              row_slots=self._eslot, list_bias=lb, scale=scale, sq_norms=xn,
-                              q_sq_norms=qc, mask=mask, trusted=True)
+                                       row_slots=self._eslot, list_bias=lb, scale=scale,
+                                       sq_norms=xn, q_sq_norms=qc, mask=mask, trusted=True)
             # the heaps unsorted: the rescore orders the candidates itself
             ents = np.where(hi >= 0, self._entry[np.maximum(hi, 0)], -1)
             add = None if lb is None else range_values(ents, ranges[c0:c1], lb)
@@ -890,4 +890,3 @@ class CodedIVFIndex(IVFIndex):
                 sq_norms=self._arena["sqn"] if l2 else None,
                 row_slots=self._eslot, mask=mask,
             )
-

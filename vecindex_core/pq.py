@@ -69,7 +69,6 @@ PQ_NITER = Param("pq_niter", int, 25, "k-means iterations of each sub-quantizer 
                  low=1, high=1000)
 
 
-
 def container_bits(nbits: int) -> int:
     """Stored bits per code: ``nbits`` when it divides 8, else 8 (one code per byte)."""
     return nbits if nbits in (1, 2, 4, 8) else 8
