@@ -26,7 +26,7 @@ fi
 
 VECINDEX_NATIVE=portable "$PY" -m pytest -q -p no:cacheprovider tests/test_native.py \
     tests/test_native_topk.py tests/test_fastscan.py tests/test_flat.py tests/test_hashing.py \
-    tests/test_turboquant.py
+    tests/test_turboquant.py tests/test_ivf_fastscan.py tests/test_pq_fastscan.py
 portable_rc=$?
 
 echo "---- exit codes: native $native_rc, fallback $fallback_rc, portable $portable_rc"
