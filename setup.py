@@ -50,7 +50,7 @@ setup(
         Extension(
             "vecindex_core._native._vecnative",
             sources=[f"{SRC}/vecnative.c", f"{SRC}/hamming.c", f"{SRC}/cpu.c", f"{SRC}/lut.c",
-                     f"{SRC}/topk.c"],
+                     f"{SRC}/topk.c", f"{SRC}/tables.c"],
             depends=[f"{SRC}/native.h", f"{SRC}/pyglue.h", f"{SRC}/lut.h"],
             extra_compile_args=ARGS,
             optional=True,

@@ -111,6 +111,113 @@ def test_quantize_luts_bounds_and_reconstruction():
     assert fl.max() == 0 and fd[0] == 1 and fb[0] == 0
 
 
+def _tables_cases():
+    """(q, books, bits, l2) covering padding (d < m * dsub), signed zeros and scales."""
+    rng = np.random.default_rng(11)
+    for case in range(24):
+        bits = (1, 2, 4)[case % 3]
+        l2 = bool(case % 2)
+        m, dsub = int(rng.integers(1, 40)), int(rng.integers(1, 10))
+        d = int(rng.integers((m - 1) * dsub + 1, m * dsub + 1))
+        scale = (1e-30, 1.0, 1e3)[case % 4 % 3]
+        q = (rng.standard_normal((int(rng.integers(1, 9)), d)) * scale).astype(np.float32)
+        books = rng.standard_normal((m, 1 << bits, dsub)).astype(np.float32)
+        if case % 5 == 0:
+            q[:, :2] = 0.0
+            books[:, :1] = -0.0
+        yield q, books, bits, l2
+
+
+def _edge_tables():
+    """Float tables with NaN, infinities, overflowing spans, tiny spans and flat rows."""
+    rng = np.random.default_rng(12)
+    t = rng.standard_normal((12, 6, 16)).astype(np.float32)
+    t[0, 1, 3] = np.nan
+    t[1, 2, 0] = np.inf
+    t[2, 0, 5] = -np.inf
+    t[3] = np.where(t[3] > 0, np.float32(3e38), np.float32(-3e38))  # finite, span inf
+    t[4] *= np.float32(2.0 ** -120)  # spans below 2**-100
+    t[5] = 0.0
+    t[6] = 0.0
+    t[6, :, ::2] = -0.0
+    t[7] = np.float32(5.0)
+    t[8, :, 0] = np.nan
+    return t
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_native_tables_equal_the_reference_bit_for_bit(isa):
+    for q, books, bits, l2 in _tables_cases():
+        got, want = [], []
+        for path, out in ((None, want), (isa, got)):
+            with _native._use(path):
+                t = fs.pq_tables(q, books, l2=l2, bits=bits)
+                out.extend([t, *fs.quantize_luts(t)])
+        for a, b in zip(want, got, strict=True):  # bytes: signed zeros and NaN too
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+    edge = _edge_tables()
+    with _native._use(None):
+        want = fs.quantize_luts(edge)
+    with _native._use(isa):
+        got = fs.quantize_luts(edge)
+    for a, b in zip(want, got, strict=True):
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def test_native_tables_split_over_threads_equal_one_thread():
+    rng = np.random.default_rng(13)
+    q = rng.standard_normal((3000, 96)).astype(np.float32)
+    books = rng.standard_normal((48, 16, 2)).astype(np.float32)
+    before = get_num_threads()
+    outs = []
+    try:
+        for n in (1, 3):
+            set_num_threads(n)
+            t = fs.pq_tables(q, books, l2=False, bits=4)
+            outs.append([t, *fs.quantize_luts(t)])
+    finally:
+        set_num_threads(before)
+    for a, b in zip(*outs, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_native_table_kernels_raise_typed_errors():
+    from vecindex_core._native import tables
+
+    class nt:  # the portable path, whatever the active one is (also under VECINDEX_NATIVE=off)
+        quantize_luts = functools.partial(tables.quantize_luts, isa="portable")
+        pq_nibble = functools.partial(tables.pq_nibble, isa="portable")
+
+    t = np.zeros((2, 4, 16), np.float32)
+    luts, bias, delta = np.zeros((2, 2, 32), np.uint8), np.zeros(2, np.float32), np.zeros(
+        2, np.float32)
+    with pytest.raises(DimensionMismatchError, match="m even"):
+        nt.quantize_luts(np.zeros((2, 3, 16), np.float32), luts, bias, delta)
+    with pytest.raises(DimensionMismatchError, match=r"\(2, 2, 32\)"):
+        nt.quantize_luts(t, np.zeros((2, 3, 32), np.uint8), bias, delta)
+    with pytest.raises(InvalidDtypeError, match="tables"):
+        nt.quantize_luts(t.astype(np.float64), luts, bias, delta)
+    with pytest.raises(InvalidArgumentError, match="share memory"):
+        nt.quantize_luts(t, luts, bias, bias)
+    q, books = np.zeros((2, 10), np.float32), np.zeros((5, 2, 16), np.float32)
+    out = np.zeros((2, 6, 16), np.float32)
+    nt.pq_nibble(q, books, False, 4, out)
+    with pytest.raises(DimensionMismatchError, match=r"\(2, 4, 16\)"):
+        nt.pq_nibble(q, books, False, 4, np.zeros((2, 4, 16), np.float32))
+    with pytest.raises(DimensionMismatchError, match="m \\* dsub"):
+        nt.pq_nibble(np.zeros((2, 11), np.float32), books, False, 4, out)
+    with pytest.raises(InvalidArgumentError, match="bits must be 1, 2 or 4, got 3"):
+        nt.pq_nibble(q, books, False, 3, out)
+    with pytest.raises(InvalidArgumentError, match="share memory"):
+        nt.pq_nibble(out.reshape(-1)[:20].reshape(2, 10), books, False, 4, out)
+    # any buffer, not only ndarrays: a memoryview is filled the same way
+    mv = np.zeros((2, 6, 16), np.float32)
+    nt.pq_nibble(memoryview(np.ones((2, 10), np.float32)), np.ones((5, 2, 16), np.float32),
+                 False, 4, memoryview(mv))
+    assert (mv == 2).all()
+
+
 @pytest.mark.parametrize("e", [-60, -110, -124, -140])
 def test_quantize_luts_of_tiny_tables_keep_their_resolution(e):
     """Tables scaled by a power of two quantize to the same entries, down to subnormal

@@ -109,6 +109,9 @@ def test_nibble_tables_reject_other_widths_and_shapes(data):
     pq4.train(x)
     with pytest.raises(DimensionMismatchError, match=r"\(9, 39\)"):
         pq4.nibble_tables(q[:, :39], l2=False)
+    for width in (39, 41):  # the byte tables check the width too (tables pad nothing)
+        with pytest.raises(DimensionMismatchError, match=rf"\(9, {width}\)"):
+            pq.tables(np.zeros((9, width), np.float32), l2=False)
 
 
 # --------------------------------------------------------------------------- store

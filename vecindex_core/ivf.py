@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._kernels import fastscan
-from ._kernels.blocked import shortlist_size
+from ._kernels.blocked import ivf_shortlist_size
 from ._kernels.fastscan import (
     BLOCK,
     fast_scan_fits,
@@ -683,9 +683,10 @@ class CodedIVFIndex(IVFIndex):
 
     Codes of 1, 2 or 4 bits (:attr:`fast_scan`) are kept in the blocked layout and scanned by
     the uint8 fast scan (:func:`~vecindex_core._kernels.fastscan.fastscan_ivf_topk`, native
-    when built): a shortlist of ``max(2 k, k + 10)`` rows per query by the uint8-table score,
-    rescored with the float tables (the same estimate as the float scan, so recall does not
-    change). Other widths are scanned with float byte tables.
+    when built): a shortlist of ``k + max(4, k // 4)`` rows per query by the uint8-table score
+    (:func:`~vecindex_core._kernels.blocked.ivf_shortlist_size`), rescored with the float
+    tables (the same estimate as the float scan, so recall does not change). Other widths are
+    scanned with float byte tables.
 
     With ``keep_vectors``, ``params.rerank = r`` rescores the ``r`` best codes exactly. With
     ``calibrate``, training also fits ``score' = a * score + b`` to exact scores: the first
@@ -844,7 +845,7 @@ class CodedIVFIndex(IVFIndex):
         ranges = self._ranges(lists, keep)
         bias = self._list_bias(q, lists, cscores)
         qn = sq_norms(q) if l2 else None
-        size = max(1, shortlist_size(k, self._n))
+        size = max(1, ivf_shortlist_size(k, self._n))
         codes = self._arena["codes"]
         scale = self._arena["scale"] if self.has_scale else None
         xn = self._arena["sqn"] if l2 else None

@@ -36,7 +36,7 @@ from ._kernels.codes import (
     prefer_decoded,
     unpack_codes,
 )
-from ._kernels.fastscan import FAST_SCAN_BITS, fast_scan_fits
+from ._kernels.fastscan import FAST_SCAN_BITS, fast_scan_fits, pq_tables
 from ._kernels.hamming import rescore_topk
 from ._kernels.topk import finalize_heaps, init_heaps, sq_norms
 from ._threads import one_blas_thread
@@ -156,17 +156,11 @@ class ProductQuantizer:
         ``T[q, j, c] = q_j . c_jc`` (``q_j`` the query's ``j``-th sub-vector, ``c_jc`` the
         ``c``-th centroid of sub-quantizer ``j``) or, with ``l2``, ``-|q_j - c_jc|^2``; a
         code's score is the sum over ``j`` of ``T[q, j, code_j]``. Both public layouts
-        (:meth:`tables`, :meth:`nibble_tables`) are sums of these entries.
+        (:meth:`tables`, :meth:`nibble_tables`) are sums of these entries, summed in float32
+        in coordinate order (:func:`~._kernels.fastscan.pq_tables`). Raises
+        :class:`DimensionMismatchError` unless ``q`` is ``(nq, dim)``.
         """
-        books = self._books()
-        sub = self._split(q)
-        # one small GEMM per sub-quantizer (einsum does not use BLAS here: 12x slower)
-        t = np.matmul(sub.transpose(1, 0, 2), books.transpose(0, 2, 1)).transpose(1, 0, 2)
-        if l2:
-            qsq = np.einsum("njd,njd->nj", sub, sub)
-            bsq = np.einsum("jcd,jcd->jc", books, books)
-            t = -(qsq[:, :, None] - 2 * t + bsq[None])
-        return np.ascontiguousarray(t, dtype=np.float32)
+        return pq_tables(self._queries(q), self._books(), l2=l2)
 
     def tables(self, q: FloatMatrix, *, l2: bool) -> npt.NDArray[np.float32]:
         """Per-query byte tables float32 (nq, code_bytes, 256) for ``lut_topk``.
@@ -215,25 +209,15 @@ class ProductQuantizer:
         if self.bits not in FAST_SCAN_BITS:
             raise NotSupportedError(
                 f"nibble tables need codes of 1, 2 or 4 bits, got nbits={self.nbits}")
+        return pq_tables(self._queries(q), self._books(), l2=l2, bits=self.bits)
+
+    def _queries(self, q: FloatMatrix) -> npt.NDArray[np.float32]:
+        """``q`` as float32, checked to be ``(nq, dim)``."""
         q = np.asarray(q, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise DimensionMismatchError(
                 f"q must be (nq, {self.dim}) for this product quantizer, got shape {q.shape}")
-        t = self._sub_tables(q, l2=l2)
-        nq, per, width = q.shape[0], 4 // self.bits, 1 << self.bits
-        nsub = 2 * self.code_bytes
-        full = np.zeros((nq, nsub * per, width), dtype=np.float32)
-        full[:, : self.m] = t
-        s = full.reshape(nq, nsub, per, width)
-        c = np.arange(16)
-        if per == 1:
-            out = s[:, :, 0, :]
-        elif per == 2:
-            out = s[:, :, 0, c & 3] + s[:, :, 1, c >> 2]
-        else:
-            out = ((s[:, :, 0, c & 1] + s[:, :, 1, (c >> 1) & 1]) + s[:, :, 2, (c >> 2) & 1]) \
-                + s[:, :, 3, c >> 3]
-        return np.ascontiguousarray(out, dtype=np.float32)
+        return q
 
     def memory_bytes(self) -> int:
         """Bytes of the codebooks."""

@@ -727,6 +727,25 @@ static void fs_res_to_heap(vn_fres *r, ptrdiff_t k, float *hs, int64_t *hi) {
     }
 }
 
+/* Cache lines prefetched at the start of each of the next query's ranges. */
+#define VN_FS_PREFETCH_LINES 16
+
+/* Prefetch the first lines of query q's ranges (codes and row slots): a query's lists are
+ * far apart in the arena, and the hardware prefetcher only follows a list once it has
+ * missed on it. */
+static void ivf_prefetch(const vn_ivf_args *a, ptrdiff_t q) {
+    for (ptrdiff_t t = 0; t < a->R; t++) {
+        const int64_t *rg = a->ranges + 2 * (q * a->R + t);
+        if (rg[1] <= rg[0]) continue;
+        const char *c = (const char *)(a->codes + (rg[0] / 32) * a->nb * 32);
+        const ptrdiff_t bytes = (rg[1] - rg[0] + 31) / 32 * a->nb * 32;
+        const ptrdiff_t lines = bytes / 64 < VN_FS_PREFETCH_LINES ? bytes / 64
+                                                                  : VN_FS_PREFETCH_LINES;
+        for (ptrdiff_t l = 0; l < lines; l++) __builtin_prefetch(c + 64 * l, 0, 1);
+        if (a->row_slots) __builtin_prefetch(a->row_slots + rg[0], 0, 1);
+    }
+}
+
 int vn_lut_ivf_topk(vn_ivf_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa) {
     const vn_fs_path path = fs_path(isa);
     const ptrdiff_t nb = a->nb, k = a->k, R = a->R;
@@ -740,6 +759,7 @@ int vn_lut_ivf_topk(vn_ivf_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa) {
     vn_fres res = {buf, 0, cap, k, -INFINITY, 0, 0};
     uint32_t sums[32];
     for (ptrdiff_t q = q0; q < q1; q++) {
+        if (q + 1 < q1) ivf_prefetch(a, q + 1);
         const uint8_t *lp = a->luts + q * nb * 32;
         float *hs = a->hs + q * k;
         int64_t *hi = a->hi + q * k;

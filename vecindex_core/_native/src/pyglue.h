@@ -20,11 +20,14 @@ extern PyObject *g_err_dim;   /* DimensionMismatchError (ValueError) */
  * failure raises our typed error naming `name` and returns -1 (nothing to release). */
 int vn_get_buffer(PyObject *o, Py_buffer *b, const char *name, enum vn_kind kd, int ndim,
                   int writable);
+/* 1 when the byte ranges of two (non-empty) buffers intersect. */
+int vn_overlap(const Py_buffer *a, const Py_buffer *b);
 /* 0 when `isa` (an enum vn_isa value) is compiled in and this CPU runs it; else raises. */
 int vn_check_isa(int isa);
 
 /* Each kernel file's Python functions, added to the module at import. */
 extern PyMethodDef vn_lut_methods[]; /* lut.c */
 extern PyMethodDef vn_topk_methods[]; /* topk.c */
+extern PyMethodDef vn_tables_methods[]; /* tables.c */
 
 #endif

@@ -265,13 +265,6 @@ static int vn_index_arg(PyObject *o, const char *name, Py_ssize_t *out) {
     return 0;
 }
 
-/* 1 when the byte ranges of two (non-empty) buffers intersect. */
-static int vn_overlap(const Py_buffer *a, const Py_buffer *b) {
-    if (a->len <= 0 || b->len <= 0) return 0;
-    const uintptr_t a0 = (uintptr_t)a->buf, b0 = (uintptr_t)b->buf;
-    return a0 < b0 + (uintptr_t)b->len && b0 < a0 + (uintptr_t)a->len;
-}
-
 PyDoc_STRVAR(topk_update_doc,
 "topk_update(tile, col0, offset, mask, qn, xn, hs, hi, r0, r1, isa)\n--\n\n"
 "Push rows r0:r1 of a float32 score tile into their heaps (the native _update_rows).\n"

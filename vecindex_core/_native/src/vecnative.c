@@ -90,6 +90,12 @@ int vn_get_buffer(PyObject *o, Py_buffer *b, const char *name, enum vn_kind kd, 
     return 0;
 }
 
+int vn_overlap(const Py_buffer *a, const Py_buffer *b) {
+    if (a->len <= 0 || b->len <= 0) return 0;
+    const uintptr_t a0 = (uintptr_t)a->buf, b0 = (uintptr_t)b->buf;
+    return a0 < b0 + (uintptr_t)b->len && b0 < a0 + (uintptr_t)a->len;
+}
+
 int vn_check_isa(int isa) {
     if (isa < 0 || isa >= VN_NUM_ISA || !isa_compiled(isa) || !vn_isa_usable(&g_cpu, isa)) {
         PyErr_Format(g_err_arg, "instruction-set path %d is not available on this build/CPU",
@@ -318,6 +324,7 @@ PyMODINIT_FUNC PyInit__vecnative(void) {
     if (!m) return NULL;
     if (PyModule_AddFunctions(m, vn_lut_methods) < 0) goto fail;
     if (PyModule_AddFunctions(m, vn_topk_methods) < 0) goto fail;
+    if (PyModule_AddFunctions(m, vn_tables_methods) < 0) goto fail;
     PyObject *names = PyTuple_New(VN_NUM_ISA);
     if (!names) goto fail;
     for (int i = 0; i < VN_NUM_ISA; i++) {

@@ -1,0 +1,436 @@
+/* Per-query lookup tables of the fast scan: the native twins of the numba kernels
+ * vecindex_core._kernels.fastscan._quantize (float tables -> uint8 tables) and
+ * ._pq_nibble (product-quantizer nibble tables). Python wrapper: ../tables.py.
+ *
+ * Both compute exactly what their references compute, so the tables are identical bit for
+ * bit (the tests compare them, and the scans that read them):
+ *
+ * - quantize_luts, per query over its m tables of 16 float32 entries T[t, c]:
+ *       lo_t = min_c T[t, c], hi_t = max_c T[t, c]           (numba's min / max)
+ *       span = max_t (hi_t - lo_t); bias = float32(sum_t double(lo_t)) (t increasing)
+ *       mult = 2**100 if 0 < span < 2**-100 else 1; dl = (span * mult) / 127;
+ *       dl = 1 unless dl > 0; delta = dl / mult; inv = 1 / dl
+ *       Q[t, c] = (uint8) min(max(((T[t, c] - lo_t) * mult) * inv + 0.5, 0), 127)
+ *   The AVX2 path takes lo_t / hi_t with vector min / max. Over finite entries min and max
+ *   do not depend on the order but for the sign of a zero result, and a zero's sign changes
+ *   none of the outputs (+0 - -0 and +0 - +0 are both +0 after the +0.5 and the
+ *   truncation; the double sum of the minima starts at +0, to which adding -0 leaves +0;
+ *   the span starts at +0 and only grows). A query with a non-finite entry or span is done
+ *   by the scalar code (numba's exact order, NaN included: a NaN value converts to 0, as
+ *   the x86 conversion numba emits does).
+ * - pq_nibble, per query: S[j, c] = sum_e q[j dsub + e] * B[j, e, c] (or, with l2,
+ *   -sum_e (q[j dsub + e] - B[j, e, c])^2), float32, e increasing from +0 (coordinates past
+ *   d are 0), B the codebooks transposed to (m, dsub, ksub); then the nibble tables
+ *       per 1 (4-bit): T[t, c] = S[t, c]
+ *       per 2 (2-bit): T[t, c] = S[2t, c & 3] + S[2t + 1, c >> 2]
+ *       per 4 (1-bit): T[t, c] = ((S[4t, c & 1] + S[4t + 1, (c >> 1) & 1])
+ *                                 + S[4t + 2, (c >> 2) & 1]) + S[4t + 3, c >> 3]
+ *   with S rows past m zero. The AVX2 path vectorises over c (ksub = 16: two vectors), the
+ *   same operations in the same order (no contraction: -std=c99 turns it off).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "native.h"
+#include "pyglue.h"
+
+#if VN_X86
+#include <immintrin.h>
+#endif
+
+#define VN_TB_LUTMAX 127.0f
+
+/* ---------------------------------------------------------------- quantize_luts */
+/* Range of one 16-entry table in numba's sequential order (min(a, b) = b < a ? b : a). */
+static inline void tb_range_seq(const float *t, float *lo, float *hi) {
+    float l = t[0], h = t[0];
+    for (int c = 1; c < 16; c++) {
+        const float v = t[c];
+        l = v < l ? v : l;
+        h = v > h ? v : h;
+    }
+    *lo = l;
+    *hi = h;
+}
+
+static inline uint8_t tb_quant1(float v, float lo, float mult, float inv) {
+    float x = ((v - lo) * mult) * inv + 0.5f;
+    x = 0.0f > x ? 0.0f : x;
+    x = VN_TB_LUTMAX < x ? VN_TB_LUTMAX : x;
+    return x == x ? (uint8_t)(int32_t)x : 0; /* NaN: 0, as cvttss2si's 0x80000000 */
+}
+
+/* The scalar quantization of one query (the reference, step for step). */
+static void tb_quantize_seq(const float *tq, ptrdiff_t m, uint8_t *lq, float *bias,
+                            float *delta) {
+    float span = 0.0f, lo, hi;
+    double total = 0.0;
+    for (ptrdiff_t t = 0; t < m; t++) {
+        tb_range_seq(tq + 16 * t, &lo, &hi);
+        total += (double)lo;
+        const float d = hi - lo;
+        span = d > span ? d : span;
+    }
+    const float mult = (0.0f < span && span < 0x1p-100f) ? 0x1p100f : 1.0f;
+    float dl = (span * mult) / VN_TB_LUTMAX;
+    if (!(dl > 0.0f)) dl = 1.0f;
+    *delta = dl / mult;
+    *bias = (float)total;
+    const float inv = 1.0f / dl;
+    for (ptrdiff_t t = 0; t < m; t++) {
+        tb_range_seq(tq + 16 * t, &lo, &hi);
+        for (int c = 0; c < 16; c++) lq[16 * t + c] = tb_quant1(tq[16 * t + c], lo, mult, inv);
+    }
+}
+
+#if VN_X86
+__attribute__((target("avx2"), always_inline)) static inline float tb_hmin(__m256 v) {
+    __m128 x = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_min_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_min_ss(x, _mm_shuffle_ps(x, x, 1));
+    return _mm_cvtss_f32(x);
+}
+
+__attribute__((target("avx2"), always_inline)) static inline float tb_hmax(__m256 v) {
+    __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_max_ss(x, _mm_shuffle_ps(x, x, 1));
+    return _mm_cvtss_f32(x);
+}
+
+/* One query; 0 when done, -1 (nothing written) when an entry or the span is not finite. */
+__attribute__((target("avx2"))) static int tb_quantize_avx2(const float *tq, ptrdiff_t m,
+                                                            uint8_t *lq, float *bias,
+                                                            float *delta) {
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 bad = zero;
+    float span = 0.0f;
+    double total = 0.0;
+    for (ptrdiff_t t = 0; t < m; t++) {
+        const __m256 a = _mm256_loadu_ps(tq + 16 * t), b = _mm256_loadu_ps(tq + 16 * t + 8);
+        /* x - x is NaN exactly for inf and NaN */
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_sub_ps(a, a), _mm256_sub_ps(b, b),
+                                              _CMP_UNORD_Q));
+        const float lo = tb_hmin(_mm256_min_ps(a, b)), hi = tb_hmax(_mm256_max_ps(a, b));
+        total += (double)lo;
+        const float d = hi - lo;
+        span = d > span ? d : span;
+    }
+    if (_mm256_movemask_ps(bad) || !(span - span == 0.0f)) return -1;
+    const float mult = (0.0f < span && span < 0x1p-100f) ? 0x1p100f : 1.0f;
+    float dl = (span * mult) / VN_TB_LUTMAX;
+    if (!(dl > 0.0f)) dl = 1.0f;
+    *delta = dl / mult;
+    *bias = (float)total;
+    const float inv = 1.0f / dl;
+    const __m256 vm = _mm256_set1_ps(mult), vi = _mm256_set1_ps(inv);
+    const __m256 half = _mm256_set1_ps(0.5f), top = _mm256_set1_ps(VN_TB_LUTMAX);
+    for (ptrdiff_t t = 0; t < m; t++) {
+        const __m256 a = _mm256_loadu_ps(tq + 16 * t), b = _mm256_loadu_ps(tq + 16 * t + 8);
+        const __m256 lo = _mm256_set1_ps(tb_hmin(_mm256_min_ps(a, b)));
+        /* finite, so max / min here agree with numba's (up to a zero's sign) */
+        __m256 xa = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(a, lo), vm), vi),
+                                  half);
+        __m256 xb = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(b, lo), vm), vi),
+                                  half);
+        xa = _mm256_min_ps(_mm256_max_ps(xa, zero), top);
+        xb = _mm256_min_ps(_mm256_max_ps(xb, zero), top);
+        __m256i p = _mm256_packs_epi32(_mm256_cvttps_epi32(xa), _mm256_cvttps_epi32(xb));
+        p = _mm256_permute4x64_epi64(p, 0xD8); /* c0-3, c4-7, c8-11, c12-15 as int16 */
+        _mm_storeu_si128((__m128i *)(lq + 16 * t),
+                         _mm_packus_epi16(_mm256_castsi256_si128(p),
+                                          _mm256_extracti128_si256(p, 1)));
+    }
+    return 0;
+}
+#endif
+
+/* Queries [q0, q1) of tables (nq, m, 16) into luts (nq, m * 16), bias and delta (nq,). */
+static void vn_quantize_luts(const float *tables, ptrdiff_t m, uint8_t *luts, float *bias,
+                             float *delta, ptrdiff_t q0, ptrdiff_t q1, int isa) {
+    for (ptrdiff_t q = q0; q < q1; q++) {
+        const float *tq = tables + q * m * 16;
+        uint8_t *lq = luts + q * m * 16;
+#if VN_X86
+        if (isa != VN_PORTABLE && tb_quantize_avx2(tq, m, lq, bias + q, delta + q) == 0)
+            continue;
+#else
+        (void)isa;
+#endif
+        tb_quantize_seq(tq, m, lq, bias + q, delta + q);
+    }
+}
+
+/* ---------------------------------------------------------------- pq_nibble */
+typedef struct {
+    const float *q;       /* (nq, d) */
+    const float *books_t; /* (m, dsub, ksub) */
+    ptrdiff_t d, m, dsub, ksub, nsub;
+    int l2, per;          /* per = 4 / bits; ksub = 1 << bits */
+    float *out;           /* (nq, nsub, 16) */
+} vn_pq_args;
+
+/* S[j, c] of one query into s (m, ksub), the reference's loops. */
+static void pq_sub_seq(const vn_pq_args *a, const float *qr, float *s) {
+    const ptrdiff_t K = a->ksub;
+    for (ptrdiff_t j = 0; j < a->m; j++) {
+        float *acc = s + j * K;
+        for (ptrdiff_t c = 0; c < K; c++) acc[c] = 0.0f;
+        for (ptrdiff_t e = 0; e < a->dsub; e++) {
+            const ptrdiff_t col = j * a->dsub + e;
+            const float v = col < a->d ? qr[col] : 0.0f;
+            const float *b = a->books_t + col * K;
+            if (a->l2) {
+                for (ptrdiff_t c = 0; c < K; c++) {
+                    const float t = v - b[c];
+                    acc[c] += t * t;
+                }
+            } else {
+                for (ptrdiff_t c = 0; c < K; c++) acc[c] += v * b[c];
+            }
+        }
+        if (a->l2)
+            for (ptrdiff_t c = 0; c < K; c++) acc[c] = -acc[c];
+    }
+}
+
+#if VN_X86
+/* Sub-quantizer j's sums over e into s0 (c 0-7) and s1 (c 8-15). */
+#define PQ16_STEP(j, s0, s1)                                                            \
+    do {                                                                                \
+        const ptrdiff_t col = (j) * a->dsub + e;                                        \
+        const __m256 v = _mm256_set1_ps(col < a->d ? qr[col] : 0.0f);                  \
+        const float *b = a->books_t + col * 16;                                         \
+        __m256 t0 = _mm256_loadu_ps(b), t1 = _mm256_loadu_ps(b + 8);                    \
+        if (a->l2) {                                                                    \
+            t0 = _mm256_sub_ps(v, t0);                                                  \
+            t1 = _mm256_sub_ps(v, t1);                                                  \
+            s0 = _mm256_add_ps(s0, _mm256_mul_ps(t0, t0));                              \
+            s1 = _mm256_add_ps(s1, _mm256_mul_ps(t1, t1));                              \
+        } else {                                                                        \
+            s0 = _mm256_add_ps(s0, _mm256_mul_ps(v, t0));                               \
+            s1 = _mm256_add_ps(s1, _mm256_mul_ps(v, t1));                               \
+        }                                                                               \
+    } while (0)
+
+__attribute__((target("avx2"), always_inline)) static inline void pq16_store(
+    const vn_pq_args *a, float *s, ptrdiff_t j, __m256 s0, __m256 s1) {
+    if (a->l2) {
+        const __m256 sign = _mm256_set1_ps(-0.0f);
+        s0 = _mm256_xor_ps(s0, sign);
+        s1 = _mm256_xor_ps(s1, sign);
+    }
+    _mm256_storeu_ps(s + 16 * j, s0);
+    _mm256_storeu_ps(s + 16 * j + 8, s1);
+}
+
+/* pq_sub_seq for ksub = 16: two vectors per sub-quantizer, two sub-quantizers at a time
+ * (independent sums: the adds of one overlap the other's). */
+__attribute__((target("avx2"))) static void pq_sub16_avx2(const vn_pq_args *a,
+                                                          const float *qr, float *s) {
+    ptrdiff_t j = 0;
+    for (; j + 1 < a->m; j += 2) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (ptrdiff_t e = 0; e < a->dsub; e++) {
+            PQ16_STEP(j, s0, s1);
+            PQ16_STEP(j + 1, s2, s3);
+        }
+        pq16_store(a, s, j, s0, s1);
+        pq16_store(a, s, j + 1, s2, s3);
+    }
+    if (j < a->m) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+        for (ptrdiff_t e = 0; e < a->dsub; e++) PQ16_STEP(j, s0, s1);
+        pq16_store(a, s, j, s0, s1);
+    }
+}
+#endif
+
+/* Queries [q0, q1); s: scratch of (nsub * per, ksub) floats. */
+static void vn_pq_nibble(const vn_pq_args *a, float *s, ptrdiff_t q0, ptrdiff_t q1, int isa) {
+    const ptrdiff_t K = a->ksub, rows = a->nsub * a->per;
+    memset(s, 0, sizeof(float) * (size_t)(rows * K)); /* rows past m stay 0 */
+    for (ptrdiff_t q = q0; q < q1; q++) {
+        const float *qr = a->q + q * a->d;
+        float *o = a->out + q * a->nsub * 16;
+#if VN_X86
+        if (isa != VN_PORTABLE && K == 16) pq_sub16_avx2(a, qr, s);
+        else pq_sub_seq(a, qr, s);
+#else
+        (void)isa;
+        pq_sub_seq(a, qr, s);
+#endif
+        for (ptrdiff_t t = 0; t < a->nsub; t++) {
+            float *ot = o + 16 * t;
+            if (a->per == 1) {
+                memcpy(ot, s + 16 * t, sizeof(float) * 16);
+            } else if (a->per == 2) {
+                const float *p0 = s + K * (2 * t), *p1 = p0 + K;
+                for (int c = 0; c < 16; c++) ot[c] = p0[c & 3] + p1[c >> 2];
+            } else {
+                const float *p0 = s + K * (4 * t), *p1 = p0 + K, *p2 = p1 + K, *p3 = p2 + K;
+                for (int c = 0; c < 16; c++)
+                    ot[c] = ((p0[c & 1] + p1[(c >> 1) & 1]) + p2[(c >> 2) & 1]) + p3[c >> 3];
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- Python */
+static int tb_range(Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t nq) {
+    if (q0 < 0 || q1 < q0 || q1 > nq) {
+        PyErr_Format(g_err_arg, "query range [%zd, %zd) is not within [0, %zd]", q0, q1, nq);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(quantize_luts_doc,
+"quantize_luts(tables, luts, bias, delta, q0, q1, isa)\n--\n\n"
+"uint8 fast-scan tables of queries q0:q1 (the native fastscan._quantize): tables float32\n"
+"(nq, m, 16), m even; luts uint8 (nq, m // 2, 32), bias and delta float32 (nq,) are\n"
+"written. Runs without the GIL; see vecindex_core._native.tables.");
+
+static PyObject *py_quantize_luts(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *ot, *ol, *ob, *od;
+    Py_ssize_t q0, q1;
+    int isa;
+    if (!PyArg_ParseTuple(args, "OOOOnni:quantize_luts", &ot, &ol, &ob, &od, &q0, &q1, &isa))
+        return NULL;
+    if (vn_check_isa(isa) < 0) return NULL;
+    Py_buffer bt, bl, bb, bd;
+    int rc = -1;
+    if (vn_get_buffer(ot, &bt, "tables", K_F32, 3, 0) < 0) return NULL;
+    if (vn_get_buffer(ol, &bl, "luts", K_U8, 3, 1) < 0) goto rel_t;
+    if (vn_get_buffer(ob, &bb, "bias", K_F32, 1, 1) < 0) goto rel_l;
+    if (vn_get_buffer(od, &bd, "delta", K_F32, 1, 1) < 0) goto rel_b;
+    {
+        const Py_ssize_t nq = bt.shape[0], m = bt.shape[1];
+        if (bt.shape[2] != 16 || m % 2) {
+            PyErr_Format(g_err_dim, "tables must be (nq, m, 16) with m even, got (%zd, %zd, "
+                         "%zd)", nq, m, bt.shape[2]);
+            goto rel_d;
+        }
+        if (bl.shape[0] != nq || bl.shape[1] != m / 2 || bl.shape[2] != 32 ||
+            bb.shape[0] != nq || bd.shape[0] != nq) {
+            PyErr_Format(g_err_dim, "luts must be (%zd, %zd, 32) and bias, delta (%zd,), got "
+                         "(%zd, %zd, %zd), (%zd,), (%zd,)", nq, m / 2, nq, bl.shape[0],
+                         bl.shape[1], bl.shape[2], bb.shape[0], bd.shape[0]);
+            goto rel_d;
+        }
+        const Py_buffer *const all[] = {&bt, &bl, &bb, &bd};
+        for (int x = 0; x < 4; x++)
+            for (int y = x + 1; y < 4; y++)
+                if (vn_overlap(all[x], all[y])) {
+                    PyErr_SetString(g_err_arg, "tables, luts, bias and delta must not share "
+                                    "memory");
+                    goto rel_d;
+                }
+        if (tb_range(q0, q1, nq) < 0) goto rel_d;
+        Py_BEGIN_ALLOW_THREADS
+        vn_quantize_luts((const float *)bt.buf, m, (uint8_t *)bl.buf, (float *)bb.buf,
+                         (float *)bd.buf, q0, q1, isa);
+        Py_END_ALLOW_THREADS
+        rc = 0;
+    }
+rel_d:
+    PyBuffer_Release(&bd);
+rel_b:
+    PyBuffer_Release(&bb);
+rel_l:
+    PyBuffer_Release(&bl);
+rel_t:
+    PyBuffer_Release(&bt);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(pq_nibble_doc,
+"pq_nibble(q, books_t, l2, bits, out, q0, q1, isa)\n--\n\n"
+"Product-quantizer nibble tables of queries q0:q1 (the native fastscan._pq_nibble): q\n"
+"float32 (nq, d); books_t float32 (m, dsub, 2**bits), d <= m * dsub; out float32\n"
+"(nq, nsub, 16), nsub = 2 ceil(m bits / 8), written. Runs without the GIL; see\n"
+"vecindex_core._native.tables.");
+
+static PyObject *py_pq_nibble(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *oq, *obk, *oo;
+    Py_ssize_t q0, q1;
+    int l2, bits, isa;
+    if (!PyArg_ParseTuple(args, "OOpiOnni:pq_nibble", &oq, &obk, &l2, &bits, &oo, &q0, &q1,
+                          &isa))
+        return NULL;
+    if (vn_check_isa(isa) < 0) return NULL;
+    if (bits != 1 && bits != 2 && bits != 4) {
+        PyErr_Format(g_err_arg, "bits must be 1, 2 or 4, got %d", bits);
+        return NULL;
+    }
+    Py_buffer bq, bk, bo;
+    int rc = -1;
+    if (vn_get_buffer(oq, &bq, "q", K_F32, 2, 0) < 0) return NULL;
+    if (vn_get_buffer(obk, &bk, "books_t", K_F32, 3, 0) < 0) goto rel_q;
+    if (vn_get_buffer(oo, &bo, "out", K_F32, 3, 1) < 0) goto rel_k;
+    {
+        vn_pq_args a;
+        const Py_ssize_t nq = bq.shape[0];
+        a.d = bq.shape[1];
+        a.m = bk.shape[0];
+        a.dsub = bk.shape[1];
+        a.ksub = bk.shape[2];
+        a.l2 = l2;
+        a.per = 4 / bits;
+        if (a.ksub != (Py_ssize_t)1 << bits || a.m < 1 || a.dsub < 1 ||
+            a.d > a.m * a.dsub) {
+            PyErr_Format(g_err_dim, "books_t must be (m, dsub, %d) with m, dsub >= 1 and "
+                         "m * dsub >= d = %zd, got (%zd, %zd, %zd)", 1 << bits, a.d, a.m,
+                         a.dsub, a.ksub);
+            goto rel_o;
+        }
+        a.nsub = 2 * ((a.m * bits + 7) / 8);
+        if (bo.shape[0] != nq || bo.shape[1] != a.nsub || bo.shape[2] != 16) {
+            PyErr_Format(g_err_dim, "out must be (%zd, %zd, 16), got (%zd, %zd, %zd)", nq,
+                         a.nsub, bo.shape[0], bo.shape[1], bo.shape[2]);
+            goto rel_o;
+        }
+        if (vn_overlap(&bo, &bq) || vn_overlap(&bo, &bk)) {
+            PyErr_SetString(g_err_arg, "out must not share memory with q or books_t");
+            goto rel_o;
+        }
+        if (tb_range(q0, q1, nq) < 0) goto rel_o;
+        a.q = (const float *)bq.buf;
+        a.books_t = (const float *)bk.buf;
+        a.out = (float *)bo.buf;
+        float *s = NULL;
+        if (q1 > q0) {
+            s = (float *)malloc(sizeof(float) * (size_t)(a.nsub * a.per * a.ksub));
+            if (!s) {
+                PyErr_NoMemory();
+                goto rel_o;
+            }
+            Py_BEGIN_ALLOW_THREADS
+            vn_pq_nibble(&a, s, q0, q1, isa);
+            Py_END_ALLOW_THREADS
+        }
+        free(s);
+        rc = 0;
+    }
+rel_o:
+    PyBuffer_Release(&bo);
+rel_k:
+    PyBuffer_Release(&bk);
+rel_q:
+    PyBuffer_Release(&bq);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+PyMethodDef vn_tables_methods[] = {
+    {"quantize_luts", py_quantize_luts, METH_VARARGS, quantize_luts_doc},
+    {"pq_nibble", py_pq_nibble, METH_VARARGS, pq_nibble_doc},
+    {NULL, NULL, 0, NULL},
+};
