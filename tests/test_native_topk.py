@@ -420,3 +420,30 @@ def test_env_off_gives_identical_flat_results():
     assert off == native
     portable = run_flat("portable")
     assert portable.pop("isa") == "portable" and portable == off
+
+
+# --------------------------------------------------------------------------- finalize_heaps
+def _lexsort_finalize(hs, hi):
+    padded = hi < 0
+    order = np.lexsort((np.where(padded, np.iinfo(np.int64).max, hi), -hs), axis=-1)
+    return (np.take_along_axis(hs, order, axis=1), np.take_along_axis(hi, order, axis=1),
+            np.count_nonzero(~padded, axis=1))
+
+
+@pytest.mark.parametrize("k", [1, 2, 14, 64, 65, 200])
+def test_finalize_heaps_sorts_like_lexsort_bit_for_bit(k):
+    """Small heaps are sorted by insertion (numba), wide ones by lexsort: the same order
+    (score descending with NaN last, then slot with padding last), so the same bytes."""
+    rng = np.random.default_rng(k)
+    special = np.array([-np.inf, np.inf, np.nan, 0.0, -0.0, 1.0, -1.0], np.float32)
+    for case in range(40):
+        nq = int(rng.integers(0, 5))
+        if case % 2:
+            hs = rng.choice(special, (nq, k))
+        else:
+            hs = rng.standard_normal((nq, k)).astype(np.float32)
+        hi = rng.integers(-1, 4 if case % 3 == 0 else 10**6, (nq, k))  # repeats, padding
+        got, want = T.finalize_heaps(hs, hi), _lexsort_finalize(hs, hi)
+        assert np.array_equal(got[0].view(np.uint32), want[0].view(np.uint32))
+        assert np.array_equal(got[1], want[1]) and np.array_equal(got[2], want[2])
+        assert got[1].dtype == np.int64 and got[2].dtype == np.int64

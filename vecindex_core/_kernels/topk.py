@@ -191,12 +191,63 @@ def finalize_heaps(
     slots : int64 (nq, k), ``-1`` where padded
     counts : int64 (nq,)
     """
+    if hs.shape[1] <= _INSERTION_K and hs.dtype == np.float32 and hi.dtype == np.int64:
+        # small heaps (every search's final step): one numba pass instead of ~25 us of numpy
+        # calls a batch; the same order, so the same result
+        scores, slots = np.empty_like(hs), np.empty_like(hi)
+        counts = np.empty(hs.shape[0], dtype=np.int64)
+        _sorted_rows(hs, hi, scores, slots, counts)
+        return scores, slots, counts
     padded = hi < 0
     order = np.lexsort((np.where(padded, np.iinfo(np.int64).max, hi), -hs), axis=-1)
     scores = np.take_along_axis(hs, order, axis=1)
     slots = np.take_along_axis(hi, order, axis=1)
     counts = np.count_nonzero(~padded, axis=1).astype(np.int64)
     return scores, slots, counts
+
+
+#: Heaps up to this width are sorted by insertion (:func:`_sorted_rows`), wider ones by
+#: ``np.lexsort``.
+_INSERTION_K = 64
+
+
+@numba.njit(nogil=True, cache=True)
+def _sorted_rows(hs: np.ndarray, hi: np.ndarray, scores: np.ndarray, slots: np.ndarray,
+                 counts: np.ndarray) -> None:
+    """Each row of ``(hs, hi)`` sorted by insertion in ``finalize_heaps``' order: score
+    descending (NaN last, as ``np.lexsort`` of ``-hs`` puts it), then slot ascending with
+    negative slots (padding) last; ``counts`` the non-negative slots."""
+    big = np.iinfo(np.int64).max
+    for r in range(hs.shape[0]):
+        n = 0
+        for c in range(hs.shape[1]):
+            s = hs[r, c]
+            j = hi[r, c]
+            if j >= 0:
+                n += 1
+            u = j if j >= 0 else big
+            t = c
+            while t > 0:
+                ps = scores[r, t - 1]
+                pj = slots[r, t - 1]
+                pu = pj if pj >= 0 else big
+                # (s, u) sorts before (ps, pu)?
+                if s != s:
+                    before = ps != ps and u < pu
+                elif ps != ps:
+                    before = True
+                elif s != ps:
+                    before = s > ps
+                else:
+                    before = u < pu
+                if not before:
+                    break
+                scores[r, t] = ps
+                slots[r, t] = pj
+                t -= 1
+            scores[r, t] = s
+            slots[r, t] = j
+        counts[r] = n
 
 
 def sq_norms(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
