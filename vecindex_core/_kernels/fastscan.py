@@ -62,6 +62,7 @@ from .._native.lut import (
 from .._native.lut import lut_ivf_topk as _native_lut_ivf_topk
 from .._native.lut import lut_topk as _native_lut_topk
 from .._threads import run_chunks, thread_count
+from .topk import _select
 
 __all__ = [
     "BLOCK",
@@ -389,9 +390,9 @@ def pq_tables(q: FloatArray, books: FloatArray, *, l2: bool,
     q = np.ascontiguousarray(q, dtype=np.float32)
     books_t = np.ascontiguousarray(np.asarray(books, dtype=np.float32).transpose(0, 2, 1))
     m, dsub, ksub = books_t.shape
-    nq = q.shape[0]
     if q.ndim != 2 or q.shape[1] > m * dsub:
         raise ValueError(f"q must be (nq, <= {m * dsub}), got shape {q.shape}")
+    nq = q.shape[0]
     if bits is None:
         out = np.empty((nq, m, ksub), dtype=np.float32)
         if nq and m:
@@ -932,47 +933,3 @@ def rescore_shortlist(
     if cand.size and k:
         _select(out, np.ascontiguousarray(keys, dtype=np.int64), scores, slots, counts)
     return scores, slots, counts
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _before(s1: float, k1: int, s2: float, k2: int) -> bool:
-    """Whether ``(s1, k1)`` sorts before ``(s2, k2)``: score descending, NaN last, then key
-    ascending with ``-1`` (padding) after every real key."""
-    n1 = s1 != s1
-    n2 = s2 != s2
-    if n1 != n2:
-        return n2
-    if not n1 and s1 != s2:
-        return s1 > s2
-    u1 = k1 if k1 >= 0 else np.iinfo(np.int64).max
-    u2 = k2 if k2 >= 0 else np.iinfo(np.int64).max
-    return u1 < u2
-
-
-@numba.njit(nogil=True, cache=True)
-def _select(out: np.ndarray, keys: np.ndarray, scores: np.ndarray, slots: np.ndarray,
-            counts: np.ndarray) -> None:
-    """Per row, the first ``k`` candidates in :func:`_before` order (insertion into the
-    sorted prefix), written into the padded outputs; ``counts`` the real keys among them."""
-    k = scores.shape[1]
-    for q in range(out.shape[0]):
-        held = 0
-        for c in range(out.shape[1]):
-            s = out[q, c]
-            key = keys[q, c]
-            if held == k and not _before(s, key, scores[q, k - 1], slots[q, k - 1]):
-                continue
-            j = held if held < k else k - 1
-            while j > 0 and _before(s, key, scores[q, j - 1], slots[q, j - 1]):
-                scores[q, j] = scores[q, j - 1]
-                slots[q, j] = slots[q, j - 1]
-                j -= 1
-            scores[q, j] = s
-            slots[q, j] = key
-            if held < k:
-                held += 1
-        n = 0
-        for j in range(held):
-            if slots[q, j] >= 0:
-                n += 1
-        counts[q] = n

@@ -196,7 +196,7 @@ def finalize_heaps(
         # calls a batch; the same order, so the same result
         scores, slots = np.empty_like(hs), np.empty_like(hi)
         counts = np.empty(hs.shape[0], dtype=np.int64)
-        _sorted_rows(hs, hi, scores, slots, counts)
+        _select(hs, hi, scores, slots, counts)  # all k kept: the rows sorted
         return scores, slots, counts
     padded = hi < 0
     order = np.lexsort((np.where(padded, np.iinfo(np.int64).max, hi), -hs), axis=-1)
@@ -206,48 +206,53 @@ def finalize_heaps(
     return scores, slots, counts
 
 
-#: Heaps up to this width are sorted by insertion (:func:`_sorted_rows`), wider ones by
+#: Heaps up to this width are sorted by insertion (:func:`_select`), wider ones by
 #: ``np.lexsort``.
 _INSERTION_K = 64
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _before(s1: float, k1: int, s2: float, k2: int) -> bool:
+    """Whether ``(s1, k1)`` sorts before ``(s2, k2)``: score descending, NaN last, then key
+    ascending with ``-1`` (padding) after every real key."""
+    n1 = s1 != s1
+    n2 = s2 != s2
+    if n1 != n2:
+        return n2
+    if not n1 and s1 != s2:
+        return s1 > s2
+    u1 = k1 if k1 >= 0 else np.iinfo(np.int64).max
+    u2 = k2 if k2 >= 0 else np.iinfo(np.int64).max
+    return u1 < u2
+
+
 @numba.njit(nogil=True, cache=True)
-def _sorted_rows(hs: np.ndarray, hi: np.ndarray, scores: np.ndarray, slots: np.ndarray,
-                 counts: np.ndarray) -> None:
-    """Each row of ``(hs, hi)`` sorted by insertion in ``finalize_heaps``' order: score
-    descending (NaN last, as ``np.lexsort`` of ``-hs`` puts it), then slot ascending with
-    negative slots (padding) last; ``counts`` the non-negative slots."""
-    big = np.iinfo(np.int64).max
-    for r in range(hs.shape[0]):
+def _select(out: np.ndarray, keys: np.ndarray, scores: np.ndarray, slots: np.ndarray,
+            counts: np.ndarray) -> None:
+    """Per row, the first ``k`` candidates in :func:`_before` order (insertion into the
+    sorted prefix), written into the padded outputs; ``counts`` the real keys among them."""
+    k = scores.shape[1]
+    for q in range(out.shape[0]):
+        held = 0
+        for c in range(out.shape[1]):
+            s = out[q, c]
+            key = keys[q, c]
+            if held == k and not _before(s, key, scores[q, k - 1], slots[q, k - 1]):
+                continue
+            j = held if held < k else k - 1
+            while j > 0 and _before(s, key, scores[q, j - 1], slots[q, j - 1]):
+                scores[q, j] = scores[q, j - 1]
+                slots[q, j] = slots[q, j - 1]
+                j -= 1
+            scores[q, j] = s
+            slots[q, j] = key
+            if held < k:
+                held += 1
         n = 0
-        for c in range(hs.shape[1]):
-            s = hs[r, c]
-            j = hi[r, c]
-            if j >= 0:
+        for j in range(held):
+            if slots[q, j] >= 0:
                 n += 1
-            u = j if j >= 0 else big
-            t = c
-            while t > 0:
-                ps = scores[r, t - 1]
-                pj = slots[r, t - 1]
-                pu = pj if pj >= 0 else big
-                # (s, u) sorts before (ps, pu)?
-                if s != s:
-                    before = ps != ps and u < pu
-                elif ps != ps:
-                    before = True
-                elif s != ps:
-                    before = s > ps
-                else:
-                    before = u < pu
-                if not before:
-                    break
-                scores[r, t] = ps
-                slots[r, t] = pj
-                t -= 1
-            scores[r, t] = s
-            slots[r, t] = j
-        counts[r] = n
+        counts[q] = n
 
 
 def sq_norms(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
