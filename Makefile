@@ -1,8 +1,9 @@
 # make demo: build every registered index over the bundled sample and compare with peers,
 #            then answer one query through LangChain, LlamaIndex and Haystack.
 # make test: lint (ruff, mypy) and the whole test suite twice, on the native kernels and
-#            forced onto the fallback (installs redis-server and postgresql first when
-#            missing and run as root; otherwise says what to install).
+#            forced onto the fallback, then the kernel tests on the portable C path and on
+#            the AVX-512 paths under emulation (installs redis-server, postgresql and
+#            libsimde-dev first when missing and run as root; otherwise says what to install).
 # Both create .venv on first use; torch (CPU build) is installed before anything that
 # could pull a CUDA build of it.
 
@@ -35,6 +36,7 @@ servers:
 pytest: $(STAMP) servers
 	# the whole suite on the native kernels and, at the same time, forced onto the
 	# numba/numpy fallback (VECINDEX_NATIVE=off); then the kernel tests on the portable C path
+	# and on the AVX-512 paths under emulation (scripts/avx512_emulated.sh)
 	bash scripts/run_tests.sh $(BIN)/python
 
 test: lint pytest

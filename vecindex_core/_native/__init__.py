@@ -128,12 +128,6 @@ def _isa_id(isa: str) -> int:
     return names.index(isa)
 
 
-def _lut_isa(isa: str) -> str:
-    from .lut import AVX512_VALIDATED  # a submodule that imports this package
-
-    return "avx2" if isa == "avx512" and not AVX512_VALIDATED else isa
-
-
 def config() -> dict[str, Any]:
     """What the native module is and what the kernels use.
 
@@ -162,11 +156,10 @@ def config() -> dict[str, Any]:
         "mode": _mode,
         "isa": _active,
         "hamming_topk": f"native-{_active}" if _active is not None else "numba",
-        # the tile scan has no AVX-512 variant, and the LUT scan's runs only once validated
-        # on an AVX-512 machine (lut.AVX512_VALIDATED): AVX-512 CPUs run their avx2 code
+        # the tile scan has no AVX-512 variant: AVX-512 CPUs run its avx2 code
         "dense_topk": ("numba" if _active is None
                        else f"native-{'avx2' if _active == 'avx512' else _active}"),
-        "lut_topk": ("numba" if _active is None else f"native-{_lut_isa(_active)}"),
+        "lut_topk": ("numba" if _active is None else f"native-{_active}"),
     }
 
 

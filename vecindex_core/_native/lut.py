@@ -42,11 +42,6 @@ BLOCK = 32
 #: Largest uint8 table entry the kernels accept (``VN_FS_LUTMAX`` in ``src/lut.c``): the SIMD
 #: paths add two entries in one byte.
 LUT_MAX = 127
-#: Whether ``auto`` may run the AVX-512 fast scan. It is compiled (a direct widening of the
-#: AVX2 path) but was not yet run on an AVX-512 CPU; until ``tests/test_fastscan.py`` has
-#: passed on one (it tests every usable path explicitly), an active ``avx512`` path runs
-#: the AVX2 scan here.
-AVX512_VALIDATED = False
 #: Most byte columns (code bytes) a scan takes (``VN_FS_MAX_NB``): its integer sums stay exact.
 MAX_COLUMNS = 32768
 #: Below this many table lookups (queries x rows x byte columns x 2) a scan runs on one thread.
@@ -58,8 +53,8 @@ Kernel = Callable[[int, int, int, int, npt.NDArray[np.float32], npt.NDArray[np.i
 
 
 def _resolve(isa: str | None) -> tuple[ModuleType, int]:
-    """The extension and the id of ``isa`` (default: the active path, ``avx2`` in place of
-    ``avx512`` while :data:`AVX512_VALIDATED` is false); raises when there is none."""
+    """The extension and the id of ``isa`` (default: the active path); raises when there is
+    none."""
     from . import _ext, _import_error
 
     if _ext is None:
@@ -67,8 +62,6 @@ def _resolve(isa: str | None) -> tuple[ModuleType, int]:
     path = isa if isa is not None else _active_isa()
     if path is None:
         raise InvalidArgumentError(f"native kernels disabled ({ENV_VAR})")
-    if isa is None and path == "avx512" and not AVX512_VALIDATED:
-        path = "avx2"
     return _ext, _isa_id(path)
 
 
@@ -196,8 +189,7 @@ def lut_topk(
     luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask, tail
         As :func:`~vecindex_core._kernels.fastscan.fastscan_topk_ref`.
     isa : str, optional
-        Instruction-set path; default :func:`~vecindex_core._native.active_isa` (``avx2``
-        in place of ``avx512`` while :data:`AVX512_VALIDATED` is false).
+        Instruction-set path; default :func:`~vecindex_core._native.active_isa`.
     nqsub : int
         Queries summed together per pass over a block (1-4; 0: the path's default).
 
@@ -357,8 +349,7 @@ def lut_ivf_topk(
 q_sq_norms, mask, trusted
         As :func:`~vecindex_core._kernels.fastscan.fastscan_ivf_ref`.
     isa : str, optional
-        Instruction-set path; default :func:`~vecindex_core._native.active_isa` (``avx2``
-        in place of ``avx512`` while :data:`AVX512_VALIDATED` is false).
+        Instruction-set path; default :func:`~vecindex_core._native.active_isa`.
 
     Raises
     ------

@@ -11,6 +11,9 @@ void vn_detect_cpu(vn_cpu_t *out) {
     out->avx512f = __builtin_cpu_supports("avx512f") ? 1 : 0;
     out->avx512bw = __builtin_cpu_supports("avx512bw") ? 1 : 0;
     out->avx512vpopcntdq = __builtin_cpu_supports("avx512vpopcntdq") ? 1 : 0;
+#ifdef VN_EMULATE_AVX512 /* test builds: the AVX-512 paths run as AVX2 code */
+    out->avx512f = out->avx512bw = out->avx512vpopcntdq = out->avx2;
+#endif
 #endif
 }
 

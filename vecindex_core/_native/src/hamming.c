@@ -221,7 +221,7 @@ __attribute__((target("avx2,popcnt"))) static void scan_avx2(const vn_ham_args *
 }
 
 /* ---------------------------------------------------------------- AVX-512 */
-__attribute__((target("avx512f,avx512bw,avx512vpopcntdq,popcnt"))) static void scan_avx512(
+__attribute__((target(VN_TARGET_AVX512))) static void scan_avx512(
     const vn_ham_args *a, const uint64_t *qr, vn_qstate *s, ptrdiff_t j0, ptrdiff_t j1) {
     const ptrdiff_t w = a->w, stride = a->stride, k = a->k;
     __m512i thrv = _mm512_set1_epi64((long long)s->thr);

@@ -448,7 +448,7 @@ __attribute__((target("avx2"))) static uint32_t score_avx2(const uint32_t *sums,
 
 /* ---------------------------------------------------------------- AVX-512 */
 /* 16-bit lanes over four tables (one per 128-bit lane) -> u32 even and odd row sums */
-__attribute__((target("avx512f,avx512bw"), always_inline)) static inline void fs_widen_avx512(
+__attribute__((target(VN_TARGET_AVX512), always_inline)) static inline void fs_widen_avx512(
     __m512i a, __m512i b, __m256i *e, __m256i *o) {
     const __m512i ev = _mm512_sub_epi16(a, _mm512_slli_epi16(b, 8));
     const __m512i e32 = _mm512_add_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(ev)),
@@ -464,7 +464,7 @@ __attribute__((target("avx512f,avx512bw"), always_inline)) static inline void fs
 /* two byte columns (one 64-byte load) a step, added in bytes over a group of VN_FS_GROUP
  * columns as in the AVX2 path; a mask zeroes the column past nb of an odd tail (zero tables
  * add 0) */
-__attribute__((target("avx512f,avx512bw,avx2"), always_inline)) static inline void
+__attribute__((target(VN_TARGET_AVX512), always_inline)) static inline void
 fs_step_avx512(const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t p, __mmask64 km,
                __m512i *uL, __m512i *uH, const int NQ) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
@@ -478,7 +478,7 @@ fs_step_avx512(const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t p, __mm
     }
 }
 
-__attribute__((target("avx512f,avx512bw,avx2"), always_inline)) static inline void
+__attribute__((target(VN_TARGET_AVX512), always_inline)) static inline void
 sums_avx512_impl(const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb,
                  uint32_t *sums, const int NQ) {
     const __m512i z = _mm512_setzero_si512();
@@ -515,7 +515,7 @@ sums_avx512_impl(const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb,
 }
 
 #define VN_FS_AVX512_NQ(N)                                                                \
-    __attribute__((target("avx512f,avx512bw,avx2"))) static void sums_avx512_##N(         \
+    __attribute__((target(VN_TARGET_AVX512))) static void sums_avx512_##N(         \
         const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb, uint32_t *sums) {   \
         sums_avx512_impl(blk, luts, nb, sums, N);                                         \
     }

@@ -16,6 +16,17 @@
 #define VN_X86 0
 #endif
 
+/* Function target of the AVX-512 paths. Test builds with VN_EMULATE_AVX512 compile them
+ * for AVX2 over emulated AVX-512 intrinsics (avx512_emu.h). */
+#ifdef VN_EMULATE_AVX512
+#if VN_X86
+#include "avx512_emu.h"
+#endif
+#define VN_TARGET_AVX512 "avx2,popcnt"
+#else
+#define VN_TARGET_AVX512 "avx512f,avx512bw,avx512vpopcntdq,avx2,popcnt"
+#endif
+
 /* Instruction-set paths, in order of preference (the value is the Python-visible code). */
 enum vn_isa { VN_PORTABLE = 0, VN_AVX2 = 1, VN_AVX512 = 2, VN_NUM_ISA = 3 };
 

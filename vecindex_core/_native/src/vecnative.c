@@ -339,6 +339,11 @@ PyMODINIT_FUNC PyInit__vecnative(void) {
         Py_DECREF(names);
         goto fail;
     }
+#ifdef VN_EMULATE_AVX512
+    if (PyModule_AddIntConstant(m, "EMULATED_AVX512", 1) < 0) goto fail;
+#else
+    if (PyModule_AddIntConstant(m, "EMULATED_AVX512", 0) < 0) goto fail;
+#endif
     return m;
 fail:
     Py_DECREF(m);

@@ -1,0 +1,85 @@
+/* Test builds only (VN_EMULATE_AVX512, set by scripts/avx512_emulated.sh through
+ * setup.py): the AVX-512 intrinsics the kernels use, emulated, so that their AVX-512
+ * code runs, and is tested bit for bit against the references, on a CPU without AVX-512.
+ *
+ * The intrinsics come from SIMDe (Debian libsimde-dev, "SIMD Everywhere": portable
+ * implementations, checked against real hardware by their own tests), renamed here because
+ * its native aliases clash with the types GCC's <immintrin.h> already declares. The three
+ * that SIMDe 0.7.4 lacks are written below from Intel's pseudo-code. The functions then
+ * compile for plain AVX2 (VN_TARGET_AVX512 in native.h) and cpu.c reports AVX-512 where
+ * the CPU has AVX2. An intrinsic used by the kernels but missing from this list is a
+ * compile error ("target specific option mismatch"), never a silent native call.
+ *
+ * Never used by a release build: the module then reports EMULATED_AVX512 = 1. */
+#ifndef VN_AVX512_EMU_H
+#define VN_AVX512_EMU_H
+
+#include <immintrin.h>
+#include <string.h>
+#include <simde/x86/avx512.h>
+
+#define __m512i simde__m512i
+#define __mmask64 simde__mmask64
+
+#define _mm512_add_epi8 simde_mm512_add_epi8
+#define _mm512_add_epi16 simde_mm512_add_epi16
+#define _mm512_add_epi32 simde_mm512_add_epi32
+#define _mm512_add_epi64 simde_mm512_add_epi64
+#define _mm512_sub_epi16 simde_mm512_sub_epi16
+#define _mm512_and_si512 simde_mm512_and_si512
+#define _mm512_xor_si512 simde_mm512_xor_si512
+#define _mm512_slli_epi16 simde_mm512_slli_epi16
+#define _mm512_srli_epi16 simde_mm512_srli_epi16
+#define _mm512_shuffle_epi8 simde_mm512_shuffle_epi8
+#define _mm512_popcnt_epi64 simde_mm512_popcnt_epi64
+#define _mm512_set1_epi8 simde_mm512_set1_epi8
+#define _mm512_set1_epi64 simde_mm512_set1_epi64
+#define _mm512_setzero_si512 simde_mm512_setzero_si512
+#define _mm512_loadu_si512 simde_mm512_loadu_si512
+#define _mm512_storeu_si512 simde_mm512_storeu_si512
+#define _mm512_castsi512_si256 vn_emu_castsi512_si256
+#define _mm512_extracti64x4_epi64 vn_emu_extracti64x4_epi64
+#define _mm512_maskz_loadu_epi8 vn_emu_maskz_loadu_epi8
+#define _mm512_cmplt_epu64_mask vn_emu_cmplt_epu64_mask
+#define _mm512_cvtepu16_epi32 vn_emu_cvtepu16_epi32
+
+/* 256-bit halves as GCC's own __m256i (the kernels mix them with AVX2 intrinsics) */
+static inline __m256i vn_emu_half(simde__m512i a, int hi) {
+    __m256i r;
+    memcpy(&r, (const char *)&a + 32 * hi, sizeof r);
+    return r;
+}
+static inline __m256i vn_emu_castsi512_si256(simde__m512i a) { return vn_emu_half(a, 0); }
+#define vn_emu_extracti64x4_epi64(a, imm) vn_emu_half((a), (imm) & 1)
+
+/* dst.byte[j] = k[j] ? mem[j] : 0; masked-off bytes are not read (no fault on hardware) */
+static inline simde__m512i vn_emu_maskz_loadu_epi8(simde__mmask64 k, const void *p) {
+    uint8_t b[64];
+    for (int j = 0; j < 64; j++) b[j] = ((k >> j) & 1) ? ((const uint8_t *)p)[j] : 0;
+    simde__m512i r;
+    memcpy(&r, b, sizeof r);
+    return r;
+}
+
+/* k[j] = a.u64[j] < b.u64[j] */
+static inline uint8_t vn_emu_cmplt_epu64_mask(simde__m512i a, simde__m512i b) {
+    uint64_t x[8], y[8];
+    memcpy(x, &a, sizeof x);
+    memcpy(y, &b, sizeof y);
+    uint8_t k = 0;
+    for (int j = 0; j < 8; j++) k |= (uint8_t)((x[j] < y[j]) << j);
+    return k;
+}
+
+/* dst.u32[j] = a.u16[j] (zero extension), j < 16 */
+static inline simde__m512i vn_emu_cvtepu16_epi32(__m256i a) {
+    uint16_t x[16];
+    uint32_t y[16];
+    memcpy(x, &a, sizeof x);
+    for (int j = 0; j < 16; j++) y[j] = x[j];
+    simde__m512i r;
+    memcpy(&r, y, sizeof r);
+    return r;
+}
+
+#endif
