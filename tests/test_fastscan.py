@@ -518,6 +518,130 @@ def test_the_extension_checks_what_the_wrapper_does_not():
         call(isa=99)
 
 
+# --------------------------------------------------------------------------- dot mode
+def _dot_case(rng, n, nb, nq, *, kind="random"):
+    """Blocked codes, int8 weights, zero bias, delta and uint8 levels of the dot mode."""
+    codes = rng.integers(0, 256, (n, nb), dtype=np.uint8)
+    levels, cs = fs.dot_levels(np.sort(rng.standard_normal(16)).astype(np.float32))
+    w, delta = fs.dot_weights(rng.standard_normal((nq, 2 * nb - nb % 2)), nb, cs)
+    if kind == "extremes":  # weights and levels only at the int8 ends
+        w[:] = np.where(rng.random(w.shape) < 0.5, -127, 127)
+        levels = np.where(rng.random(16) < 0.5, 1, 255).astype(np.uint8)
+    elif kind in ("max", "min"):  # every product +-127 * 127: the largest sums
+        w[:] = 127 if kind == "max" else -127
+        levels[:] = 255
+    return fs.pack_blocked(codes), w, np.zeros(nq, np.float32), delta, levels
+
+
+def _dot_both(blocked, w, bias, delta, levels, n, k, isa, **kw):
+    ref = fs.fastscan_topk_ref(w, bias, delta, blocked, n, k, levels=levels, **kw)
+    nat = lut_topk(w, bias, delta, blocked, n, k, levels=levels, isa=isa, **kw)
+    return ref, nat
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize(("n", "nb"), [(1, 1), (31, 3), (32, 4), (33, 7), (200, 48),
+                                       (257, 96), (100, 1100)])
+@pytest.mark.parametrize("kind", ["random", "extremes", "max", "min"])
+def test_dot_mode_native_equals_reference(isa, n, nb, kind):
+    rng = np.random.default_rng(n * 3 + nb)
+    blocked, w, bias, delta, levels = _dot_case(rng, n, nb, 11, kind=kind)
+    for which in ("plain", "scale", "l2"):
+        kw = _options(rng, n, 11, which)
+        for k in (1, 10, n + 3):
+            _assert_same(*_dot_both(blocked, w, bias, delta, levels, n, k, isa, **kw))
+    for sub in (1, 3, 8):  # queries a pass; 11 queries: a short last pass
+        want = fs.fastscan_topk_ref(w, bias, delta, blocked, n, 5, levels=levels)
+        _assert_same(want, lut_topk(w, bias, delta, blocked, n, 5, levels=levels, isa=isa,
+                                    nqsub=sub))
+    if kind in ("max", "min"):  # the exact signed sum reaches the scores
+        _, (s, _) = _dot_both(blocked, w, bias, delta, levels, n, 1, isa)
+        total = np.float32((1 if kind == "max" else -1) * 2 * nb * 127 * 127)
+        assert np.array_equal(s[:, 0], delta * total)
+
+
+def test_dot_mode_reference_is_the_definition():
+    """``sum_t (levels[code_t] - 128) * w_t`` exactly, scored ``delta * S``, best first with
+    ties by the lower slot; sub-code ``2p`` is the low nibble of code byte ``p``."""
+    rng = np.random.default_rng(21)
+    n, nb, nq, k = 300, 6, 4, 9
+    blocked, w, bias, delta, levels = _dot_case(rng, n, nb, nq)
+    codes = fs.unpack_blocked(blocked, n, nb)
+    sub = np.empty((n, 2 * nb), np.int64)
+    sub[:, 0::2], sub[:, 1::2] = codes & 15, codes >> 4
+    lv = levels.astype(np.int64) - 128
+    total = (lv[sub][None] * w[:, None, :].astype(np.int64)).sum(-1)
+    score = delta[:, None] * total.astype(np.float32)
+    order = np.lexsort((np.broadcast_to(np.arange(n), score.shape), -score), axis=1)[:, :k]
+    s, i = fs.fastscan_topk_ref(w, bias, delta, blocked, n, k, levels=levels)
+    assert np.array_equal(i, order)
+    assert np.array_equal(s, np.take_along_axis(score, order, axis=1))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_dot_mode_masks_and_tail(isa):
+    rng = np.random.default_rng(22)
+    n, nb = 75, 5
+    codes = rng.integers(0, 256, (n, nb), dtype=np.uint8)
+    _, w, bias, delta, levels = _dot_case(rng, 1, nb, 6)
+    full, main, tail = (fs.pack_blocked(codes), fs.pack_blocked(codes[:64]),
+                        fs.pack_blocked(codes[64:]))
+    want = fs.fastscan_topk_ref(w, bias, delta, full, n, n, levels=levels)
+    _assert_same(want, lut_topk(w, bias, delta, main, n, n, tail=tail, levels=levels, isa=isa))
+    mask = rng.random(n) < 0.3
+    _assert_same(*_dot_both(full, w, bias, delta, levels, n, 7, isa, mask=mask))
+    _, (_, i) = _dot_both(full, w, bias, delta, levels, n, n, isa, mask=mask)
+    assert set(i[0][i[0] >= 0]) == set(np.flatnonzero(mask))
+
+
+def test_dot_levels_and_weights():
+    book = np.linspace(-0.3, 0.2, 16, dtype=np.float32)
+    levels, cs = fs.dot_levels(book)
+    assert levels.dtype == np.uint8 and cs == pytest.approx(0.3 / 127)
+    assert levels.min() >= 1 and levels[0] == 1  # -127 + 128
+    assert np.abs((levels.astype(np.float64) - 128) * cs - book).max() <= cs / 2 + 1e-9
+    zero_levels, zero_cs = fs.dot_levels(np.zeros(16))
+    assert zero_cs == 1.0 and (zero_levels == 128).all()
+    with pytest.raises(ValueError, match="16 finite"):
+        fs.dot_levels(np.full(16, np.nan))
+    rq = np.array([[0.5, -1.0, 0.25], [0.0, 0.0, 0.0]], np.float32)
+    w, delta = fs.dot_weights(rq, 2, cs)
+    assert w.dtype == np.int8 and w.shape == (2, 4)
+    assert w[0].tolist() == [64, -127, 32, 0] and (w[1] == 0).all()
+    assert delta.dtype == np.float32
+    assert delta[0] == np.float32(cs * 1.0 / 127) and delta[1] == np.float32(cs)
+    with pytest.raises(ValueError, match="do not fit"):
+        fs.dot_weights(np.zeros((1, 5)), 2, cs)
+
+
+def test_dot_mode_raises_typed_errors():
+    rng = np.random.default_rng(23)
+    blocked, w, bias, delta, levels = _dot_case(rng, 40, 4, 2)
+    for f in (fs.fastscan_topk_ref, functools.partial(lut_topk, isa="portable")):
+        with pytest.raises(InvalidDtypeError, match="weights"):
+            f(w.view(np.uint8), bias, delta, blocked, 40, 3, levels=levels)
+        with pytest.raises(InvalidDtypeError, match="levels"):
+            f(w, bias, delta, blocked, 40, 3, levels=levels.astype(np.int16))
+        with pytest.raises(DimensionMismatchError, match="levels"):
+            f(w, bias, delta, blocked, 40, 3, levels=levels[:15])
+        with pytest.raises(DimensionMismatchError, match="weights"):
+            f(w[:, :6], bias, delta, blocked, 40, 3, levels=levels)
+    with pytest.raises(InvalidArgumentError, match="nqsub"):
+        lut_topk(w, bias, delta, blocked, 40, 3, levels=levels, isa="portable", nqsub=9)
+    ext, isa = _native._ext, _native._isa_id("portable")
+    out_s, out_i = np.empty((2, 3), np.float32), np.empty((2, 3), np.int64)
+
+    def call(weights, lv):  # the extension checks the dot mode's shapes itself
+        ext.lut_topk(weights, bias, delta, None, blocked, None, 40, None, None, None, 3, 0, 2,
+                     0, 40, out_s, out_i, isa, 0, lv)
+
+    call(w.view(np.uint8), levels)
+    with pytest.raises(DimensionMismatchError, match="levels"):
+        call(w.view(np.uint8), levels[:15])
+    with pytest.raises(DimensionMismatchError, match="weights"):
+        call(w.view(np.uint8)[:, :7].copy(), levels)
+
+
 # --------------------------------------------------------------------------- turboquant
 @pytest.fixture(scope="module")
 def data():
@@ -548,6 +672,30 @@ def test_turboquant_is_the_same_on_every_path(data, bits, metric):
             assert np.array_equal(w.ids, g.ids) and np.array_equal(w.scores, g.scores)
     assert set(got[2].ids[0][:3]) == {3, 650, 699} and (got[2].ids[:, 3:] == -1).all()
     assert got[3].counts[0] == 700
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("route", [True, False])
+def test_turboquant_4bit_routes_are_the_same_on_every_path(data, metric, route, monkeypatch):
+    """Both 4-bit routes, whatever this CPU would pick (``dot_cpu``): the dot mode's
+    shortlist and the uint8 tables' give the same results on every path, and the same ids
+    as each other almost everywhere (both are rescored by the float estimate)."""
+    import vecindex_core.turboquant as tq
+
+    x, q = data
+    index = TurboQuantIndex(48, metric, bits=4)
+    index.add(x)
+    got = {}
+    for forced in (route, not route):
+        monkeypatch.setattr(tq, "dot_cpu", lambda forced=forced: forced)
+        with _native._use(None):
+            want = index.search(q, 10)
+        for isa in ISAS:
+            with _native._use(isa):
+                r = index.search(q, 10)
+            assert np.array_equal(want.ids, r.ids) and np.array_equal(want.scores, r.scores)
+        got[forced] = want.ids
+    assert np.mean(got[True] == got[False]) >= 0.9
 
 
 @pytest.mark.parametrize("bits", [2, 4])

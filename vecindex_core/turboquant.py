@@ -75,7 +75,13 @@ from ._kernels.codes import (
     prefer_decoded,
     quantize_nearest,
 )
-from ._kernels.fastscan import FAST_SCAN_BITS, fast_scan_fits, nibble_tables
+from ._kernels.fastscan import (
+    FAST_SCAN_BITS,
+    dot_levels,
+    dot_weights,
+    fast_scan_fits,
+    nibble_tables,
+)
 from ._kernels.hamming import rescore_topk
 from ._kernels.rotation import (
     ROTATION_VERSION,
@@ -85,6 +91,7 @@ from ._kernels.rotation import (
     rotation_params,
 )
 from ._kernels.topk import finalize_heaps, init_heaps, sq_norms
+from ._native.lut import dot_cpu
 from .base import Moves, VectorIndex, apply_score_map, fit_score_map
 from .errors import IndexFormatError
 from .hashing import KEEP_VECTORS, RERANK, SEED, TRAIN_SIZE, _check_array
@@ -406,14 +413,20 @@ class TurboQuantIndex(VectorIndex):
     ) -> Result:
         """Fast scan of the blocked store (:func:`~._kernels.blocked.fast_topk`): a
         shortlist of :func:`shortlist_size` rows by the uint8-table score (native when
-        built), rescored by the float code estimate."""
+        built), rescored by the float code estimate. 4-bit codes on a CPU with AVX-512 VNNI
+        and VBMI (:func:`~._native.lut.dot_cpu`) are shortlisted by the dot mode: int8
+        levels times int8 query weights, exact integer sums."""
 
         def tables(a: int, b: int) -> npt.NDArray[np.float32]:
             return nibble_tables(rq[a:b], self.codebook_, self.bits, self.nbytes)
 
+        dot = None
+        if self.bits == 4 and dot_cpu():
+            levels, cs = dot_levels(self.codebook_)
+            dot = (levels, lambda a, b: dot_weights(rq[a:b], self.nbytes, cs))
         # `shortlist_size` read from this module at each call (benchmarks substitute it)
         return fast_topk(store, tables, rq.shape[0], k, scale=scales, sq_norms=xn,
-                         q_sq_norms=qn, mask=mask, shortlist=shortlist_size)
+                         q_sq_norms=qn, mask=mask, shortlist=shortlist_size, dot=dot)
 
     def _decoder(self, codes: npt.NDArray[np.uint8]) -> Callable[[int, int], FloatMatrix]:
         """``decode(a, b)``: rows ``a:b`` of ``codes`` as their levels, one reused buffer."""

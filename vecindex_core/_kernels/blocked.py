@@ -205,6 +205,7 @@ def fast_topk(
     q_sq_norms: FloatArray | None = None,
     mask: npt.NDArray[np.bool_] | None = None,
     shortlist: Callable[[int, int], int] = shortlist_size,
+    dot: tuple[U8Array, Callable[[int, int], tuple[np.ndarray, FloatArray]]] | None = None,
 ) -> Result:
     """Top-``k`` rows of ``store`` for ``nq`` queries: fast-scan shortlist, float rescore.
 
@@ -228,6 +229,10 @@ def fast_topk(
     shortlist : callable
         ``shortlist(k, n)``: rows kept per query before the rescore (default
         :func:`shortlist_size`).
+    dot : (levels, weights), optional
+        The shortlist by the dot mode (4-bit codes of one codebook,
+        :func:`~.fastscan.dot_levels`) instead of uint8 tables: ``weights(a, b)`` gives
+        queries ``a .. b - 1``'s :func:`~.fastscan.dot_weights`.
 
     Returns
     -------
@@ -254,10 +259,17 @@ def fast_topk(
     for c0 in range(0, max(nq, 1), QUERY_CHUNK):
         c1 = min(c0 + QUERY_CHUNK, nq)
         tb = tables(c0, c1)
-        luts, bias, delta = quantize_luts(tb)
+        levels = None
+        if dot is None:
+            luts, bias, delta = quantize_luts(tb)
+        else:
+            levels, weights = dot[0], dot[1](c0, c1)
+            luts, delta = weights
+            bias = np.zeros(c1 - c0, dtype=np.float32)
         qc = None if q_sq_norms is None else q_sq_norms[c0:c1]
         _, cand = fastscan_topk(luts, bias, delta, codes, n, size, scale=scale,
-                                sq_norms=sq_norms, q_sq_norms=qc, mask=mask, tail=tail)
+                                sq_norms=sq_norms, q_sq_norms=qc, mask=mask, tail=tail,
+                                levels=levels)
         parts.append(rescore_shortlist(tb, codes, cand, k,
                                        scale=ones if scale is None else scale,
                                        sq_norms=sq_norms, q_sq_norms=qc, tail=tail, n=n))

@@ -515,12 +515,12 @@ def _block_sums(lut: np.ndarray, blk: np.ndarray, sums: np.ndarray) -> None:
 
 
 @numba.njit(nogil=True, cache=True)
-def _ref_scan(luts: np.ndarray, bias: np.ndarray, delta: np.ndarray, qn: np.ndarray,
+def _ref_scan(luts: np.ndarray, dot: bool, lv: np.ndarray, nb: int, bias: np.ndarray,
+              delta: np.ndarray, qn: np.ndarray,
               codes: np.ndarray, tail: np.ndarray, use_tail: bool, n: int,
               scale: np.ndarray, use_scale: bool, xn: np.ndarray,
               l2: bool, mask: np.ndarray, use_mask: bool, q0: int, q1: int, r0: int, r1: int,
               out_s: np.ndarray, out_i: np.ndarray) -> None:
-    nb = luts.shape[1]
     k = out_s.shape[1]
     cap = min(k, max(r1 - r0, 0))
     hs = np.empty(max(cap, 1), dtype=np.float32)
@@ -530,7 +530,13 @@ def _ref_scan(luts: np.ndarray, bias: np.ndarray, delta: np.ndarray, qn: np.ndar
     two = np.float32(2.0)
     zero = np.float32(0.0)
     for q in range(q0, q1):
-        lut[:] = luts[q]
+        if dot:  # weights (nq, 2 nb) x int32 levels: the same sums through int32 tables
+            for p in range(nb):
+                for c in range(16):
+                    lut[p, c] = lv[c] * np.int32(luts[q, 0, 2 * p])
+                    lut[p, 16 + c] = lv[c] * np.int32(luts[q, 0, 2 * p + 1])
+        else:
+            lut[:] = luts[q]
         b_ = bias[q]
         d_ = delta[q]
         qq = qn[q] if l2 else zero
@@ -577,13 +583,14 @@ def fastscan_topk_ref(
     q_sq_norms: FloatArray | None = None,
     mask: npt.NDArray[np.bool_] | None = None,
     tail: U8Array | None = None,
+    levels: U8Array | None = None,
 ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
     """Top-``k`` rows of each query by the fast-scan score (numba reference).
 
     Parameters
     ----------
-    luts : uint8 (nq, nb, 32)
-        :func:`quantize_luts` tables.
+    luts : uint8 (nq, nb, 32), or int8 (nq, 2 nb) with ``levels``
+        :func:`quantize_luts` tables; with ``levels``, :func:`dot_weights`.
     bias, delta : float32 (nq,)
         :func:`quantize_luts` constants.
     codes : uint8 (blocks, nb * 32)
@@ -602,6 +609,10 @@ def fastscan_topk_ref(
     tail : uint8 (1, nb * 32), optional
         The block of rows ``32 (n // 32) .. n - 1`` when it is not ``codes[n // 32]`` (an
         index keeps its last, partial block row-major and packs it per search).
+    levels : uint8 (16,), optional
+        The dot mode (:func:`dot_levels`): sub-code value ``c`` stands for the int8 level
+        ``levels[c] - 128`` and a row's integer sum is ``sum_t level(code_t) * luts[q, t]``
+        (exact) in place of the sum of table entries; the score is the same expression.
 
     Returns
     -------
@@ -614,7 +625,12 @@ def fastscan_topk_ref(
     InvalidDtypeError, DimensionMismatchError, InvalidArgumentError
         As :func:`vecindex_core._native.lut.lut_topk`.
     """
-    check_scan_args(luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask, tail)
+    nb = check_scan_args(luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask,
+                         tail, levels)
+    dot = levels is not None
+    # one array type for both modes: weights as (nq, 1, 2 nb)
+    tb = luts.reshape(luts.shape[0], 1, -1) if dot else luts
+    lv = np.zeros(16, dtype=np.int32) if levels is None else levels.astype(np.int32) - 128
     f1 = np.zeros(1, dtype=np.float32)
     tl = codes[:1] if tail is None else tail
     sc = f1 if scale is None else scale
@@ -625,11 +641,10 @@ def fastscan_topk_ref(
 
     def kernel(q0: int, q1: int, r0: int, r1: int, out_s: FloatArray,
                out_i: npt.NDArray[np.int64]) -> None:
-        _ref_scan(luts, bias, delta, qn, codes, tl, tail is not None, int(n), sc, use_scale,
-                  xn, l2, mk, use_mask,
-                  q0, q1, r0, r1, out_s, out_i)
+        _ref_scan(tb, dot, lv, nb, bias, delta, qn, codes, tl, tail is not None, int(n), sc,
+                  use_scale, xn, l2, mk, use_mask, q0, q1, r0, r1, out_s, out_i)
 
-    return run_split(kernel, luts.shape[0], int(n), int(k), luts.shape[1])
+    return run_split(kernel, luts.shape[0], int(n), int(k), nb)
 
 
 def fastscan_topk(
@@ -645,14 +660,57 @@ def fastscan_topk(
     q_sq_norms: FloatArray | None = None,
     mask: npt.NDArray[np.bool_] | None = None,
     tail: U8Array | None = None,
+    levels: U8Array | None = None,
 ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
     """:func:`fastscan_topk_ref` on the active native path when there is one (identical
     results), else the reference."""
     if _native.active_isa() is not None:
         return _native_lut_topk(luts, bias, delta, codes, n, k, scale=scale,
-                                sq_norms=sq_norms, q_sq_norms=q_sq_norms, mask=mask, tail=tail)
+                                sq_norms=sq_norms, q_sq_norms=q_sq_norms, mask=mask, tail=tail,
+                                levels=levels)
     return fastscan_topk_ref(luts, bias, delta, codes, n, k, scale=scale, sq_norms=sq_norms,
-                             q_sq_norms=q_sq_norms, mask=mask, tail=tail)
+                             q_sq_norms=q_sq_norms, mask=mask, tail=tail, levels=levels)
+
+
+# --------------------------------------------------------------------------- dot mode
+def dot_levels(codebook: FloatArray) -> tuple[U8Array, float]:
+    """The dot mode's levels of a 16-level codebook shared by every coordinate.
+
+    Returns
+    -------
+    levels : uint8 (16,)
+        ``round(codebook / cs) + 128`` (levels in ``[-127, 127]``).
+    cs : float
+        ``max |codebook| / 127`` (1 for an all-zero codebook).
+    """
+    c = np.asarray(codebook, dtype=np.float64)
+    if c.shape != (16,) or not np.all(np.isfinite(c)):
+        raise ValueError(f"codebook must be 16 finite levels, got shape {c.shape}")
+    top = float(np.max(np.abs(c)))
+    cs = top / 127 if top > 0 else 1.0
+    return (np.clip(np.rint(c / cs), -127, 127) + 128).astype(np.uint8), cs
+
+
+def dot_weights(rq: FloatArray, nb: int, cs: float) -> tuple[npt.NDArray[np.int8], FloatArray]:
+    """The dot mode's per-query weights of rotated queries ``rq`` ``(nq, d)``, ``d <= 2 nb``.
+
+    Returns
+    -------
+    weights : int8 (nq, 2 nb)
+        ``round(rq / qs)`` per query, ``qs = max_j |rq_j| / 127`` (1 for a zero query);
+        coordinates past ``d`` 0.
+    delta : float32 (nq,)
+        ``cs * qs``: the score is ``scale * (delta * S)``.
+    """
+    r = np.asarray(rq, dtype=np.float64)
+    nq, d = r.shape
+    if d > 2 * nb:
+        raise ValueError(f"{d} coordinates do not fit {nb} bytes of 4-bit codes")
+    top = np.max(np.abs(r), axis=1) if d else np.zeros(nq)
+    qs = np.where(top > 0, top / 127, 1.0)
+    w = np.zeros((nq, 2 * nb), dtype=np.int8)
+    w[:, :d] = np.clip(np.rint(r / qs[:, None]), -127, 127)
+    return w, (cs * qs).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- inverted lists

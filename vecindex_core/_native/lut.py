@@ -30,6 +30,7 @@ __all__ = [
     "MIN_WORK_PER_THREAD",
     "check_ivf_args",
     "check_scan_args",
+    "dot_cpu",
     "ivf_work",
     "lut_ivf_topk",
     "lut_topk",
@@ -42,6 +43,10 @@ BLOCK = 32
 #: Largest uint8 table entry the kernels accept (``VN_FS_LUTMAX`` in ``src/lut.c``): the SIMD
 #: paths add two entries in one byte.
 LUT_MAX = 127
+#: Most queries summed together per pass over a block (``VN_FS_MAXSUB``), and in the dot
+#: mode (``VN_DOT_MAXSUB``).
+MAX_SUB = 4
+MAX_DOT_SUB = 8
 #: Most byte columns (code bytes) a scan takes (``VN_FS_MAX_NB``): its integer sums stay exact.
 MAX_COLUMNS = 32768
 #: Below this many table lookups (queries x rows x byte columns x 2) a scan runs on one thread.
@@ -63,6 +68,19 @@ def _resolve(isa: str | None) -> tuple[ModuleType, int]:
     if path is None:
         raise InvalidArgumentError(f"native kernels disabled ({ENV_VAR})")
     return _ext, _isa_id(path)
+
+
+def dot_cpu() -> bool:
+    """Whether this CPU runs the dot mode's AVX-512 kernel (the extension built, its
+    ``avx512`` path usable, AVX-512 VNNI and VBMI). ``turboquant`` scans 4-bit codes in the
+    dot mode exactly then, whatever ``VECINDEX_NATIVE`` says (the numba reference computes
+    the same sums), so results never depend on the path."""
+    from . import _ext
+
+    if _ext is None or "avx512" not in _ext.usable_isas():
+        return False
+    f = _ext.cpu_features()
+    return bool(f.get("avx512vnni") and f.get("avx512vbmi"))
 
 
 def merge_parts(ps: npt.NDArray[np.float32], pi: npt.NDArray[np.int64], k: int
@@ -113,11 +131,16 @@ def check_scan_args(
     scale: npt.NDArray[np.float32] | None, sq_norms: npt.NDArray[np.float32] | None,
     q_sq_norms: npt.NDArray[np.float32] | None, mask: npt.NDArray[np.bool_] | None,
     tail: npt.NDArray[np.uint8] | None = None,
-) -> None:
-    """The checks both scan paths make before reading anything (typed errors)."""
+    levels: npt.NDArray[np.uint8] | None = None,
+) -> int:
+    """The checks both scan paths make before reading anything (typed errors); returns
+    ``nb``, the byte columns. With ``levels`` (the dot mode) ``luts`` are the int8 weights
+    ``(nq, 2 nb)``."""
     from ..errors import DimensionMismatchError, InvalidDtypeError
 
-    for name, a, dt in (("luts", luts, np.uint8), ("bias", bias, np.float32),
+    dot = levels is not None
+    for name, a, dt in (("weights" if dot else "luts", luts, np.int8 if dot else np.uint8),
+                        ("levels", levels, np.uint8), ("bias", bias, np.float32),
                         ("delta", delta, np.float32), ("codes", codes, np.uint8),
                         ("scale", scale, np.float32), ("sq_norms", sq_norms, np.float32),
                         ("q_sq_norms", q_sq_norms, np.float32), ("mask", mask, np.bool_),
@@ -125,18 +148,25 @@ def check_scan_args(
         if a is not None and (not isinstance(a, np.ndarray) or a.dtype != dt):
             got = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
             raise InvalidDtypeError(f"{name} must be a {np.dtype(dt)} array, got {got}")
-    if luts.ndim != 3 or luts.shape[2] != 32 or codes.ndim != 2:
+    if levels is not None:
+        if levels.shape != (16,):
+            raise DimensionMismatchError(f"levels must be (16,), got {levels.shape}")
+        if luts.ndim != 2 or codes.ndim != 2 or luts.shape[1] != 2 * (codes.shape[1] // 32):
+            raise DimensionMismatchError(
+                f"weights must be (nq, 2 nb) for codes (nblocks, nb * 32), got shapes "
+                f"{luts.shape} and {codes.shape}")
+    elif luts.ndim != 3 or luts.shape[2] != 32 or codes.ndim != 2:
         raise InvalidArgumentError(
             f"luts must be (nq, nb, 32) and codes (nblocks, nb * 32), got shapes "
             f"{luts.shape} and {codes.shape}")
-    nq, nb = luts.shape[0], luts.shape[1]
+    nq, nb = luts.shape[0], (luts.shape[1] // 2 if dot else luts.shape[1])
     if nb < 1 or nb > MAX_COLUMNS:
         raise InvalidArgumentError(
             f"luts must have 1 to {MAX_COLUMNS} byte columns, got {nb}")
     if codes.shape[1] != nb * 32:
         raise DimensionMismatchError(
             f"codes must have {nb * 32} bytes a block (nb * 32), got {codes.shape[1]}")
-    if luts.size and int(luts.max()) > LUT_MAX:
+    if not dot and luts.size and int(luts.max()) > LUT_MAX:
         raise InvalidArgumentError(
             f"luts entries must be at most {LUT_MAX}, got {int(luts.max())}")
     if bias.shape != (nq,) or delta.shape != (nq,):
@@ -159,10 +189,11 @@ def check_scan_args(
                 f"{name} must be 1-D with at least n = {n} entries, got shape {a.shape}")
     for name, a in (("luts", luts), ("bias", bias), ("delta", delta), ("codes", codes),
                     ("scale", scale), ("sq_norms", sq_norms), ("q_sq_norms", q_sq_norms),
-                    ("mask", mask), ("tail", tail)):
+                    ("mask", mask), ("tail", tail), ("levels", levels)):
         if a is not None and not a.flags.c_contiguous:  # both paths: the kernel needs it
             raise InvalidArgumentError(
                 f"{name} must be C-contiguous, got shape {a.shape} with strides {a.strides}")
+    return int(nb)
 
 
 def lut_topk(
@@ -178,6 +209,7 @@ def lut_topk(
     q_sq_norms: npt.NDArray[np.float32] | None = None,
     mask: npt.NDArray[np.bool_] | None = None,
     tail: npt.NDArray[np.uint8] | None = None,
+    levels: npt.NDArray[np.uint8] | None = None,
     isa: str | None = None,
     nqsub: int = 0,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
@@ -186,12 +218,13 @@ def lut_topk(
 
     Parameters
     ----------
-    luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask, tail
+    luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask, tail, levels
         As :func:`~vecindex_core._kernels.fastscan.fastscan_topk_ref`.
     isa : str, optional
         Instruction-set path; default :func:`~vecindex_core._native.active_isa`.
     nqsub : int
-        Queries summed together per pass over a block (1-4; 0: the path's default).
+        Queries summed together per pass over a block (1 to :data:`MAX_SUB`, or to
+        :data:`MAX_DOT_SUB` in the dot mode; 0: the path's default).
 
     Returns
     -------
@@ -206,18 +239,21 @@ def lut_topk(
         path.
     """
     ext, isa_id = _resolve(isa)
+    top = MAX_SUB if levels is None else MAX_DOT_SUB
     if (isinstance(nqsub, bool) or not isinstance(nqsub, (int, np.integer))
-            or not 0 <= nqsub <= 4):
-        raise InvalidArgumentError(f"nqsub must be an integer in [0, 4], got {nqsub!r}")
-    check_scan_args(luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask, tail)
+            or not 0 <= nqsub <= top):
+        raise InvalidArgumentError(f"nqsub must be an integer in [0, {top}], got {nqsub!r}")
+    nb = check_scan_args(luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask,
+                         tail, levels)
     n, k, nqsub = int(n), int(k), int(nqsub)
+    tables = luts if levels is None else luts.view(np.uint8)
 
     def kernel(q0: int, q1: int, r0: int, r1: int, out_s: npt.NDArray[np.float32],
                out_i: npt.NDArray[np.int64]) -> None:
-        ext.lut_topk(luts, bias, delta, q_sq_norms, codes, tail, n, scale, sq_norms, mask, k,
-                     q0, q1, r0, r1, out_s, out_i, isa_id, nqsub)
+        ext.lut_topk(tables, bias, delta, q_sq_norms, codes, tail, n, scale, sq_norms, mask, k,
+                     q0, q1, r0, r1, out_s, out_i, isa_id, nqsub, levels)
 
-    return run_split(kernel, luts.shape[0], n, k, luts.shape[1])
+    return run_split(kernel, luts.shape[0], n, k, nb)
 
 
 # --------------------------------------------------------------------------- inverted lists

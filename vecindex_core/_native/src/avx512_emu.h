@@ -33,7 +33,10 @@
 #define _mm512_shuffle_epi8 simde_mm512_shuffle_epi8
 #define _mm512_popcnt_epi64 simde_mm512_popcnt_epi64
 #define _mm512_set1_epi8 simde_mm512_set1_epi8
+#define _mm512_set1_epi32 simde_mm512_set1_epi32
 #define _mm512_set1_epi64 simde_mm512_set1_epi64
+#define _mm512_dpbusd_epi32 simde_mm512_dpbusd_epi32
+#define _mm512_permutexvar_epi8 simde_mm512_permutexvar_epi8
 #define _mm512_setzero_si512 simde_mm512_setzero_si512
 #define _mm512_loadu_si512 simde_mm512_loadu_si512
 #define _mm512_storeu_si512 simde_mm512_storeu_si512

@@ -24,7 +24,17 @@
  * vn_lut_ivf_topk (inverted lists: per query, entry ranges of a blocked arena, the caller's
  * full heaps continued in place, entry -> slot through row_slots).
  *
- * Paths: portable C (no intrinsics), AVX2, AVX-512 (AVX512BW; two byte columns a step). */
+ * Paths: portable C (no intrinsics), AVX2, AVX-512 (AVX512BW; two byte columns a step).
+ *
+ * Dot mode (vn_lut_args.levels set; turboquant's 4-bit codes, one codebook for every
+ * coordinate): S = sum over sub-codes t of lv[code_t] * w_t, lv the int8 levels (levels[c]
+ * - 128) and w the query's int8 weights, exact in int32 (|S| <= 127 * 127 * 2 nb). The
+ * score is then the same float32 expression (bias 0). AVX-512 VNNI + VBMI kernel: a 64-byte
+ * load (two columns) is transposed by one vpermb so each dword holds one row's four
+ * sub-codes, vpshufb maps the low / high nibbles to levels (rows 0..15 / 16..31) for every
+ * query of the pass, then each query costs two vpdpbusd with its four weights broadcast
+ * (the uint8 levels carry + 128: the accumulators start at -128 * sum(w)). Other paths
+ * and CPUs: a portable loop. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -282,7 +292,7 @@ static void sums_portable(const uint8_t *blk, const uint8_t *const *luts, int nq
 
 static inline float fs_score1(uint32_t S, const vn_fsq *c, const float *scale,
                               const float *xn, int r) {
-    float s = c->bias + c->delta * (float)S;
+    float s = c->bias + c->delta * (float)(int32_t)S; /* dot sums are signed */
     if (scale) s = scale[r] * s;
     if (c->has_lb) s = c->lb + s;
     if (xn) {
@@ -535,6 +545,152 @@ static void sums_avx512(const uint8_t *blk, const uint8_t *const *luts, int nq,
 }
 #endif
 
+/* ---------------------------------------------------------------- dot mode */
+/* Most queries a pass of the dot kernel (two accumulators each: 16 of 32 registers; dev,
+ * 4-bit, 1 thread: 4 / 6 / 8 / 10 / 12 a pass 49 / 48 / 46 / 49 / 46 us a query). */
+#define VN_DOT_MAXSUB 8
+
+/* sums (nq, 32) of one block: sum of (levels[code] - 128) * w over the 2 nb sub-codes
+ * (int32 stored in uint32); seed[q] = -128 * sum(w[q]) (used by the SIMD kernel only) */
+typedef void (*vn_dot_fn)(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
+                          const uint8_t *levels, int nq, ptrdiff_t nb, uint32_t *sums);
+
+static void dot_portable(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
+                         const uint8_t *levels, int nq, ptrdiff_t nb, uint32_t *sums) {
+    (void)seed;
+    int32_t lv[16];
+    for (int c = 0; c < 16; c++) lv[c] = (int32_t)levels[c] - 128;
+    for (int q = 0; q < nq; q++) {
+        int32_t o[32] = {0};
+        const int8_t *W = w[q];
+        for (ptrdiff_t p = 0; p < nb; p++) {
+            const uint8_t *c = blk + 32 * p;
+            const int32_t wa = W[2 * p], wb = W[2 * p + 1];
+            for (int r = 0; r < 16; r++) {
+                const unsigned ca = c[r], cb = c[16 + r];
+                o[r] += lv[ca & 15] * wa + lv[cb & 15] * wb;
+                o[16 + r] += lv[ca >> 4] * wa + lv[cb >> 4] * wb;
+            }
+        }
+        for (int r = 0; r < 32; r++) sums[32 * q + r] = (uint32_t)o[r];
+    }
+}
+
+#if VN_X86
+/* byte 4r + t of the result = byte 16t + r of the load: dword r holds row r's (low
+ * nibbles) and row 16 + r's (high nibbles) sub-codes 2p .. 2p + 3 */
+static const uint8_t vn_dot_transpose[64] = {
+    0, 16, 32, 48, 1, 17, 33, 49, 2, 18, 34, 50, 3, 19, 35, 51,
+    4, 20, 36, 52, 5, 21, 37, 53, 6, 22, 38, 54, 7, 23, 39, 55,
+    8, 24, 40, 56, 9, 25, 41, 57, 10, 26, 42, 58, 11, 27, 43, 59,
+    12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63};
+
+/* acc += dpbusd(a, b). GCC 12 copies every accumulator twice an iteration around the
+ * intrinsic (the loop ran ~1.6x slower); the asm ties it to its register. The emulated
+ * build keeps the intrinsic. */
+#ifdef VN_EMULATE_AVX512
+#define VN_DPBUSD(acc, a, b) ((acc) = _mm512_dpbusd_epi32((acc), (a), (b)))
+#else
+#define VN_DPBUSD(acc, a, b) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b))
+#endif
+
+/* The accumulators are named variables (rows 0..15 and 16..31 of query q: d0_q, d1_q), not
+ * arrays: with arrays GCC kept them on the stack. X(q) for q < NQ (NQ a constant). */
+#define VN_DOT_EACH(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define VN_DOT_DECL(q) __m512i d0_##q = _mm512_setzero_si512(), d1_##q = d0_##q;
+#define VN_DOT_INIT(q) if (NQ > q) d0_##q = d1_##q = _mm512_set1_epi32(seed[q]);
+#define VN_DOT_ADD(q)                                                                     \
+    if (NQ > q) {                                                                         \
+        const __m512i wv_ = _mm512_set1_epi32(VN_DOT_W(q));                               \
+        VN_DPBUSD(d0_##q, lo_, wv_);                                                      \
+        VN_DPBUSD(d1_##q, hi_, wv_);                                                      \
+    }
+#define VN_DOT_STORE(q)                                                                   \
+    if (NQ > q) {                                                                         \
+        _mm512_storeu_si512((void *)(sums + 32 * q), d0_##q);                             \
+        _mm512_storeu_si512((void *)(sums + 32 * q + 16), d1_##q);                        \
+    }
+/* one step: a 64-byte load c of two columns (sub-codes 2p .. 2p + 3); VN_DOT_W(q) gives
+ * query q's four weights as a dword */
+#define VN_DOT_STEP(c)                                                                    \
+    do {                                                                                  \
+        const __m512i t_ = _mm512_permutexvar_epi8(tr, (c));                              \
+        const __m512i lo_ = _mm512_shuffle_epi8(lv, _mm512_and_si512(t_, m4));            \
+        const __m512i hi_ = _mm512_shuffle_epi8(                                          \
+            lv, _mm512_and_si512(_mm512_srli_epi16(t_, 4), m4));                          \
+        VN_DOT_EACH(VN_DOT_ADD)                                                           \
+    } while (0)
+
+static inline int32_t dot_w4(const int8_t *w) { /* four weights as one dword */
+    int32_t v;
+    memcpy(&v, w, 4);
+    return v;
+}
+
+__attribute__((target(VN_TARGET_AVX512_DOT), always_inline)) static inline void dot_avx512_impl(
+    const uint8_t *blk, const int8_t *const *w, const int32_t *seed, const uint8_t *levels,
+    ptrdiff_t nb, uint32_t *sums, const int NQ) {
+    uint8_t lv64[64];
+    for (int t = 0; t < 64; t++) lv64[t] = levels[t & 15];
+    const __m512i lv = _mm512_loadu_si512((const void *)lv64);
+    const __m512i tr = _mm512_loadu_si512((const void *)vn_dot_transpose);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    VN_DOT_EACH(VN_DOT_DECL)
+    VN_DOT_EACH(VN_DOT_INIT)
+    const ptrdiff_t even = nb & ~(ptrdiff_t)1;
+    ptrdiff_t p = 0;
+#define VN_DOT_W(q) dot_w4(w[q] + 2 * p)
+    for (; p < even; p += 2) VN_DOT_STEP(_mm512_loadu_si512((const void *)(blk + 32 * p)));
+#undef VN_DOT_W
+    if (p < nb) { /* odd last column: sub-codes 2p + 2, 2p + 3 read as code 0, weight 0 */
+#define VN_DOT_W(q) \
+    (int32_t)((uint32_t)(uint8_t)w[q][2 * p] | ((uint32_t)(uint8_t)w[q][2 * p + 1] << 8))
+        VN_DOT_STEP(_mm512_maskz_loadu_epi8((__mmask64)0xffffffffu, blk + 32 * p));
+#undef VN_DOT_W
+    }
+    VN_DOT_EACH(VN_DOT_STORE)
+}
+
+#define VN_DOT_AVX512_NQ(N)                                                               \
+    __attribute__((target(VN_TARGET_AVX512_DOT))) static void dot_avx512_##N(            \
+        const uint8_t *blk, const int8_t *const *w, const int32_t *seed,                  \
+        const uint8_t *levels, ptrdiff_t nb, uint32_t *sums) {                            \
+        dot_avx512_impl(blk, w, seed, levels, nb, sums, N);                               \
+    }
+VN_DOT_AVX512_NQ(1)
+VN_DOT_AVX512_NQ(2)
+VN_DOT_AVX512_NQ(3)
+VN_DOT_AVX512_NQ(4)
+VN_DOT_AVX512_NQ(5)
+VN_DOT_AVX512_NQ(6)
+VN_DOT_AVX512_NQ(7)
+VN_DOT_AVX512_NQ(8)
+
+static void dot_avx512(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
+                       const uint8_t *levels, int nq, ptrdiff_t nb, uint32_t *sums) {
+    switch (nq) {
+    case 1: dot_avx512_1(blk, w, seed, levels, nb, sums); break;
+    case 2: dot_avx512_2(blk, w, seed, levels, nb, sums); break;
+    case 3: dot_avx512_3(blk, w, seed, levels, nb, sums); break;
+    case 4: dot_avx512_4(blk, w, seed, levels, nb, sums); break;
+    case 5: dot_avx512_5(blk, w, seed, levels, nb, sums); break;
+    case 6: dot_avx512_6(blk, w, seed, levels, nb, sums); break;
+    case 7: dot_avx512_7(blk, w, seed, levels, nb, sums); break;
+    default: dot_avx512_8(blk, w, seed, levels, nb, sums); break;
+    }
+}
+#endif
+
+/* The dot kernel of a path: the VNNI one on the avx512 path of a CPU with VNNI and VBMI. */
+static vn_dot_fn dot_path(int isa) {
+#if VN_X86
+    if (isa == VN_AVX512 && g_cpu.avx512vnni && g_cpu.avx512vbmi) return dot_avx512;
+#else
+    (void)isa;
+#endif
+    return dot_portable;
+}
+
 /* ---------------------------------------------------------------- drivers */
 typedef struct {
     vn_sums_fn sums;
@@ -619,9 +775,13 @@ __attribute__((always_inline)) static inline int fs_block_offer(
 int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, ptrdiff_t r1,
                 int isa) {
     const vn_fs_path path = fs_path(isa);
-    int nsub = path.nsub;
-    if (a->nqsub >= 1) nsub = a->nqsub < VN_FS_MAXSUB ? a->nqsub : VN_FS_MAXSUB;
+    const vn_dot_fn dot = a->levels ? dot_path(isa) : NULL;
+    const int maxsub = dot ? VN_DOT_MAXSUB : VN_FS_MAXSUB;
+    int nsub = dot ? VN_DOT_MAXSUB : path.nsub;
+    if (a->nqsub >= 1) nsub = a->nqsub < maxsub ? a->nqsub : maxsub;
     const ptrdiff_t nb = a->nb, k = a->k;
+    /* per-query stride of luts: tables, or the dot mode's 2 nb weights */
+    const ptrdiff_t lstride = dot ? 2 * nb : 32 * nb;
     const ptrdiff_t rows = r1 > r0 ? r1 - r0 : 0;
     const ptrdiff_t cap = fs_res_cap(k, rows); /* one reservoir per query of a group */
     const ptrdiff_t group = (q1 - q0) < VN_FS_QGROUP ? (q1 - q0) : VN_FS_QGROUP;
@@ -634,7 +794,8 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
     }
     vn_fres res[VN_FS_QGROUP];
     vn_fsq cq[VN_FS_QGROUP];
-    uint32_t sums[32 * VN_FS_MAXSUB];
+    int32_t seed[VN_FS_QGROUP];
+    uint32_t sums[32 * VN_DOT_MAXSUB];
     ptrdiff_t bad = 0;
     for (ptrdiff_t g0 = q0; g0 < q1; g0 += VN_FS_QGROUP) {
         const ptrdiff_t ng = (q1 - g0) < VN_FS_QGROUP ? (q1 - g0) : VN_FS_QGROUP;
@@ -651,6 +812,12 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
             cq[g].qn = a->qn ? a->qn[g0 + g] : 0.0f;
             cq[g].lb = 0.0f;
             cq[g].has_lb = 0;
+            if (dot) { /* the + 128 the uint8 levels carry, times the weights */
+                const int8_t *W = (const int8_t *)a->luts + (g0 + g) * lstride;
+                int32_t sw = 0;
+                for (ptrdiff_t t = 0; t < 2 * nb; t++) sw += W[t];
+                seed[g] = -128 * sw;
+            }
         }
         /* tiles of blocks that stay in L2; within a tile, each sub-group of queries (whose
          * tables stay in L1) runs over every block before the next sub-group */
@@ -658,13 +825,16 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
             const ptrdiff_t t1 = (t0 + tile < r1) ? t0 + tile : r1;
             for (ptrdiff_t s0 = 0; s0 < ng; s0 += nsub) {
                 const int m = (int)((ng - s0) < nsub ? (ng - s0) : nsub);
-                const uint8_t *lp[VN_FS_MAXSUB];
-                for (int q = 0; q < m; q++) lp[q] = a->luts + (g0 + s0 + q) * nb * 32;
+                const uint8_t *lp[VN_DOT_MAXSUB];
+                for (int q = 0; q < m; q++) lp[q] = a->luts + (g0 + s0 + q) * lstride;
                 for (ptrdiff_t j0 = t0; j0 < t1; j0 += 32) {
                     const uint8_t *blk = (a->tail && j0 / 32 == a->n / 32)
                                              ? a->tail : a->codes + (j0 / 32) * nb * 32;
                     const int nv = (int)((r1 - j0) < 32 ? (r1 - j0) : 32);
-                    path.sums(blk, lp, m, nb, sums);
+                    if (dot)
+                        dot(blk, (const int8_t *const *)lp, seed + s0, a->levels, m, nb, sums);
+                    else
+                        path.sums(blk, lp, m, nb, sums);
                     for (int q = 0; q < m; q++) /* no slots: never fails */
                         (void)fs_block_offer(NULL, &res[s0 + q], sums + 32 * q, &cq[s0 + q],
                                              a->scale, a->xn, j0, nv, NULL, a->mask, a->n,
@@ -799,29 +969,41 @@ int vn_lut_ivf_topk(vn_ivf_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa) {
 /* ---------------------------------------------------------------- Python */
 PyDoc_STRVAR(lut_topk_doc,
 "lut_topk(luts, bias, delta, qn, codes, tail, n, scale, xn, mask, k, q0, q1, r0, r1, out_s,"
-" out_i, isa, nqsub)\n--\n\n"
+" out_i, isa, nqsub, levels=None)\n--\n\n"
 "Fast-scan top-k of queries q0:q1 over rows r0:r1 into out_s (float32 (nq, k)) and out_i\n"
-"(int64 (nq, k)). luts uint8 (nq, nb, 32); bias, delta float32 (nq,); qn float32 (nq,) or\n"
+"(int64 (nq, k)). luts uint8 (nq, nb, 32), or with levels (uint8 (16,), the dot mode) the\n"
+"int8 weights viewed as uint8 (nq, 2 nb); bias, delta float32 (nq,); qn float32 (nq,) or\n"
 "None; codes uint8 (nblocks, nb * 32) blocked; tail uint8 (1, nb * 32) (the block of rows\n"
 "32 (n // 32) .. n - 1) or None; scale, xn float32 (>= n,) or None; mask bool\n"
 "(>= n,) or None. Runs without the GIL; see vecindex_core._native.lut.lut_topk.");
 
 static PyObject *py_lut_topk(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *ol, *ob, *od, *oqn, *oc, *ot, *osc, *oxn, *om, *oos, *ooi;
+    PyObject *ol, *ob, *od, *oqn, *oc, *ot, *osc, *oxn, *om, *oos, *ooi, *olv = Py_None;
     Py_ssize_t n, k, q0, q1, r0, r1;
     int isa, nqsub;
-    if (!PyArg_ParseTuple(args, "OOOOOOnOOOnnnnnOOii:lut_topk", &ol, &ob, &od, &oqn, &oc, &ot,
-                          &n, &osc, &oxn, &om, &k, &q0, &q1, &r0, &r1, &oos, &ooi, &isa,
-                          &nqsub))
+    if (!PyArg_ParseTuple(args, "OOOOOOnOOOnnnnnOOii|O:lut_topk", &ol, &ob, &od, &oqn, &oc,
+                          &ot, &n, &osc, &oxn, &om, &k, &q0, &q1, &r0, &r1, &oos, &ooi, &isa,
+                          &nqsub, &olv))
         return NULL;
     if (vn_check_isa(isa) < 0) return NULL;
-    enum { NBUF = 11 };
+    enum { NBUF = 12 };
     Py_buffer b[NBUF];
     int have[NBUF] = {0};
     int rc = -1;
-    enum { BL, BB, BD, BQN, BC, BT, BSC, BXN, BM, BOS, BOI };
-    if (vn_get_buffer(ol, &b[BL], "luts", K_U8, 3, 0) < 0) goto done;
+    enum { BL, BB, BD, BQN, BC, BT, BSC, BXN, BM, BOS, BOI, BLV };
+    const int dot = olv != Py_None;
+    if (dot) {
+        if (vn_get_buffer(olv, &b[BLV], "levels", K_U8, 1, 0) < 0) goto done;
+        have[BLV] = 1;
+        if (b[BLV].shape[0] != 16) {
+            PyErr_Format(g_err_dim, "levels must have 16 entries, got %zd", b[BLV].shape[0]);
+            goto done;
+        }
+    }
+    /* dot mode: the weights (nq, 2 nb), int8 viewed as uint8 */
+    if (vn_get_buffer(ol, &b[BL], dot ? "weights" : "luts", K_U8, dot ? 2 : 3, 0) < 0)
+        goto done;
     have[BL] = 1;
     if (vn_get_buffer(ob, &b[BB], "bias", K_F32, 1, 0) < 0) goto done;
     have[BB] = 1;
@@ -854,10 +1036,17 @@ static PyObject *py_lut_topk(PyObject *self, PyObject *args) {
     if (vn_get_buffer(ooi, &b[BOI], "out_i", K_I64, 2, 1) < 0) goto done;
     have[BOI] = 1;
     {
-        const Py_ssize_t nq = b[BL].shape[0], nb = b[BL].shape[1];
-        if (b[BL].shape[2] != 32) {
+        const Py_ssize_t nq = b[BL].shape[0];
+        const Py_ssize_t nb = dot ? b[BC].shape[1] / 32 : b[BL].shape[1];
+        if (!dot && b[BL].shape[2] != 32) {
             PyErr_Format(g_err_dim, "luts must be (nq, nb, 32), got last dimension %zd",
                          b[BL].shape[2]);
+            goto done;
+        }
+        if (dot && (b[BC].shape[1] % 32 != 0 || b[BL].shape[1] != 2 * nb)) {
+            PyErr_Format(g_err_dim, "weights must be (nq, 2 nb) for codes of nb * 32 bytes a "
+                         "block, got %zd weights and %zd bytes", b[BL].shape[1],
+                         b[BC].shape[1]);
             goto done;
         }
         if (nb < 1 || nb > VN_FS_MAX_NB) {
@@ -922,6 +1111,7 @@ static PyObject *py_lut_topk(PyObject *self, PyObject *args) {
         }
         vn_lut_args la;
         la.luts = (const uint8_t *)b[BL].buf;
+        la.levels = dot ? (const uint8_t *)b[BLV].buf : NULL;
         la.bias = (const float *)b[BB].buf;
         la.delta = (const float *)b[BD].buf;
         la.qn = have[BQN] ? (const float *)b[BQN].buf : NULL;

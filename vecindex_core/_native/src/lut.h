@@ -12,7 +12,10 @@
 #define VN_FS_MAX_NB 32768
 
 typedef struct {
-    const uint8_t *luts;  /* (nq, nb, 32): tables 2p and 2p+1 of byte column p, 16 each */
+    const uint8_t *luts;  /* (nq, nb, 32): tables 2p and 2p+1 of byte column p, 16 each;
+                           * dot mode: (nq, 2 nb) int8 query weights, one a sub-code */
+    const uint8_t *levels; /* dot mode: (16,) uint8 level + 128 of each sub-code value (one
+                            * codebook for every sub-code); NULL: table mode */
     const float *bias;    /* (nq,) */
     const float *delta;   /* (nq,) */
     const float *qn;      /* (nq,) |q|^2, or NULL (inner-product score) */

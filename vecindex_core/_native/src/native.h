@@ -23,8 +23,10 @@
 #include "avx512_emu.h"
 #endif
 #define VN_TARGET_AVX512 "avx2,popcnt"
+#define VN_TARGET_AVX512_DOT "avx2,popcnt"
 #else
 #define VN_TARGET_AVX512 "avx512f,avx512bw,avx512vpopcntdq,avx2,popcnt"
+#define VN_TARGET_AVX512_DOT "avx512f,avx512bw,avx512vnni,avx512vbmi,avx2"
 #endif
 
 /* Instruction-set paths, in order of preference (the value is the Python-visible code). */
@@ -33,6 +35,7 @@ enum vn_isa { VN_PORTABLE = 0, VN_AVX2 = 1, VN_AVX512 = 2, VN_NUM_ISA = 3 };
 /* CPU features detected once at import. */
 typedef struct {
     int popcnt, avx2, avx512f, avx512bw, avx512vpopcntdq;
+    int avx512vnni, avx512vbmi; /* the dot scan's AVX-512 kernel (lut.c) */
 } vn_cpu_t;
 
 void vn_detect_cpu(vn_cpu_t *out);

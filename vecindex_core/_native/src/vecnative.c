@@ -247,12 +247,15 @@ static PyObject *py_f32_rows(PyObject *self, PyObject *const *args, Py_ssize_t n
 static PyObject *py_cpu_features(PyObject *self, PyObject *unused) {
     (void)self;
     (void)unused;
-    return Py_BuildValue("{s:O,s:O,s:O,s:O,s:O,s:O}", "x86_64", VN_X86 ? Py_True : Py_False,
-                         "popcnt", g_cpu.popcnt ? Py_True : Py_False, "avx2",
+    return Py_BuildValue("{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O}", "x86_64",
+                         VN_X86 ? Py_True : Py_False, "popcnt",
+                         g_cpu.popcnt ? Py_True : Py_False, "avx2",
                          g_cpu.avx2 ? Py_True : Py_False, "avx512f",
                          g_cpu.avx512f ? Py_True : Py_False, "avx512bw",
                          g_cpu.avx512bw ? Py_True : Py_False, "avx512vpopcntdq",
-                         g_cpu.avx512vpopcntdq ? Py_True : Py_False);
+                         g_cpu.avx512vpopcntdq ? Py_True : Py_False, "avx512vnni",
+                         g_cpu.avx512vnni ? Py_True : Py_False, "avx512vbmi",
+                         g_cpu.avx512vbmi ? Py_True : Py_False);
 }
 
 static PyObject *isa_tuple(int usable_only) {
