@@ -28,6 +28,7 @@
 #define _mm512_sub_epi16 simde_mm512_sub_epi16
 #define _mm512_and_si512 simde_mm512_and_si512
 #define _mm512_xor_si512 simde_mm512_xor_si512
+#define _mm512_or_si512 simde_mm512_or_si512
 #define _mm512_slli_epi16 simde_mm512_slli_epi16
 #define _mm512_srli_epi16 simde_mm512_srli_epi16
 #define _mm512_shuffle_epi8 simde_mm512_shuffle_epi8

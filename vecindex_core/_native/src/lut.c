@@ -679,6 +679,93 @@ static void dot_avx512(const uint8_t *blk, const int8_t *const *w, const int32_t
     default: dot_avx512_8(blk, w, seed, levels, nb, sums); break;
     }
 }
+
+/* The table mode on the same CPUs (VNNI + VBMI): the transposed codes' nibbles, offset by
+ * 16 t for byte t of each dword (kpos), index the query's 64 bytes of tables 2p .. 2p + 3
+ * (columns p and p + 1 as stored) in one vpermb, and vpdpbusd against ones adds each
+ * dword's four entries into its row's u32 sum: no byte sums to widen, two accumulators a
+ * query. The same exact integer sums as every other path. */
+#define VN_VNNI_ADD(q)                                                                    \
+    if (NQ > q) {                                                                         \
+        const __m512i t_ = VN_VNNI_LUT(q);                                                \
+        VN_DPBUSD(d0_##q, _mm512_permutexvar_epi8(lo_, t_), ones);                        \
+        VN_DPBUSD(d1_##q, _mm512_permutexvar_epi8(hi_, t_), ones);                        \
+    }
+/* two steps at once: entries <= 127, so two lookups add in bytes before one vpdpbusd */
+#define VN_VNNI_ADD2(q)                                                                   \
+    if (NQ > q) {                                                                         \
+        const __m512i ta_ = _mm512_loadu_si512((const void *)(luts[q] + 32 * p));         \
+        const __m512i tb_ = _mm512_loadu_si512((const void *)(luts[q] + 32 * p + 64));    \
+        VN_DPBUSD(d0_##q, _mm512_add_epi8(_mm512_permutexvar_epi8(loa_, ta_),             \
+                                          _mm512_permutexvar_epi8(lob_, tb_)), ones);     \
+        VN_DPBUSD(d1_##q, _mm512_add_epi8(_mm512_permutexvar_epi8(hia_, ta_),             \
+                                          _mm512_permutexvar_epi8(hib_, tb_)), ones);     \
+    }
+/* the vpermb indices of a 64-byte load c: rows 0..15 (lo) and 16..31 (hi) */
+#define VN_VNNI_IDX(c, lo, hi)                                                            \
+    const __m512i lo##_t_ = _mm512_permutexvar_epi8(tr, (c));                             \
+    const __m512i lo = _mm512_or_si512(_mm512_and_si512(lo##_t_, m4), kpos);              \
+    const __m512i hi = _mm512_or_si512(                                                   \
+        _mm512_and_si512(_mm512_srli_epi16(lo##_t_, 4), m4), kpos);
+#define VN_VNNI_STEP(c)                                                                   \
+    do {                                                                                  \
+        VN_VNNI_IDX(c, lo_, hi_)                                                          \
+        VN_DOT_EACH(VN_VNNI_ADD)                                                          \
+    } while (0)
+
+__attribute__((target(VN_TARGET_AVX512_DOT), always_inline)) static inline void
+sums_vnni_impl(const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb, uint32_t *sums,
+               const int NQ) {
+    const __m512i tr = _mm512_loadu_si512((const void *)vn_dot_transpose);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), ones = _mm512_set1_epi8(1);
+    const __m512i kpos = _mm512_set1_epi32(0x30201000);
+    VN_DOT_EACH(VN_DOT_DECL)
+    const ptrdiff_t even = nb & ~(ptrdiff_t)1;
+    ptrdiff_t p = 0;
+    for (; p + 4 <= nb; p += 4) { /* four columns (two steps) a pass (2-bit dev: 1.1x) */
+        VN_VNNI_IDX(_mm512_loadu_si512((const void *)(blk + 32 * p)), loa_, hia_)
+        VN_VNNI_IDX(_mm512_loadu_si512((const void *)(blk + 32 * p + 64)), lob_, hib_)
+        VN_DOT_EACH(VN_VNNI_ADD2)
+    }
+#define VN_VNNI_LUT(q) _mm512_loadu_si512((const void *)(luts[q] + 32 * p))
+    for (; p < even; p += 2) VN_VNNI_STEP(_mm512_loadu_si512((const void *)(blk + 32 * p)));
+#undef VN_VNNI_LUT
+    if (p < nb) { /* odd last column: tables 2p + 2, 2p + 3 read as zeros */
+        const __mmask64 half = (__mmask64)0xffffffffu;
+#define VN_VNNI_LUT(q) _mm512_maskz_loadu_epi8(half, luts[q] + 32 * p)
+        VN_VNNI_STEP(_mm512_maskz_loadu_epi8(half, blk + 32 * p));
+#undef VN_VNNI_LUT
+    }
+    VN_DOT_EACH(VN_DOT_STORE)
+}
+
+#define VN_VNNI_NQ(N)                                                                     \
+    __attribute__((target(VN_TARGET_AVX512_DOT))) static void sums_vnni_##N(              \
+        const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb, uint32_t *sums) {   \
+        sums_vnni_impl(blk, luts, nb, sums, N);                                           \
+    }
+VN_VNNI_NQ(1)
+VN_VNNI_NQ(2)
+VN_VNNI_NQ(3)
+VN_VNNI_NQ(4)
+VN_VNNI_NQ(5)
+VN_VNNI_NQ(6)
+VN_VNNI_NQ(7)
+VN_VNNI_NQ(8)
+
+static void sums_vnni(const uint8_t *blk, const uint8_t *const *luts, int nq, ptrdiff_t nb,
+                      uint32_t *sums) {
+    switch (nq) {
+    case 1: sums_vnni_1(blk, luts, nb, sums); break;
+    case 2: sums_vnni_2(blk, luts, nb, sums); break;
+    case 3: sums_vnni_3(blk, luts, nb, sums); break;
+    case 4: sums_vnni_4(blk, luts, nb, sums); break;
+    case 5: sums_vnni_5(blk, luts, nb, sums); break;
+    case 6: sums_vnni_6(blk, luts, nb, sums); break;
+    case 7: sums_vnni_7(blk, luts, nb, sums); break;
+    default: sums_vnni_8(blk, luts, nb, sums); break;
+    }
+}
 #endif
 
 /* The dot kernel of a path: the VNNI one on the avx512 path of a CPU with VNNI and VBMI. */
@@ -695,11 +782,12 @@ static vn_dot_fn dot_path(int isa) {
 typedef struct {
     vn_sums_fn sums;
     vn_score_fn score;
-    int nsub; /* default queries summed together per pass over a block */
+    int nsub;   /* default queries summed together per pass over a block */
+    int maxsub; /* most of them */
 } vn_fs_path;
 
 static vn_fs_path fs_path(int isa) {
-    vn_fs_path p = {sums_portable, score_portable, 1};
+    vn_fs_path p = {sums_portable, score_portable, 1, VN_FS_MAXSUB};
 #if VN_X86
     if (isa == VN_AVX2) {
         p.sums = sums_avx2;
@@ -711,6 +799,10 @@ static vn_fs_path fs_path(int isa) {
         /* 32 registers: four queries a pass (Zen 4, dev, turboquant 500 queries, 1 thread:
          * 4-bit 8.5k -> 9.6k QPS, 2-bit 14.5k -> 16.5k; 3 queries gave 9.4k / 16.3k) */
         p.nsub = 4;
+        if (g_cpu.avx512vnni && g_cpu.avx512vbmi) { /* vpermb + vpdpbusd: 8 queries a pass */
+            p.sums = sums_vnni;
+            p.nsub = p.maxsub = VN_DOT_MAXSUB;
+        }
     }
 #else
     (void)isa;
@@ -776,7 +868,7 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
                 int isa) {
     const vn_fs_path path = fs_path(isa);
     const vn_dot_fn dot = a->levels ? dot_path(isa) : NULL;
-    const int maxsub = dot ? VN_DOT_MAXSUB : VN_FS_MAXSUB;
+    const int maxsub = dot ? VN_DOT_MAXSUB : path.maxsub;
     int nsub = dot ? VN_DOT_MAXSUB : path.nsub;
     if (a->nqsub >= 1) nsub = a->nqsub < maxsub ? a->nqsub : maxsub;
     const ptrdiff_t nb = a->nb, k = a->k;
