@@ -28,7 +28,8 @@ mkdir "$dir"
 [[ -d ../shared ]] && ln -s "$(cd ../shared && pwd)" "$tmp/shared"
 cp -r setup.py pyproject.toml README.md tests "$dir"/
 mkdir -p "$dir/vecindex_core"
-tar -C vecindex_core --exclude='*.so' --exclude='__pycache__' -cf - . | tar -C "$dir/vecindex_core" -xf -
+tar -C vecindex_core --exclude='*.so' --exclude='__pycache__' -cf - . |
+    tar -C "$dir/vecindex_core" -xf -
 cd "$dir"
 VECINDEX_EMULATE_AVX512=1 "$PY" setup.py -q build_ext --inplace >build.log 2>&1 || {
     cat build.log; exit 1; }

@@ -128,6 +128,12 @@ def _isa_id(isa: str) -> int:
     return names.index(isa)
 
 
+def _lut_dot_cpu() -> bool:
+    from .lut import dot_cpu  # a submodule that imports this package
+
+    return dot_cpu()
+
+
 def config() -> dict[str, Any]:
     """What the native module is and what the kernels use.
 
@@ -140,7 +146,8 @@ def config() -> dict[str, Any]:
         ``VECINDEX_NATIVE`` or None), ``env_error``, ``mode`` (``auto``/``portable``/``off``),
         ``isa`` (the path in use or None), and per kernel ``hamming_topk``,
         ``dense_topk`` (the exact search's tile scan) and ``lut_topk`` (the 1/2/4-bit
-        fast scan): ``native-<isa>`` or
+        fast scan; ``native-avx512-vnni`` on a CPU with AVX-512 VNNI and VBMI):
+        ``native-<isa>`` or
         ``numba``).
     """
     built = _ext is not None
@@ -159,7 +166,11 @@ def config() -> dict[str, Any]:
         # the tile scan has no AVX-512 variant: AVX-512 CPUs run its avx2 code
         "dense_topk": ("numba" if _active is None
                        else f"native-{'avx2' if _active == 'avx512' else _active}"),
-        "lut_topk": ("numba" if _active is None else f"native-{_active}"),
+        # with AVX-512 VNNI + VBMI the fast scan runs its vpdpbusd kernels (and turboquant's
+        # 4-bit codes the dot mode, also under "numba")
+        "lut_topk": ("numba" if _active is None
+                     else f"native-{_active}" + ("-vnni" if _active == "avx512"
+                                                 and _lut_dot_cpu() else "")),
     }
 
 

@@ -525,7 +525,7 @@ sums_avx512_impl(const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb,
 }
 
 #define VN_FS_AVX512_NQ(N)                                                                \
-    __attribute__((target(VN_TARGET_AVX512))) static void sums_avx512_##N(         \
+    __attribute__((target(VN_TARGET_AVX512))) static void sums_avx512_##N(                \
         const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb, uint32_t *sums) {   \
         sums_avx512_impl(blk, luts, nb, sums, N);                                         \
     }
