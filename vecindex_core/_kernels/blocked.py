@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from .fastscan import (
     BLOCK,
+    dot_usable,
     fastscan_topk,
     gather_rows,
     pack_blocked,
@@ -232,7 +233,8 @@ def fast_topk(
     dot : (levels, weights), optional
         The shortlist by the dot mode (4-bit codes of one codebook,
         :func:`~.fastscan.dot_levels`) instead of uint8 tables: ``weights(a, b)`` gives
-        queries ``a .. b - 1``'s :func:`~.fastscan.dot_weights`.
+        queries ``a .. b - 1``'s :func:`~.fastscan.dot_weights` (a chunk with a delta that
+        is not a normal float32 takes the tables, :func:`~.fastscan.dot_usable`).
 
     Returns
     -------
@@ -259,13 +261,13 @@ def fast_topk(
     for c0 in range(0, max(nq, 1), QUERY_CHUNK):
         c1 = min(c0 + QUERY_CHUNK, nq)
         tb = tables(c0, c1)
+        weights = None if dot is None else dot[1](c0, c1)
         levels = None
-        if dot is None:
-            luts, bias, delta = quantize_luts(tb)
-        else:
-            levels, weights = dot[0], dot[1](c0, c1)
-            luts, delta = weights
+        if weights is not None and dot_usable(weights[1]):
+            (luts, delta), levels = weights, dot[0]  # type: ignore[index]
             bias = np.zeros(c1 - c0, dtype=np.float32)
+        else:
+            luts, bias, delta = quantize_luts(tb)
         qc = None if q_sq_norms is None else q_sq_norms[c0:c1]
         _, cand = fastscan_topk(luts, bias, delta, codes, n, size, scale=scale,
                                 sq_norms=sq_norms, q_sq_norms=qc, mask=mask, tail=tail,

@@ -698,19 +698,28 @@ def dot_weights(rq: FloatArray, nb: int, cs: float) -> tuple[npt.NDArray[np.int8
     -------
     weights : int8 (nq, 2 nb)
         ``round(rq / qs)`` per query, ``qs = max_j |rq_j| / 127`` (1 for a zero query);
-        coordinates past ``d`` 0.
+        coordinates past ``d`` 0; all 0 for a query with a non-finite entry.
     delta : float32 (nq,)
-        ``cs * qs``: the score is ``scale * (delta * S)``.
+        ``cs * qs``: the score is ``scale * (delta * S)``; NaN for a query with a
+        non-finite entry (callers take the table route when a ``delta`` is not a normal
+        float32, :func:`dot_usable`).
     """
     r = np.asarray(rq, dtype=np.float64)
     nq, d = r.shape
     if d > 2 * nb:
         raise ValueError(f"{d} coordinates do not fit {nb} bytes of 4-bit codes")
     top = np.max(np.abs(r), axis=1) if d else np.zeros(nq)
-    qs = np.where(top > 0, top / 127, 1.0)
+    finite = np.isfinite(top)
+    qs = np.where(finite & (top > 0), top / 127, 1.0)
     w = np.zeros((nq, 2 * nb), dtype=np.int8)
-    w[:, :d] = np.clip(np.rint(r / qs[:, None]), -127, 127)
-    return w, (cs * qs).astype(np.float32)
+    w[finite, :d] = np.clip(np.rint(r[finite] / qs[finite, None]), -127, 127)
+    return w, np.where(finite, cs * qs, np.nan).astype(np.float32)
+
+
+def dot_usable(delta: FloatArray) -> bool:
+    """Whether every query's dot-mode ``delta`` is a normal float32: a subnormal or zero
+    one (tiny queries) would flatten the scores, a NaN one marks a non-finite query."""
+    return bool(np.all(delta >= np.finfo(np.float32).tiny))
 
 
 # --------------------------------------------------------------------------- inverted lists

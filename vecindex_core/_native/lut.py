@@ -43,10 +43,9 @@ BLOCK = 32
 #: Largest uint8 table entry the kernels accept (``VN_FS_LUTMAX`` in ``src/lut.c``): the SIMD
 #: paths add two entries in one byte.
 LUT_MAX = 127
-#: Most queries summed together per pass over a block (``VN_FS_MAXSUB``), and in the dot
-#: mode (``VN_DOT_MAXSUB``).
-MAX_SUB = 4
-MAX_DOT_SUB = 8
+#: Most queries summed together per pass over a block (``nqsub``; ``VN_DOT_MAXSUB``): the
+#: VNNI kernels take up to 8, the other paths clamp to 4 (``VN_FS_MAXSUB``).
+MAX_SUB = 8
 #: Most byte columns (code bytes) a scan takes (``VN_FS_MAX_NB``): its integer sums stay exact.
 MAX_COLUMNS = 32768
 #: Below this many table lookups (queries x rows x byte columns x 2) a scan runs on one thread.
@@ -74,7 +73,8 @@ def dot_cpu() -> bool:
     """Whether this CPU runs the dot mode's AVX-512 kernel (the extension built, its
     ``avx512`` path usable, AVX-512 VNNI and VBMI). ``turboquant`` scans 4-bit codes in the
     dot mode exactly then, whatever ``VECINDEX_NATIVE`` says (the numba reference computes
-    the same sums), so results never depend on the path."""
+    the same sums), so on one machine results do not depend on the path; they can differ
+    slightly between a machine where this is true and one where it is not."""
     from . import _ext
 
     if _ext is None or "avx512" not in _ext.usable_isas():
@@ -162,7 +162,7 @@ def check_scan_args(
     nq, nb = luts.shape[0], (luts.shape[1] // 2 if dot else luts.shape[1])
     if nb < 1 or nb > MAX_COLUMNS:
         raise InvalidArgumentError(
-            f"luts must have 1 to {MAX_COLUMNS} byte columns, got {nb}")
+            f"{'codes' if dot else 'luts'} must have 1 to {MAX_COLUMNS} byte columns, got {nb}")
     if codes.shape[1] != nb * 32:
         raise DimensionMismatchError(
             f"codes must have {nb * 32} bytes a block (nb * 32), got {codes.shape[1]}")
@@ -223,8 +223,8 @@ def lut_topk(
     isa : str, optional
         Instruction-set path; default :func:`~vecindex_core._native.active_isa`.
     nqsub : int
-        Queries summed together per pass over a block (1 to :data:`MAX_SUB`, or to
-        :data:`MAX_DOT_SUB` in the dot mode; 0: the path's default).
+        Queries summed together per pass over a block (1 to :data:`MAX_SUB`, clamped to the
+        path's most; 0: the path's default).
 
     Returns
     -------
@@ -239,10 +239,10 @@ def lut_topk(
         path.
     """
     ext, isa_id = _resolve(isa)
-    top = MAX_SUB if levels is None else MAX_DOT_SUB
     if (isinstance(nqsub, bool) or not isinstance(nqsub, (int, np.integer))
-            or not 0 <= nqsub <= top):
-        raise InvalidArgumentError(f"nqsub must be an integer in [0, {top}], got {nqsub!r}")
+            or not 0 <= nqsub <= MAX_SUB):
+        raise InvalidArgumentError(
+            f"nqsub must be an integer in [0, {MAX_SUB}], got {nqsub!r}")
     nb = check_scan_args(luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask,
                          tail, levels)
     n, k, nqsub = int(n), int(k), int(nqsub)

@@ -14,6 +14,10 @@
 #ifndef VN_AVX512_EMU_H
 #define VN_AVX512_EMU_H
 
+#if defined(__AVX512F__)
+#error "VN_EMULATE_AVX512 needs a build without AVX-512 flags (no -march=native)"
+#endif
+#define SIMDE_NO_NATIVE /* SIMDe's portable code only, whatever the flags */
 #include <immintrin.h>
 #include <string.h>
 #include <simde/x86/avx512.h>

@@ -24,11 +24,12 @@
  * vn_lut_ivf_topk (inverted lists: per query, entry ranges of a blocked arena, the caller's
  * full heaps continued in place, entry -> slot through row_slots).
  *
- * Paths: portable C (no intrinsics), AVX2, AVX-512 (AVX512BW; two byte columns a step).
+ * Paths: portable C (no intrinsics), AVX2, AVX-512 (AVX512BW; two byte columns a step;
+ * with VNNI and VBMI the vpermb + vpdpbusd kernel of the dot-mode section).
  *
  * Dot mode (vn_lut_args.levels set; turboquant's 4-bit codes, one codebook for every
  * coordinate): S = sum over sub-codes t of lv[code_t] * w_t, lv the int8 levels (levels[c]
- * - 128) and w the query's int8 weights, exact in int32 (|S| <= 127 * 127 * 2 nb). The
+ * - 128) and w the query's int8 weights, exact in int32 (|S| <= 128 * 128 * 2 nb). The
  * score is then the same float32 expression (bias 0). AVX-512 VNNI + VBMI kernel: a 64-byte
  * load (two columns) is transposed by one vpermb so each dword holds one row's four
  * sub-codes, vpshufb maps the low / high nibbles to levels (rows 0..15 / 16..31) for every
@@ -918,13 +919,17 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
             for (ptrdiff_t s0 = 0; s0 < ng; s0 += nsub) {
                 const int m = (int)((ng - s0) < nsub ? (ng - s0) : nsub);
                 const uint8_t *lp[VN_DOT_MAXSUB];
-                for (int q = 0; q < m; q++) lp[q] = a->luts + (g0 + s0 + q) * lstride;
+                const int8_t *wp[VN_DOT_MAXSUB]; /* the dot mode's weights */
+                for (int q = 0; q < m; q++) {
+                    lp[q] = a->luts + (g0 + s0 + q) * lstride;
+                    wp[q] = (const int8_t *)lp[q];
+                }
                 for (ptrdiff_t j0 = t0; j0 < t1; j0 += 32) {
                     const uint8_t *blk = (a->tail && j0 / 32 == a->n / 32)
                                              ? a->tail : a->codes + (j0 / 32) * nb * 32;
                     const int nv = (int)((r1 - j0) < 32 ? (r1 - j0) : 32);
                     if (dot)
-                        dot(blk, (const int8_t *const *)lp, seed + s0, a->levels, m, nb, sums);
+                        dot(blk, wp, seed + s0, a->levels, m, nb, sums);
                     else
                         path.sums(blk, lp, m, nb, sums);
                     for (int q = 0; q < m; q++) /* no slots: never fails */
@@ -1142,8 +1147,8 @@ static PyObject *py_lut_topk(PyObject *self, PyObject *args) {
             goto done;
         }
         if (nb < 1 || nb > VN_FS_MAX_NB) {
-            PyErr_Format(g_err_arg, "luts must have 1 to %d byte columns, got %zd",
-                         VN_FS_MAX_NB, nb);
+            PyErr_Format(g_err_arg, "%s must have 1 to %d byte columns, got %zd",
+                         dot ? "codes" : "luts", VN_FS_MAX_NB, nb);
             goto done;
         }
         if (b[BB].shape[0] != nq || b[BD].shape[0] != nq ||
