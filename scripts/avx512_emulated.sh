@@ -12,6 +12,7 @@
 # Usage: scripts/avx512_emulated.sh [PYTHON]   (default .venv/bin/python; needs AVX2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/kernel_tests.sh
 PY=${1:-.venv/bin/python}
 if [[ $PY != */* ]]; then PY=$(command -v "$PY"); fi
 PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"  # absolute, the venv's link kept
@@ -54,7 +55,4 @@ print(f"avx512_emulated: {cfg['path']}: isa {cfg['isa']}, lut {cfg['lut_topk']},
       f"hamming {cfg['hamming_topk']}")
 PY
 
-"$PY" -m pytest -q -p no:cacheprovider --rootdir "$dir" ${PYTEST_ARGS:-} tests/test_native.py \
-    tests/test_native_topk.py tests/test_fastscan.py tests/test_fastscan_ivf.py \
-    tests/test_fastscan_reservoir.py tests/test_ivf_fastscan.py tests/test_pq_fastscan.py \
-    tests/test_hashing.py tests/test_turboquant.py
+"$PY" -m pytest -q -p no:cacheprovider --rootdir "$dir" ${PYTEST_ARGS:-} "${KERNEL_TESTS[@]}"

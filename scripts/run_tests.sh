@@ -25,9 +25,8 @@ else
     tail -n 3 "$FALLBACK_LOG"
 fi
 
-VECINDEX_NATIVE=portable "$PY" -m pytest -q -p no:cacheprovider tests/test_native.py \
-    tests/test_native_topk.py tests/test_fastscan.py tests/test_flat.py tests/test_hashing.py \
-    tests/test_turboquant.py tests/test_ivf_fastscan.py tests/test_pq_fastscan.py
+source "$(dirname "$0")/kernel_tests.sh"
+VECINDEX_NATIVE=portable "$PY" -m pytest -q -p no:cacheprovider "${KERNEL_TESTS[@]}"
 portable_rc=$?
 
 avx512_rc=0

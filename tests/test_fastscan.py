@@ -683,25 +683,34 @@ def test_turboquant_is_the_same_on_every_path(data, bits, metric):
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])
-@pytest.mark.parametrize("route", [True, False])
-def test_turboquant_4bit_routes_are_the_same_on_every_path(data, metric, route, monkeypatch):
-    """Both 4-bit routes, whatever this CPU would pick (``dot_cpu``): the dot mode's
-    shortlist and the uint8 tables' give the same results on every path, and the same ids
-    as each other almost everywhere (both are rescored by the float estimate)."""
+def test_turboquant_4bit_routes_are_the_same_on_every_path(data, metric, monkeypatch):
+    """Both 4-bit routes, whatever this CPU would pick (``dot_cpu``): each is taken when
+    forced, gives the same results on every path, and the two give the same ids almost
+    everywhere (both shortlists are rescored by the float estimate)."""
+    import vecindex_core._kernels.blocked as bl
     import vecindex_core.turboquant as tq
 
+    scan, modes = bl.fastscan_topk, []
+
+    def spy(*args, **kw):
+        modes.append(kw.get("levels") is not None)
+        return scan(*args, **kw)
+
+    monkeypatch.setattr(bl, "fastscan_topk", spy)
     x, q = data
     index = TurboQuantIndex(48, metric, bits=4)
     index.add(x)
     got = {}
-    for forced in (route, not route):
+    for forced in (True, False):
         monkeypatch.setattr(tq, "dot_cpu", lambda forced=forced: forced)
+        modes.clear()
         with _native._use(None):
             want = index.search(q, 10)
         for isa in ISAS:
             with _native._use(isa):
                 r = index.search(q, 10)
             assert np.array_equal(want.ids, r.ids) and np.array_equal(want.scores, r.scores)
+        assert modes and all(m == forced for m in modes)
         got[forced] = want.ids
     assert np.mean(got[True] == got[False]) >= 0.9
 

@@ -261,12 +261,12 @@ def fast_topk(
     for c0 in range(0, max(nq, 1), QUERY_CHUNK):
         c1 = min(c0 + QUERY_CHUNK, nq)
         tb = tables(c0, c1)
-        weights = None if dot is None else dot[1](c0, c1)
         levels = None
-        if weights is not None and dot_usable(weights[1]):
-            (luts, delta), levels = weights, dot[0]  # type: ignore[index]
+        if dot is not None:
+            levels, (luts, delta) = dot[0], dot[1](c0, c1)
             bias = np.zeros(c1 - c0, dtype=np.float32)
-        else:
+        if levels is None or not dot_usable(delta):
+            levels = None
             luts, bias, delta = quantize_luts(tb)
         qc = None if q_sq_norms is None else q_sq_norms[c0:c1]
         _, cand = fastscan_topk(luts, bias, delta, codes, n, size, scale=scale,

@@ -11,6 +11,7 @@ the GIL and is reentrant).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from types import ModuleType
 
@@ -69,6 +70,7 @@ def _resolve(isa: str | None) -> tuple[ModuleType, int]:
     return _ext, _isa_id(path)
 
 
+@functools.cache  # CPU features: read once, not on every search
 def dot_cpu() -> bool:
     """Whether this CPU runs the dot mode's AVX-512 kernel (the extension built, its
     ``avx512`` path usable, AVX-512 VNNI and VBMI). ``turboquant`` scans 4-bit codes in the

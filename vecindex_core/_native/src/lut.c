@@ -552,7 +552,8 @@ static void sums_avx512(const uint8_t *blk, const uint8_t *const *luts, int nq,
 #define VN_DOT_MAXSUB 8
 
 /* sums (nq, 32) of one block: sum of (levels[code] - 128) * w over the 2 nb sub-codes
- * (int32 stored in uint32); seed[q] = -128 * sum(w[q]) (used by the SIMD kernel only) */
+ * (int32 stored in uint32); levels: the 16 levels repeated four times (64 bytes, one per
+ * 128-bit lane); seed[q] = -128 * sum(w[q]) (used by the SIMD kernel only) */
 typedef void (*vn_dot_fn)(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
                           const uint8_t *levels, int nq, ptrdiff_t nb, uint32_t *sums);
 
@@ -631,9 +632,7 @@ static inline int32_t dot_w4(const int8_t *w) { /* four weights as one dword */
 __attribute__((target(VN_TARGET_AVX512_DOT), always_inline)) static inline void dot_avx512_impl(
     const uint8_t *blk, const int8_t *const *w, const int32_t *seed, const uint8_t *levels,
     ptrdiff_t nb, uint32_t *sums, const int NQ) {
-    uint8_t lv64[64];
-    for (int t = 0; t < 64; t++) lv64[t] = levels[t & 15];
-    const __m512i lv = _mm512_loadu_si512((const void *)lv64);
+    const __m512i lv = _mm512_loadu_si512((const void *)levels);
     const __m512i tr = _mm512_loadu_si512((const void *)vn_dot_transpose);
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     VN_DOT_EACH(VN_DOT_DECL)
@@ -769,26 +768,17 @@ static void sums_vnni(const uint8_t *blk, const uint8_t *const *luts, int nq, pt
 }
 #endif
 
-/* The dot kernel of a path: the VNNI one on the avx512 path of a CPU with VNNI and VBMI. */
-static vn_dot_fn dot_path(int isa) {
-#if VN_X86
-    if (isa == VN_AVX512 && g_cpu.avx512vnni && g_cpu.avx512vbmi) return dot_avx512;
-#else
-    (void)isa;
-#endif
-    return dot_portable;
-}
-
 /* ---------------------------------------------------------------- drivers */
 typedef struct {
     vn_sums_fn sums;
+    vn_dot_fn dot; /* the dot mode's sums */
     vn_score_fn score;
     int nsub;   /* default queries summed together per pass over a block */
     int maxsub; /* most of them */
 } vn_fs_path;
 
 static vn_fs_path fs_path(int isa) {
-    vn_fs_path p = {sums_portable, score_portable, 1, VN_FS_MAXSUB};
+    vn_fs_path p = {sums_portable, dot_portable, score_portable, 1, VN_FS_MAXSUB};
 #if VN_X86
     if (isa == VN_AVX2) {
         p.sums = sums_avx2;
@@ -802,6 +792,7 @@ static vn_fs_path fs_path(int isa) {
         p.nsub = 4;
         if (g_cpu.avx512vnni && g_cpu.avx512vbmi) { /* vpermb + vpdpbusd: 8 queries a pass */
             p.sums = sums_vnni;
+            p.dot = dot_avx512;
             p.nsub = p.maxsub = VN_DOT_MAXSUB;
         }
     }
@@ -868,7 +859,7 @@ __attribute__((always_inline)) static inline int fs_block_offer(
 int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, ptrdiff_t r1,
                 int isa) {
     const vn_fs_path path = fs_path(isa);
-    const vn_dot_fn dot = a->levels ? dot_path(isa) : NULL;
+    const vn_dot_fn dot = a->levels ? path.dot : NULL;
     const int maxsub = dot ? VN_DOT_MAXSUB : path.maxsub;
     int nsub = dot ? VN_DOT_MAXSUB : path.nsub;
     if (a->nqsub >= 1) nsub = a->nqsub < maxsub ? a->nqsub : maxsub;
@@ -888,6 +879,8 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
     vn_fres res[VN_FS_QGROUP];
     vn_fsq cq[VN_FS_QGROUP];
     int32_t seed[VN_FS_QGROUP];
+    uint8_t lv64[64]; /* the dot mode's levels, once a lane */
+    for (int t = 0; t < 64 && dot; t++) lv64[t] = a->levels[t & 15];
     uint32_t sums[32 * VN_DOT_MAXSUB];
     ptrdiff_t bad = 0;
     for (ptrdiff_t g0 = q0; g0 < q1; g0 += VN_FS_QGROUP) {
@@ -929,7 +922,7 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
                                              ? a->tail : a->codes + (j0 / 32) * nb * 32;
                     const int nv = (int)((r1 - j0) < 32 ? (r1 - j0) : 32);
                     if (dot)
-                        dot(blk, wp, seed + s0, a->levels, m, nb, sums);
+                        dot(blk, wp, seed + s0, lv64, m, nb, sums);
                     else
                         path.sums(blk, lp, m, nb, sums);
                     for (int q = 0; q < m; q++) /* no slots: never fails */
