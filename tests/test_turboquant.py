@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import vecindex_core as vc
+from vecindex_core import _native
 from vecindex_core._kernels.codes import codes_nbytes, unpack_codes
 from vecindex_core._kernels.rotation import (
     _rotate_numpy,
@@ -13,8 +14,14 @@ from vecindex_core._kernels.rotation import (
     rotation_matrix,
     rotation_params,
 )
+from vecindex_core._threads import get_num_threads, set_num_threads
 from vecindex_core.base import EXACT_MASK_ROWS
-from vecindex_core.errors import IndexFormatError
+from vecindex_core.errors import (
+    DimensionMismatchError,
+    IndexFormatError,
+    InvalidArgumentError,
+    InvalidDtypeError,
+)
 from vecindex_core.turboquant import TurboQuantIndex
 
 DIM = 384
@@ -40,6 +47,59 @@ def test_rotation_is_orthogonal_and_bit_identical_to_numpy(rng, dim):
     np.testing.assert_array_equal(rotate(x[5:6], 7), got[5:6])  # independent of the batch
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), np.linalg.norm(x, axis=1),
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("isa", list(_native._usable()))
+@pytest.mark.parametrize("dim", [1, 2, 3, 7, 8, 9, 100, 384, 1000, 1024])
+def test_native_rotation_equals_the_numba_kernels_bit_for_bit(rng, isa, dim):
+    x = rng.standard_normal((40, dim)).astype(np.float32)
+    x[3] = 0.0
+    x[4, : (dim + 1) // 2] = -0.0
+    x[5] *= np.float32(2.0**-140)  # subnormal inputs
+    x[6, 0] = np.nan
+    x[7, -1] = np.inf
+    with _native._use(None):
+        want = rotate(x, 3)  # numba: _rotate_rows for the batch
+        want_one = rotate(x[6:8], 3)  # _rotate_few
+    with _native._use(isa):
+        got = rotate(x, 3)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))  # bytes: NaN, -0 too
+    assert np.array_equal(got[6:8].view(np.uint32), want_one.view(np.uint32))
+
+
+def test_native_rotation_on_threads_equals_one_thread(rng):
+    x = rng.standard_normal((6000, 384)).astype(np.float32)
+    before = get_num_threads()
+    try:
+        set_num_threads(1)
+        one = rotate(x, 0)
+        set_num_threads(3)
+        three = rotate(x, 0)
+    finally:
+        set_num_threads(before)
+    assert np.array_equal(one, three)
+
+
+def test_native_rotation_raises_typed_errors():
+    ext = _native._ext
+    signs, perms = rotation_params(8, 0)
+    x, out = np.zeros((2, 8), np.float32), np.zeros((2, 8), np.float32)
+    norm = np.float32(1 / np.sqrt(8))
+    ext.rotate(x, signs, perms, 8, norm, out, 0, 2, 0)
+    with pytest.raises(InvalidDtypeError, match="x"):
+        ext.rotate(x.astype(np.float64), signs, perms, 8, norm, out, 0, 2, 0)
+    with pytest.raises(DimensionMismatchError, match=r"out \(2, 8\)"):
+        ext.rotate(x, signs, perms, 8, norm, np.zeros((2, 9), np.float32), 0, 2, 0)
+    with pytest.raises(InvalidArgumentError, match="largest power of two <= dim = 8, got 4"):
+        ext.rotate(x, signs, perms, 4, norm, out, 0, 2, 0)
+    bad = perms.copy()
+    bad[1, 2] = 8
+    with pytest.raises(InvalidArgumentError, match="got 8"):
+        ext.rotate(x, signs, bad, 8, norm, out, 0, 2, 0)
+    with pytest.raises(InvalidArgumentError, match="share memory"):
+        ext.rotate(x, signs, perms, 8, norm, x, 0, 2, 0)
+    with pytest.raises(InvalidArgumentError, match=r"\[0, 3\)"):
+        ext.rotate(x, signs, perms, 8, norm, out, 0, 3, 0)
 
 
 def test_rotation_depends_on_the_seed_only():

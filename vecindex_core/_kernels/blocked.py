@@ -271,7 +271,7 @@ def fast_topk(
         qc = None if q_sq_norms is None else q_sq_norms[c0:c1]
         _, cand = fastscan_topk(luts, bias, delta, codes, n, size, scale=scale,
                                 sq_norms=sq_norms, q_sq_norms=qc, mask=mask, tail=tail,
-                                levels=levels)
+                                levels=levels, trusted=True)
         parts.append(rescore_shortlist(tb, codes, cand, k,
                                        scale=ones if scale is None else scale,
                                        sq_norms=sq_norms, q_sq_norms=qc, tail=tail, n=n))

@@ -113,6 +113,8 @@ def _native_runner(nq: int, work: int) -> Callable[[Callable[[int, int], None], 
     """The query split of a native per-query kernel (about 8x the numba speed: 8x the work
     a thread)."""
     threads = thread_count(nq, work, 8 * _MIN_SPLIT_WORK)
+    if threads == 1:
+        return _native_tables.serial
     return lambda fn, n: run_chunks(fn, n, threads)
 
 
@@ -661,13 +663,16 @@ def fastscan_topk(
     mask: npt.NDArray[np.bool_] | None = None,
     tail: U8Array | None = None,
     levels: U8Array | None = None,
+    trusted: bool = False,
 ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
     """:func:`fastscan_topk_ref` on the active native path when there is one (identical
-    results), else the reference."""
+    results), else the reference. ``trusted``: the arguments come from this package's own
+    search code (the native path skips the Python-side checks, as
+    :func:`~vecindex_core._native.lut.lut_topk` documents)."""
     if _native.active_isa() is not None:
         return _native_lut_topk(luts, bias, delta, codes, n, k, scale=scale,
                                 sq_norms=sq_norms, q_sq_norms=q_sq_norms, mask=mask, tail=tail,
-                                levels=levels)
+                                levels=levels, trusted=trusted)
     return fastscan_topk_ref(luts, bias, delta, codes, n, k, scale=scale, sq_norms=sq_norms,
                              q_sq_norms=q_sq_norms, mask=mask, tail=tail, levels=levels)
 
@@ -950,6 +955,11 @@ def _rescore(tables: np.ndarray, codes: np.ndarray, tail: np.ndarray, tail_block
             out[q, c] = v
 
 
+#: Stand-ins the rescore kernel never reads (no scale, squared norms or per-candidate add).
+_UNUSED_1D = np.zeros(1, dtype=np.float32)
+_UNUSED_2D = np.zeros((1, 1), dtype=np.float32)
+
+
 def rescore_shortlist(
     tables: FloatArray, codes: U8Array, cand: npt.NDArray[np.int64], k: int, *,
     scale: FloatArray | None = None, sq_norms: FloatArray | None = None,
@@ -979,24 +989,25 @@ def rescore_shortlist(
     out = np.empty(cand.shape, dtype=np.float32)
     keys = cand if keys is None else keys
     l2 = sq_norms is not None
-    f1 = np.zeros(1, dtype=np.float32)
     if cand.size:
         tb = np.ascontiguousarray(tables, dtype=np.float32)
         cd = np.ascontiguousarray(cand, dtype=np.int64)
         tl, tail_block = (codes[:1], -1) if tail is None else (tail, n // BLOCK)
-        xn = f1 if sq_norms is None else sq_norms
-        qn = f1 if q_sq_norms is None else q_sq_norms
-        sc = f1 if scale is None else scale
-        ad = np.zeros((nq, 1), np.float32) if add is None else add
+        xn = _UNUSED_1D if sq_norms is None else sq_norms
+        qn = _UNUSED_1D if q_sq_norms is None else q_sq_norms
+        sc = _UNUSED_1D if scale is None else scale
+        ad = _UNUSED_2D if add is None else add  # ad[a:b] never read without add
 
         def run(a: int, b: int) -> None:
             _rescore(tb[a:b], codes, tl, tail_block, cd[a:b], sc, scale is not None,
                      ad[a:b], add is not None, xn, qn[a:b] if l2 else qn, l2, out[a:b])
 
         _by_queries(run, nq, cand.size * tables.shape[1] * 4)
-    scores = np.full((nq, k), -np.inf, dtype=np.float32)
-    slots = np.full((nq, k), -1, dtype=np.int64)
-    counts = np.zeros(nq, dtype=np.int64)
-    if cand.size and k:
-        _select(out, np.ascontiguousarray(keys, dtype=np.int64), scores, slots, counts)
+    if not (cand.size and k):
+        return (np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, np.int64),
+                np.zeros(nq, dtype=np.int64))
+    scores = np.empty((nq, k), dtype=np.float32)  # _select writes every entry
+    slots = np.empty((nq, k), dtype=np.int64)
+    counts = np.empty(nq, dtype=np.int64)
+    _select(out, np.ascontiguousarray(keys, dtype=np.int64), scores, slots, counts)
     return scores, slots, counts

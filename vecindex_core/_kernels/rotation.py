@@ -38,6 +38,10 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from .. import _native
+from .._native.lut import _resolve as _native_resolve
+from .._threads import run_chunks, thread_count
+
 __all__ = [
     "ROUNDS",
     "ROTATION_VERSION",
@@ -133,6 +137,8 @@ def rotation_matrix(dim: int, seed: int) -> npt.NDArray[np.float32]:
 
 
 # --------------------------------------------------------------------------- numba kernel
+#: Work (rows x dim) a thread of the native rotation: a 384-d row is ~1 us.
+_MIN_NATIVE_ROWS_WORK = 1 << 20
 #: Rows transformed together by the numba kernel (stored coordinate-major, so every
 #: butterfly is a vector operation over the block's rows).
 _ROW_BLOCK = 16
@@ -250,6 +256,15 @@ def _rotate_few(
             out[i, j] = buf[j]
 
 
+@functools.lru_cache(maxsize=64)
+def _transform(dim: int, seed: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64],
+                                             int, np.float32]:
+    """``(signs, perms, p, norm)`` of :func:`rotate` for ``dim`` and ``seed`` (cached)."""
+    signs, perms = rotation_params(dim, seed)
+    p = _block(dim)
+    return signs, perms, p, np.float32(1.0 / math.sqrt(p))
+
+
 def rotate(x: npt.NDArray[np.float32], seed: int) -> npt.NDArray[np.float32]:
     """Rotate every row of ``x`` (float32 ``(n, dim)``) by the seeded rotation of ``R^dim``.
 
@@ -263,11 +278,18 @@ def rotate(x: npt.NDArray[np.float32], seed: int) -> npt.NDArray[np.float32]:
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, dim = x.shape
-    signs, perms = rotation_params(dim, int(seed))
-    p = _block(dim)
+    signs, perms, p, norm = _transform(dim, int(seed))
     out = np.empty((n, dim), dtype=np.float32)
-    norm = np.float32(1.0 / math.sqrt(p))
-    if n >= _ROW_BLOCK // 2:
+    isa = _native.active_isa()
+    if n and isa is not None:  # the C twin of _rotate_few: the same results
+        ext, isa_id = _native_resolve(isa)
+        threads = thread_count(n, n * dim, _MIN_NATIVE_ROWS_WORK)
+        if threads == 1:
+            ext.rotate(x, signs, perms, p, norm, out, 0, n, isa_id)
+        else:
+            run_chunks(lambda a, b: ext.rotate(x, signs, perms, p, norm, out, a, b, isa_id),
+                       n, threads)
+    elif n >= _ROW_BLOCK // 2:
         _rotate_rows(x, signs, perms, p, norm, out)
     elif n:
         _rotate_few(x, signs, perms, p, norm, out)

@@ -230,9 +230,13 @@ def _before(s1: float, k1: int, s2: float, k2: int) -> bool:
 def _select(out: np.ndarray, keys: np.ndarray, scores: np.ndarray, slots: np.ndarray,
             counts: np.ndarray) -> None:
     """Per row, the first ``k`` candidates in :func:`_before` order (insertion into the
-    sorted prefix), written into the padded outputs; ``counts`` the real keys among them."""
+    sorted prefix), written into the outputs, padded with ``-inf`` / ``-1`` past the
+    candidates; ``counts`` the real keys among them."""
     k = scores.shape[1]
     for q in range(out.shape[0]):
+        for j in range(k):
+            scores[q, j] = -np.inf
+            slots[q, j] = -1
         held = 0
         for c in range(out.shape[1]):
             s = out[q, c]

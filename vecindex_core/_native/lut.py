@@ -19,6 +19,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from .. import _native as _package
 from .._threads import map_chunks, run_chunks, split_plan, thread_count
 from ..errors import InvalidArgumentError
 from . import ENV_VAR, _isa_id
@@ -60,14 +61,14 @@ Kernel = Callable[[int, int, int, int, npt.NDArray[np.float32], npt.NDArray[np.i
 def _resolve(isa: str | None) -> tuple[ModuleType, int]:
     """The extension and the id of ``isa`` (default: the active path); raises when there is
     none."""
-    from . import _ext, _import_error
-
-    if _ext is None:
-        raise InvalidArgumentError(f"the native kernels are not built ({_import_error})")
+    ext = _package._ext  # read at each call (tests swap it)
+    if ext is None:
+        raise InvalidArgumentError(
+            f"the native kernels are not built ({_package._import_error})")
     path = isa if isa is not None else _active_isa()
     if path is None:
         raise InvalidArgumentError(f"native kernels disabled ({ENV_VAR})")
-    return _ext, _isa_id(path)
+    return ext, _isa_id(path)
 
 
 @functools.cache  # CPU features: read once, not on every search
@@ -214,6 +215,7 @@ def lut_topk(
     levels: npt.NDArray[np.uint8] | None = None,
     isa: str | None = None,
     nqsub: int = 0,
+    trusted: bool = False,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Native :func:`vecindex_core._kernels.fastscan.fastscan_topk_ref` (same arguments,
     same results bit for bit).
@@ -227,6 +229,10 @@ def lut_topk(
     nqsub : int
         Queries summed together per pass over a block (1 to :data:`MAX_SUB`, clamped to the
         path's most; 0: the path's default).
+    trusted : bool
+        The arguments come from this package's own search code (a single query's checks
+        cost about as much as a tenth of its scan): the Python-side checks are skipped.
+        The kernel still checks every buffer (dtype, shape, contiguity, bounds).
 
     Returns
     -------
@@ -241,13 +247,16 @@ def lut_topk(
         path.
     """
     ext, isa_id = _resolve(isa)
-    if (isinstance(nqsub, bool) or not isinstance(nqsub, (int, np.integer))
-            or not 0 <= nqsub <= MAX_SUB):
-        raise InvalidArgumentError(
-            f"nqsub must be an integer in [0, {MAX_SUB}], got {nqsub!r}")
-    nb = check_scan_args(luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask,
-                         tail, levels)
-    n, k, nqsub = int(n), int(k), int(nqsub)
+    if trusted:
+        nb = codes.shape[1] // BLOCK
+    else:
+        if (isinstance(nqsub, bool) or not isinstance(nqsub, (int, np.integer))
+                or not 0 <= nqsub <= MAX_SUB):
+            raise InvalidArgumentError(
+                f"nqsub must be an integer in [0, {MAX_SUB}], got {nqsub!r}")
+        nb = check_scan_args(luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask,
+                             tail, levels)
+        n, k, nqsub = int(n), int(k), int(nqsub)
     tables = luts if levels is None else luts.view(np.uint8)
 
     def kernel(q0: int, q1: int, r0: int, r1: int, out_s: npt.NDArray[np.float32],

@@ -19,13 +19,14 @@ import numpy.typing as npt
 
 from .lut import _resolve
 
-__all__ = ["pq_nibble", "quantize_luts"]
+__all__ = ["pq_nibble", "quantize_luts", "serial"]
 
 #: ``run(fn, nq)`` calls ``fn(a, b)`` over query ranges (possibly on several threads).
 Runner = Callable[[Callable[[int, int], None], int], None]
 
 
-def _serial(fn: Callable[[int, int], None], nq: int) -> None:
+def serial(fn: Callable[[int, int], None], nq: int) -> None:
+    """The runner of one thread (``fn(0, nq)``)."""
     fn(0, nq)
 
 
@@ -37,17 +38,20 @@ def _rows(buf: Any) -> int:
 
 def quantize_luts(tables: npt.NDArray[np.float32], luts: npt.NDArray[np.uint8],
                   bias: npt.NDArray[np.float32], delta: npt.NDArray[np.float32], *,
-                  run: Runner = _serial, isa: str | None = None) -> None:
+                  run: Runner = serial, isa: str | None = None) -> None:
     """Fill ``luts`` uint8 ``(nq, m // 2, 32)``, ``bias`` and ``delta`` float32 ``(nq,)``
     from float tables ``(nq, m, 16)``, in place (the native ``_quantize``)."""
     ext, isa_id = _resolve(isa)
+    if run is serial and isinstance(tables, np.ndarray) and tables.ndim:
+        ext.quantize_luts(tables, luts, bias, delta, 0, tables.shape[0], isa_id)  # one call
+        return
     ext.quantize_luts(tables, luts, bias, delta, 0, 0, isa_id)  # checks, on this thread
     run(lambda a, b: ext.quantize_luts(tables, luts, bias, delta, a, b, isa_id),
         _rows(tables))
 
 
 def pq_nibble(q: npt.NDArray[np.float32], books_t: npt.NDArray[np.float32], l2: bool,
-              bits: int, out: npt.NDArray[np.float32], *, run: Runner = _serial,
+              bits: int, out: npt.NDArray[np.float32], *, run: Runner = serial,
               isa: str | None = None) -> None:
     """Fill ``out`` float32 ``(nq, nsub, 16)`` with the nibble tables of ``q`` float32
     ``(nq, d)`` for codebooks transposed to ``(m, dsub, 2**bits)``, in place (the native

@@ -1,6 +1,7 @@
 /* Per-query lookup tables of the fast scan: the native twins of the numba kernels
  * vecindex_core._kernels.fastscan._quantize (float tables -> uint8 tables) and
- * ._pq_nibble (product-quantizer nibble tables). Python wrapper: ../tables.py.
+ * ._pq_nibble (product-quantizer nibble tables). Python wrapper: ../tables.py. Also the
+ * queries' (and rows') rotation, the twin of vecindex_core._kernels.rotation._rotate_few.
  *
  * Both compute exactly what their references compute, so the tables are identical bit for
  * bit (the tests compare them, and the scans that read them):
@@ -429,8 +430,165 @@ rel_q:
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------- rotate */
+/* Normalised Walsh-Hadamard transform of b[0 .. p - 1] in place: the additions of
+ * rotation._fwht_1d in the same order per element (stages h = 1, 2, 4 of each group of
+ * eight in registers, then h = 8, 16, ...: u + v, u - v), then every entry times norm.
+ * Elements of one stage are independent, so vector loops give the same float32 results. */
+#define VN_RT_FWHT_BODY                                                                   \
+    ptrdiff_t h = 1;                                                                      \
+    if (p >= 8) {                                                                         \
+        for (ptrdiff_t s = 0; s < p; s += 8) {                                            \
+            float *g = b + s;                                                             \
+            const float b0 = g[0] + g[1], b1 = g[0] - g[1], b2 = g[2] + g[3],             \
+                        b3 = g[2] - g[3], b4 = g[4] + g[5], b5 = g[4] - g[5],             \
+                        b6 = g[6] + g[7], b7 = g[6] - g[7];                               \
+            const float c0 = b0 + b2, c1 = b1 + b3, c2 = b0 - b2, c3 = b1 - b3,           \
+                        c4 = b4 + b6, c5 = b5 + b7, c6 = b4 - b6, c7 = b5 - b7;           \
+            g[0] = c0 + c4, g[1] = c1 + c5, g[2] = c2 + c6, g[3] = c3 + c7;               \
+            g[4] = c0 - c4, g[5] = c1 - c5, g[6] = c2 - c6, g[7] = c3 - c7;               \
+        }                                                                                 \
+        h = 8;                                                                            \
+    }                                                                                     \
+    for (; h < p; h *= 2)                                                                 \
+        for (ptrdiff_t s = 0; s < p; s += 2 * h) {                                        \
+            float *restrict lo = b + s, *restrict hi = b + s + h;                         \
+            for (ptrdiff_t j = 0; j < h; j++) {                                           \
+                const float u = lo[j], v = hi[j];                                         \
+                lo[j] = u + v;                                                            \
+                hi[j] = u - v;                                                            \
+            }                                                                             \
+        }                                                                                 \
+    for (ptrdiff_t j = 0; j < p; j++) b[j] *= norm;
+
+/* Rows r0:r1 of x (n, dim) rotated into out: rotation._rotate_few's steps (per round:
+ * signs D1, H on the leading p, signs D2, H on the trailing p unless p == dim, the
+ * permutation), so the same float32 results. buf, tmp: dim floats each. */
+#define VN_RT_ROTATE_BODY(fwht)                                                           \
+    for (ptrdiff_t i = r0; i < r1; i++) {                                                 \
+        float *bb = buf, *t = tmp;                                                        \
+        memcpy(bb, x + i * dim, sizeof(float) * (size_t)dim);                             \
+        for (ptrdiff_t r = 0; r < rounds; r++) {                                          \
+            const float *s1 = signs + 2 * r * dim, *s2 = s1 + dim;                        \
+            const int64_t *pr = perms + r * dim;                                          \
+            for (ptrdiff_t j = 0; j < dim; j++) bb[j] *= s1[j];                           \
+            if (p > 1) fwht(bb, p, norm);                                                 \
+            for (ptrdiff_t j = 0; j < dim; j++) bb[j] *= s2[j];                           \
+            if (p > 1 && p != dim) fwht(bb + dim - p, p, norm);                           \
+            for (ptrdiff_t j = 0; j < dim; j++) t[j] = bb[pr[j]];                         \
+            float *sw = bb;                                                               \
+            bb = t;                                                                       \
+            t = sw;                                                                       \
+        }                                                                                 \
+        memcpy(out + i * dim, bb, sizeof(float) * (size_t)dim);                           \
+    }
+
+#define VN_RT_ARGS                                                                        \
+    const float *x, ptrdiff_t dim, const float *signs, const int64_t *perms,              \
+        ptrdiff_t rounds, ptrdiff_t p, float norm, float *out, ptrdiff_t r0, ptrdiff_t r1, \
+        float *buf, float *tmp
+
+static void rt_fwht(float *b, ptrdiff_t p, float norm) { VN_RT_FWHT_BODY }
+static void rotate_portable(VN_RT_ARGS) { VN_RT_ROTATE_BODY(rt_fwht) }
+
+#if VN_X86
+/* The same code, vector loops 8 wide (AVX2 has no fused multiply-add: same results). */
+__attribute__((target("avx2"))) static void rt_fwht_avx2(float *b, ptrdiff_t p, float norm) {
+    VN_RT_FWHT_BODY
+}
+__attribute__((target("avx2"))) static void rotate_avx2(VN_RT_ARGS) {
+    VN_RT_ROTATE_BODY(rt_fwht_avx2)
+}
+#endif
+
+static void vn_rotate(VN_RT_ARGS, int isa) {
+#if VN_X86
+    if (isa != VN_PORTABLE) {
+        rotate_avx2(x, dim, signs, perms, rounds, p, norm, out, r0, r1, buf, tmp);
+        return;
+    }
+#endif
+    (void)isa;
+    rotate_portable(x, dim, signs, perms, rounds, p, norm, out, r0, r1, buf, tmp);
+}
+
+PyDoc_STRVAR(rotate_doc,
+"rotate(x, signs, perms, p, norm, out, r0, r1, isa)\n--\n\n"
+"Rows r0:r1 of x float32 (n, dim) rotated into out float32 (n, dim) (the native\n"
+"rotation._rotate_few, the same float32 results): signs float32 (rounds, 2, dim), perms\n"
+"int64 (rounds, dim) with entries in [0, dim), p the largest power of two <= dim, norm\n"
+"float32 1 / sqrt(p). Runs without the GIL; see vecindex_core._kernels.rotation.");
+
+static PyObject *py_rotate(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *ox, *os, *op, *oo;
+    Py_ssize_t p, r0, r1;
+    float norm;
+    int isa;
+    if (!PyArg_ParseTuple(args, "OOOnfOnni:rotate", &ox, &os, &op, &p, &norm, &oo, &r0, &r1,
+                          &isa))
+        return NULL;
+    if (vn_check_isa(isa) < 0) return NULL;
+    Py_buffer bx, bs, bp, bo;
+    int rc = -1;
+    if (vn_get_buffer(ox, &bx, "x", K_F32, 2, 0) < 0) return NULL;
+    if (vn_get_buffer(os, &bs, "signs", K_F32, 3, 0) < 0) goto rel_x;
+    if (vn_get_buffer(op, &bp, "perms", K_I64, 2, 0) < 0) goto rel_s;
+    if (vn_get_buffer(oo, &bo, "out", K_F32, 2, 1) < 0) goto rel_p;
+    {
+        const Py_ssize_t n = bx.shape[0], dim = bx.shape[1], rounds = bs.shape[0];
+        if (bs.shape[1] != 2 || bs.shape[2] != dim || bp.shape[0] != rounds ||
+            bp.shape[1] != dim || bo.shape[0] != n || bo.shape[1] != dim) {
+            PyErr_Format(g_err_dim, "signs must be (rounds, 2, %zd), perms (rounds, %zd) and "
+                         "out (%zd, %zd), got (%zd, %zd, %zd), (%zd, %zd), (%zd, %zd)", dim,
+                         dim, n, dim, bs.shape[0], bs.shape[1], bs.shape[2], bp.shape[0],
+                         bp.shape[1], bo.shape[0], bo.shape[1]);
+            goto rel_o;
+        }
+        if (dim < 1 || p < 1 || p > dim || (p & (p - 1)) || 2 * p <= dim) {
+            PyErr_Format(g_err_arg, "p must be the largest power of two <= dim = %zd, got %zd",
+                         dim, p);
+            goto rel_o;
+        }
+        const int64_t *pr = (const int64_t *)bp.buf;
+        for (Py_ssize_t t = 0; t < rounds * dim; t++)
+            if (pr[t] < 0 || pr[t] >= dim) {
+                PyErr_Format(g_err_arg, "perms entries must be in [0, %zd), got %lld", dim,
+                             (long long)pr[t]);
+                goto rel_o;
+            }
+        if (vn_overlap(&bx, &bo)) {
+            PyErr_SetString(g_err_arg, "x and out must not share memory");
+            goto rel_o;
+        }
+        if (tb_range(r0, r1, n) < 0) goto rel_o;
+        float *buf = (float *)malloc(sizeof(float) * 2 * (size_t)dim);
+        if (!buf) {
+            PyErr_NoMemory();
+            goto rel_o;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        vn_rotate((const float *)bx.buf, dim, (const float *)bs.buf, pr, rounds, p, norm,
+                  (float *)bo.buf, r0, r1, buf, buf + dim, isa);
+        Py_END_ALLOW_THREADS
+        free(buf);
+        rc = 0;
+    }
+rel_o:
+    PyBuffer_Release(&bo);
+rel_p:
+    PyBuffer_Release(&bp);
+rel_s:
+    PyBuffer_Release(&bs);
+rel_x:
+    PyBuffer_Release(&bx);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
 PyMethodDef vn_tables_methods[] = {
     {"quantize_luts", py_quantize_luts, METH_VARARGS, quantize_luts_doc},
     {"pq_nibble", py_pq_nibble, METH_VARARGS, pq_nibble_doc},
+    {"rotate", py_rotate, METH_VARARGS, rotate_doc},
     {NULL, NULL, 0, NULL},
 };
