@@ -17,9 +17,10 @@ a ``dim x dim`` matrix. The signs and permutations come from
 ``numpy.random.default_rng(seed)`` (PCG64: the same on every platform).
 
 The transform is computed in float32 with a fixed sequence of IEEE additions, subtractions
-and multiplications (no fused multiply-add, no reassociation), so :func:`rotate` (numba) and
-:func:`rotation_matrix` (numpy, the transform applied to the identity) give bit-identical
-results on every machine; the encoding of a vector never depends on its batch.
+and multiplications (no fused multiply-add, no reassociation), so :func:`rotate` (the native
+kernel, or numba) and :func:`rotation_matrix` (numpy, the transform applied to the identity)
+give bit-identical results on every machine; the encoding of a vector never depends on its
+batch.
 
 Lloyd-Max codebook
 ------------------
@@ -136,8 +137,9 @@ def rotation_matrix(dim: int, seed: int) -> npt.NDArray[np.float32]:
     return _rotation_matrix_cached(int(dim), int(seed))
 
 
-# --------------------------------------------------------------------------- numba kernel
-#: Work (rows x dim) a thread of the native rotation: a 384-d row is ~1 us.
+# --------------------------------------------------------------------------- kernels
+#: Work (rows x dim) a thread of the native rotation (``_vecnative.rotate``, the C twin of
+#: :func:`_rotate_few`): a 384-d row is ~2 us.
 _MIN_NATIVE_ROWS_WORK = 1 << 20
 #: Rows transformed together by the numba kernel (stored coordinate-major, so every
 #: butterfly is a vector operation over the block's rows).
@@ -270,7 +272,9 @@ def rotate(x: npt.NDArray[np.float32], seed: int) -> npt.NDArray[np.float32]:
 
     Row by row, so a row's result does not depend on the other rows; bit-identical to
     ``x @ rotation_matrix(dim, seed).T`` computed in the transform's own order (see the
-    module docstring), not to a BLAS product of the matrix.
+    module docstring), not to a BLAS product of the matrix. On the native kernels
+    (``_vecnative.rotate``, rows split over :func:`~vecindex_core._threads.get_num_threads`
+    threads) the same results as the numba kernels.
 
     Returns
     -------
@@ -283,12 +287,8 @@ def rotate(x: npt.NDArray[np.float32], seed: int) -> npt.NDArray[np.float32]:
     isa = _native.active_isa()
     if n and isa is not None:  # the C twin of _rotate_few: the same results
         ext, isa_id = _native_resolve(isa)
-        threads = thread_count(n, n * dim, _MIN_NATIVE_ROWS_WORK)
-        if threads == 1:
-            ext.rotate(x, signs, perms, p, norm, out, 0, n, isa_id)
-        else:
-            run_chunks(lambda a, b: ext.rotate(x, signs, perms, p, norm, out, a, b, isa_id),
-                       n, threads)
+        run_chunks(lambda a, b: ext.rotate(x, signs, perms, p, norm, out, a, b, isa_id), n,
+                   thread_count(n, n * dim, _MIN_NATIVE_ROWS_WORK))
     elif n >= _ROW_BLOCK // 2:
         _rotate_rows(x, signs, perms, p, norm, out)
     elif n:

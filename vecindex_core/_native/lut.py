@@ -232,7 +232,8 @@ def lut_topk(
     trusted : bool
         The arguments come from this package's own search code (a single query's checks
         cost about as much as a tenth of its scan): the Python-side checks are skipped.
-        The kernel still checks every buffer (dtype, shape, contiguity, bounds).
+        The kernel still checks every buffer (dtype, shape, contiguity, bounds); table
+        entries at most :data:`LUT_MAX` are then the caller's guarantee.
 
     Returns
     -------

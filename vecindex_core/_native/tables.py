@@ -36,18 +36,25 @@ def _rows(buf: Any) -> int:
     return int(shape[0]) if shape else 0
 
 
+def _call(kernel: Callable[..., None], args: tuple[Any, ...], lead: Any, run: Runner,
+          isa_id: int) -> None:
+    """``kernel(*args, q0, q1, isa_id)`` over every query: one call on one thread (the
+    kernel checks its buffers), else a checking call with no queries on this thread, then
+    ``run`` over query ranges. ``lead``: the buffer whose rows are the queries."""
+    if run is serial and isinstance(lead, np.ndarray) and lead.ndim:
+        kernel(*args, 0, lead.shape[0], isa_id)
+        return
+    kernel(*args, 0, 0, isa_id)
+    run(lambda a, b: kernel(*args, a, b, isa_id), _rows(lead))
+
+
 def quantize_luts(tables: npt.NDArray[np.float32], luts: npt.NDArray[np.uint8],
                   bias: npt.NDArray[np.float32], delta: npt.NDArray[np.float32], *,
                   run: Runner = serial, isa: str | None = None) -> None:
     """Fill ``luts`` uint8 ``(nq, m // 2, 32)``, ``bias`` and ``delta`` float32 ``(nq,)``
     from float tables ``(nq, m, 16)``, in place (the native ``_quantize``)."""
     ext, isa_id = _resolve(isa)
-    if run is serial and isinstance(tables, np.ndarray) and tables.ndim:
-        ext.quantize_luts(tables, luts, bias, delta, 0, tables.shape[0], isa_id)  # one call
-        return
-    ext.quantize_luts(tables, luts, bias, delta, 0, 0, isa_id)  # checks, on this thread
-    run(lambda a, b: ext.quantize_luts(tables, luts, bias, delta, a, b, isa_id),
-        _rows(tables))
+    _call(ext.quantize_luts, (tables, luts, bias, delta), tables, run, isa_id)
 
 
 def pq_nibble(q: npt.NDArray[np.float32], books_t: npt.NDArray[np.float32], l2: bool,
@@ -57,6 +64,4 @@ def pq_nibble(q: npt.NDArray[np.float32], books_t: npt.NDArray[np.float32], l2: 
     ``(nq, d)`` for codebooks transposed to ``(m, dsub, 2**bits)``, in place (the native
     ``_pq_nibble``)."""
     ext, isa_id = _resolve(isa)
-    ext.pq_nibble(q, books_t, l2, bits, out, 0, 0, isa_id)  # checks, on this thread
-    run(lambda a, b: ext.pq_nibble(q, books_t, l2, bits, out, a, b, isa_id),
-        _rows(q))
+    _call(ext.pq_nibble, (q, books_t, l2, bits, out), q, run, isa_id)

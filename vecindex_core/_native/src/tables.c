@@ -557,11 +557,14 @@ static PyObject *py_rotate(PyObject *self, PyObject *args) {
                              (long long)pr[t]);
                 goto rel_o;
             }
-        if (vn_overlap(&bx, &bo)) {
-            PyErr_SetString(g_err_arg, "x and out must not share memory");
+        if (vn_overlap(&bo, &bx) || vn_overlap(&bo, &bs) || vn_overlap(&bo, &bp)) {
+            PyErr_SetString(g_err_arg, "out must not share memory with x, signs or perms");
             goto rel_o;
         }
-        if (tb_range(r0, r1, n) < 0) goto rel_o;
+        if (r0 < 0 || r1 < r0 || r1 > n) {
+            PyErr_Format(g_err_arg, "row range [%zd, %zd) is not within [0, %zd]", r0, r1, n);
+            goto rel_o;
+        }
         float *buf = (float *)malloc(sizeof(float) * 2 * (size_t)dim);
         if (!buf) {
             PyErr_NoMemory();
