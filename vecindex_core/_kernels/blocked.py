@@ -54,6 +54,8 @@ QUERY_CHUNK = 2048
 #: One read-only float32 1: the buffer of the stride-0 "no scale" view in :func:`fast_topk`.
 _ONE = np.ones(1, dtype=np.float32)
 _ONE.flags.writeable = False
+#: A stride-0 view of it long enough for any store, sliced per search (a new view is ~1 us).
+_ONES = np.ndarray((1 << 48,), dtype=np.float32, buffer=_ONE, strides=(0,))
 
 
 def shortlist_size(k: int, n: int) -> int:
@@ -255,7 +257,7 @@ def fast_topk(
             row_slots, mask, n = allowed, None, allowed.size
     size = shortlist(k, n)
     # the rescore reads scale[i] at candidates only: a stride-0 view of 1 stands for none
-    ones = np.ndarray((max(n, 1),), dtype=np.float32, buffer=_ONE, strides=(0,))
+    ones = _ONES[: max(n, 1)]
     codes, tail = store.blocks, store.tail_block()
     parts = []
     for c0 in range(0, max(nq, 1), QUERY_CHUNK):

@@ -139,8 +139,8 @@ def rotation_matrix(dim: int, seed: int) -> npt.NDArray[np.float32]:
 
 # --------------------------------------------------------------------------- kernels
 #: Work (rows x dim) a thread of the native rotation (``_vecnative.rotate``, the C twin of
-#: :func:`_rotate_few`): a 384-d row is ~2 us.
-_MIN_NATIVE_ROWS_WORK = 1 << 20
+#: :func:`_rotate_few`): a 384-d row is ~1.7 us, so ~85 of them (~150 us) pay for a hand-off.
+_MIN_NATIVE_ROWS_WORK = 1 << 15
 #: Rows transformed together by the numba kernel (stored coordinate-major, so every
 #: butterfly is a vector operation over the block's rows).
 _ROW_BLOCK = 16
