@@ -77,6 +77,7 @@ from ._kernels.codes import (
 )
 from ._kernels.fastscan import (
     FAST_SCAN_BITS,
+    Products,
     dot_levels,
     dot_weights,
     fast_scan_fits,
@@ -423,7 +424,8 @@ class TurboQuantIndex(VectorIndex):
         dot = None
         if self.bits == 4 and dot_cpu():
             levels, cs = dot_levels(self.codebook_)
-            dot = (levels, lambda a, b: dot_weights(rq[a:b], self.nbytes, cs))
+            dot = (levels, lambda a, b: dot_weights(rq[a:b], self.nbytes, cs),
+                   lambda a, b: Products(rq[a:b], self.codebook_, self.nbytes))
         # `shortlist_size` read from this module at each call (benchmarks substitute it)
         return fast_topk(store, tables, rq.shape[0], k, scale=scales, sq_norms=xn,
                          q_sq_norms=qn, mask=mask, shortlist=shortlist_size, dot=dot)

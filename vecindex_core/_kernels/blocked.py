@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from .fastscan import (
     BLOCK,
+    Products,
     dot_usable,
     fastscan_topk,
     gather_rows,
@@ -208,7 +209,8 @@ def fast_topk(
     q_sq_norms: FloatArray | None = None,
     mask: npt.NDArray[np.bool_] | None = None,
     shortlist: Callable[[int, int], int] = shortlist_size,
-    dot: tuple[U8Array, Callable[[int, int], tuple[np.ndarray, FloatArray]]] | None = None,
+    dot: tuple[U8Array, Callable[[int, int], tuple[np.ndarray, FloatArray]],
+               Callable[[int, int], Products]] | None = None,
 ) -> Result:
     """Top-``k`` rows of ``store`` for ``nq`` queries: fast-scan shortlist, float rescore.
 
@@ -232,11 +234,13 @@ def fast_topk(
     shortlist : callable
         ``shortlist(k, n)``: rows kept per query before the rescore (default
         :func:`shortlist_size`).
-    dot : (levels, weights), optional
+    dot : (levels, weights, products), optional
         The shortlist by the dot mode (4-bit codes of one codebook,
         :func:`~.fastscan.dot_levels`) instead of uint8 tables: ``weights(a, b)`` gives
         queries ``a .. b - 1``'s :func:`~.fastscan.dot_weights` (a chunk with a delta that
-        is not a normal float32 takes the tables, :func:`~.fastscan.dot_usable`).
+        is not a normal float32 takes the tables, :func:`~.fastscan.dot_usable`), and
+        ``products(a, b)`` their :class:`~.fastscan.Products`, which the rescore reads
+        instead of ``tables`` (not built then).
 
     Returns
     -------
@@ -262,13 +266,16 @@ def fast_topk(
     parts = []
     for c0 in range(0, max(nq, 1), QUERY_CHUNK):
         c1 = min(c0 + QUERY_CHUNK, nq)
-        tb = tables(c0, c1)
         levels = None
+        tb: FloatArray | Products | None = None
         if dot is not None:
-            levels, (luts, delta) = dot[0], dot[1](c0, c1)
+            levels, weights, products = dot
+            luts, delta = weights(c0, c1)
             bias = np.zeros(c1 - c0, dtype=np.float32)
-        if levels is None or not dot_usable(delta):
-            levels = None
+            if dot_usable(delta):
+                tb = products(c0, c1)
+        if tb is None:
+            levels, tb = None, tables(c0, c1)
             luts, bias, delta = quantize_luts(tb)
         qc = None if q_sq_norms is None else q_sq_norms[c0:c1]
         _, cand = fastscan_topk(luts, bias, delta, codes, n, size, scale=scale,

@@ -42,6 +42,7 @@ it with :func:`rescore_shortlist` (float, per coordinate) before the final top-k
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -910,15 +911,27 @@ def fastscan_ivf_topk(
 
 
 # --------------------------------------------------------------------------- rescoring
+@numba.njit(nogil=True, cache=True, inline="always")
+def _entry(tq: np.ndarray, rq: np.ndarray, lv: np.ndarray, direct: bool, base: int,
+           x: np.uint32) -> np.float64:
+    """Table entry ``base + x`` (``base = 16 t``): read, or with ``direct`` (4-bit codes)
+    computed as the table's own float32 product ``rq[t] * lv[x]``."""
+    if direct:
+        return np.float64(rq[base >> 4] * lv[x])
+    return np.float64(tq[base + x])
+
+
 @numba.njit(nogil=True, cache=True)
-def _rescore(tables: np.ndarray, codes: np.ndarray, tail: np.ndarray, tail_block: int,
+def _rescore(tables: np.ndarray, rqs: np.ndarray, lv: np.ndarray, direct: bool, m: int,
+             codes: np.ndarray, tail: np.ndarray, tail_block: int,
              cand: np.ndarray, scale: np.ndarray, use_scale: bool, add: np.ndarray,
              use_add: bool, xn: np.ndarray, qn: np.ndarray, l2: bool, out: np.ndarray) -> None:
-    nq, m, _ = tables.shape
+    nq = cand.shape[0]
     two = np.float32(2.0)
     zero = np.float32(0.0)
     for q in range(nq):
-        tq = tables[q].ravel()
+        tq = tables[0 if direct else q].ravel()
+        rq = rqs[q if direct else 0]
         for c in range(cand.shape[1]):
             s = cand[q, c]
             if s < 0:
@@ -939,15 +952,19 @@ def _rescore(tables: np.ndarray, codes: np.ndarray, tail: np.ndarray, tail_block
             base = 0
             nb = m >> 1
             for _ in range(nb >> 1):
-                a0 += np.float64(tq[base + ((np.uint32(blk[o]) >> shift) & 15)])
-                a1 += np.float64(tq[base + 16 + ((np.uint32(blk[o + 16]) >> shift) & 15)])
-                a2 += np.float64(tq[base + 32 + ((np.uint32(blk[o + 32]) >> shift) & 15)])
-                a3 += np.float64(tq[base + 48 + ((np.uint32(blk[o + 48]) >> shift) & 15)])
+                a0 += _entry(tq, rq, lv, direct, base, (np.uint32(blk[o]) >> shift) & 15)
+                a1 += _entry(tq, rq, lv, direct, base + 16,
+                             (np.uint32(blk[o + 16]) >> shift) & 15)
+                a2 += _entry(tq, rq, lv, direct, base + 32,
+                             (np.uint32(blk[o + 32]) >> shift) & 15)
+                a3 += _entry(tq, rq, lv, direct, base + 48,
+                             (np.uint32(blk[o + 48]) >> shift) & 15)
                 o += 64
                 base += 64
             if nb & 1:
-                a0 += np.float64(tq[base + ((np.uint32(blk[o]) >> shift) & 15)])
-                a1 += np.float64(tq[base + 16 + ((np.uint32(blk[o + 16]) >> shift) & 15)])
+                a0 += _entry(tq, rq, lv, direct, base, (np.uint32(blk[o]) >> shift) & 15)
+                a1 += _entry(tq, rq, lv, direct, base + 16,
+                             (np.uint32(blk[o + 16]) >> shift) & 15)
             v = np.float32((a0 + a1) + (a2 + a3))
             if use_scale:
                 v = scale[s] * v
@@ -959,18 +976,40 @@ def _rescore(tables: np.ndarray, codes: np.ndarray, tail: np.ndarray, tail_block
             out[q, c] = v
 
 
-#: Stand-ins the rescore kernel never reads (no scale, squared norms or per-candidate add).
+#: Stand-ins the rescore kernel never reads (no scale, squared norms, per-candidate add,
+#: tables or products).
 _UNUSED_1D = np.zeros(1, dtype=np.float32)
 _UNUSED_2D = np.zeros((1, 1), dtype=np.float32)
+_UNUSED_3D = np.zeros((1, 1, 16), dtype=np.float32)
+
+
+class Products(NamedTuple):
+    """The 4-bit :func:`nibble_tables` of rotated queries, unbuilt: entry ``(q, t, c)`` is
+    ``rq[q, t] * levels[c]`` (float32; 0 past ``d``), for :func:`rescore_shortlist`."""
+
+    rq: FloatArray
+    levels: FloatArray
+    nb: int
+
+    def padded(self) -> FloatArray:
+        """float32 ``(nq, 2 nb)``: ``rq`` with zero columns past ``d``."""
+        nq, d = self.rq.shape
+        out = np.zeros((nq, 2 * self.nb), dtype=np.float32)
+        out[:, :d] = self.rq
+        return out
 
 
 def rescore_shortlist(
-    tables: FloatArray, codes: U8Array, cand: npt.NDArray[np.int64], k: int, *,
+    tables: FloatArray | Products, codes: U8Array, cand: npt.NDArray[np.int64], k: int, *,
     scale: FloatArray | None = None, sq_norms: FloatArray | None = None,
     q_sq_norms: FloatArray | None = None, tail: U8Array | None = None, n: int = 0,
     add: FloatArray | None = None, keys: npt.NDArray[np.int64] | None = None,
 ) -> tuple[FloatArray, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Top-``k`` of each query's candidates by the float code estimate.
+
+    ``tables`` float32 ``(nq, 2 nb, 16)``, or for 4-bit codes of one codebook the
+    :class:`Products` they are made of (each entry computed when read, the same float32
+    value: the same estimates without building the tables).
 
     ``est = float32(sum_t tables[t, code_t(i)])`` over the sub-codes of row ``i``
     (:func:`nibble_tables`; four partial sums over ``t mod 4`` in float64, then
@@ -989,12 +1028,18 @@ def rescore_shortlist(
         As :func:`~.topk.finalize_heaps`: score descending, ties by the lower key,
         ``-inf`` / ``-1`` padding.
     """
-    nq = tables.shape[0]
+    direct = isinstance(tables, Products)
+    if isinstance(tables, Products):
+        rqs, lv = tables.padded(), np.ascontiguousarray(tables.levels, dtype=np.float32)
+        tb, m = _UNUSED_3D, rqs.shape[1]
+    else:
+        tb = np.ascontiguousarray(tables, dtype=np.float32)
+        rqs, lv, m = _UNUSED_2D, _UNUSED_1D, tb.shape[1]
+    nq = rqs.shape[0] if direct else tb.shape[0]
     out = np.empty(cand.shape, dtype=np.float32)
     keys = cand if keys is None else keys
     l2 = sq_norms is not None
     if cand.size:
-        tb = np.ascontiguousarray(tables, dtype=np.float32)
         cd = np.ascontiguousarray(cand, dtype=np.int64)
         tl, tail_block = (codes[:1], -1) if tail is None else (tail, n // BLOCK)
         xn = _UNUSED_1D if sq_norms is None else sq_norms
@@ -1003,10 +1048,11 @@ def rescore_shortlist(
         ad = _UNUSED_2D if add is None else add  # ad[a:b] never read without add
 
         def run(a: int, b: int) -> None:
-            _rescore(tb[a:b], codes, tl, tail_block, cd[a:b], sc, scale is not None,
-                     ad[a:b], add is not None, xn, qn[a:b] if l2 else qn, l2, out[a:b])
+            _rescore(tb if direct else tb[a:b], rqs[a:b] if direct else rqs, lv, direct, m,
+                     codes, tl, tail_block, cd[a:b], sc, scale is not None, ad[a:b],
+                     add is not None, xn, qn[a:b] if l2 else qn, l2, out[a:b])
 
-        _by_queries(run, nq, cand.size * tables.shape[1] * 4)
+        _by_queries(run, nq, cand.size * m * 4)
     if not (cand.size and k):
         return (np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, np.int64),
                 np.zeros(nq, dtype=np.int64))
