@@ -48,7 +48,10 @@ class OptionalBuildExt(build_ext):
 if sys.platform == "win32":
     ARGS: list[str] = ["/O2"]
 else:
-    ARGS = ["-O3", "-std=c99", "-fvisibility=hidden", "-Wall", "-Wno-unused-function"]
+    # no contraction (a * b + c stays two roundings, as in the numba references): -std=c99
+    # implies it for GCC, not for clang, nor for the emulated build's -std=gnu99
+    ARGS = ["-O3", "-std=c99", "-ffp-contract=off", "-fvisibility=hidden", "-Wall",
+            "-Wno-unused-function"]
 EMULATE_AVX512 = os.environ.get("VECINDEX_EMULATE_AVX512", "") == "1"
 if EMULATE_AVX512:
     ARGS = [*ARGS, "-DVN_EMULATE_AVX512", "-std=gnu99", "-Wno-psabi"]

@@ -619,6 +619,31 @@ def test_dot_levels_and_weights():
     assert fs.dot_usable(fs.dot_weights(rq[:1], 2, cs)[1])
 
 
+def test_dot_weights_are_their_definition():
+    """``round(rq / qs)`` with ``qs = max |rq| / 127`` in float64, clipped; ``delta = cs *
+    qs``; a query with a non-finite entry all zeros and NaN."""
+    rng = np.random.default_rng(24)
+    rq = (rng.standard_normal((40, 13)) * rng.choice([1e-30, 1e-3, 1, 1e30], (40, 1))
+          ).astype(np.float32)
+    rq[3] = 0.0
+    rq[4, :5] = -0.0
+    rq[5, 2], rq[6, 7], rq[7, 0] = np.nan, np.inf, -np.inf
+    rq[8] = np.float32(2.0 ** -140)  # subnormal
+    rq[9, ::2] = rq[9, 1]  # ties of |rq|: the halfway points of rint included
+    cs = 0.37 / 127
+    r = rq.astype(np.float64)
+    top = np.max(np.abs(r), axis=1)
+    finite = np.isfinite(top)
+    qs = np.where(finite & (top > 0), top / 127, 1.0)
+    want = np.zeros((40, 16), np.int8)
+    want[finite, :13] = np.clip(np.rint(r[finite] / qs[finite, None]), -127, 127)
+    w, delta = fs.dot_weights(rq, 8, cs)
+    assert np.array_equal(w, want)
+    want_delta = np.where(finite, cs * qs, np.nan).astype(np.float32)
+    assert np.array_equal(delta, want_delta, equal_nan=True)
+    assert np.isnan(delta[5:8]).all() and (w[5:8] == 0).all()
+
+
 @pytest.mark.parametrize("d", [8, 13, 384])
 @pytest.mark.parametrize("l2", [False, True])
 def test_rescore_of_products_equals_the_built_tables(d, l2):

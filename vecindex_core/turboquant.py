@@ -54,6 +54,7 @@ results report exact scores.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -124,6 +125,15 @@ class _Codes:
         self.codes = codes  # row-major, or the blocked store (fast scan)
         self.scales = scales
         self.sq_norms = sq_norms
+
+
+@functools.lru_cache(maxsize=64)
+def _dot_levels(codebook: bytes) -> tuple[npt.NDArray[np.uint8], float]:
+    """:func:`~._kernels.fastscan.dot_levels` of a float32 codebook's bytes, once per
+    codebook (~10 us a call, on every search before)."""
+    levels, cs = dot_levels(np.frombuffer(codebook, dtype=np.float32))
+    levels.flags.writeable = False
+    return levels, cs
 
 
 @register(
@@ -423,7 +433,7 @@ class TurboQuantIndex(VectorIndex):
 
         dot = None
         if self.bits == 4 and dot_cpu():
-            levels, cs = dot_levels(self.codebook_)
+            levels, cs = _dot_levels(self.codebook_.tobytes())
             dot = (levels, lambda a, b: dot_weights(rq[a:b], self.nbytes, cs),
                    lambda a, b: Products(rq[a:b], self.codebook_, self.nbytes))
         # `shortlist_size` read from this module at each call (benchmarks substitute it)

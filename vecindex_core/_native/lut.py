@@ -78,11 +78,10 @@ def dot_cpu() -> bool:
     dot mode exactly then, whatever ``VECINDEX_NATIVE`` says (the numba reference computes
     the same sums), so on one machine results do not depend on the path; they can differ
     slightly between a machine where this is true and one where it is not."""
-    from . import _ext
-
-    if _ext is None or "avx512" not in _ext.usable_isas():
+    ext = _package._ext
+    if ext is None or "avx512" not in ext.usable_isas():
         return False
-    f = _ext.cpu_features()
+    f = ext.cpu_features()
     return bool(f.get("avx512vnni") and f.get("avx512vbmi"))
 
 

@@ -272,6 +272,29 @@ typedef void (*vn_sums_fn)(const uint8_t *blk, const uint8_t *const *luts, int n
 typedef uint32_t (*vn_score_fn)(const uint32_t *sums, const vn_fsq *c, const float *scale,
                                 const float *xn, float thr, float *out);
 
+/* The fixed-width specializations of a kernel (SPEC(N) for N = 1 .. 4 or 1 .. 8) and the
+ * dispatch to fn##_N for nq queries (larger nq: the widest). */
+#define VN_EACH_NQ4(SPEC) SPEC(1) SPEC(2) SPEC(3) SPEC(4)
+#define VN_EACH_NQ8(SPEC) VN_EACH_NQ4(SPEC) SPEC(5) SPEC(6) SPEC(7) SPEC(8)
+#define VN_CALL_NQ4(nq, fn, ...)                                                          \
+    switch (nq) {                                                                         \
+    case 1: fn##_1(__VA_ARGS__); break;                                                   \
+    case 2: fn##_2(__VA_ARGS__); break;                                                   \
+    case 3: fn##_3(__VA_ARGS__); break;                                                   \
+    default: fn##_4(__VA_ARGS__); break;                                                  \
+    }
+#define VN_CALL_NQ8(nq, fn, ...)                                                          \
+    switch (nq) {                                                                         \
+    case 1: fn##_1(__VA_ARGS__); break;                                                   \
+    case 2: fn##_2(__VA_ARGS__); break;                                                   \
+    case 3: fn##_3(__VA_ARGS__); break;                                                   \
+    case 4: fn##_4(__VA_ARGS__); break;                                                   \
+    case 5: fn##_5(__VA_ARGS__); break;                                                   \
+    case 6: fn##_6(__VA_ARGS__); break;                                                   \
+    case 7: fn##_7(__VA_ARGS__); break;                                                   \
+    default: fn##_8(__VA_ARGS__); break;                                                  \
+    }
+
 /* ---------------------------------------------------------------- portable */
 static void sums_portable(const uint8_t *blk, const uint8_t *const *luts, int nq,
                           ptrdiff_t nb, uint32_t *sums) {
@@ -422,12 +445,7 @@ __attribute__((target("avx2"))) static void sums_avx2_4(
 
 static void sums_avx2(const uint8_t *blk, const uint8_t *const *luts, int nq, ptrdiff_t nb,
                       uint32_t *sums) {
-    switch (nq) {
-    case 1: sums_avx2_1(blk, luts, nb, sums); break;
-    case 2: sums_avx2_2(blk, luts, nb, sums); break;
-    case 3: sums_avx2_3(blk, luts, nb, sums); break;
-    default: sums_avx2_4(blk, luts, nb, sums); break;
-    }
+    VN_CALL_NQ4(nq, sums_avx2, blk, luts, nb, sums)
 }
 
 __attribute__((target("avx2"))) static uint32_t score_avx2(const uint32_t *sums,
@@ -530,19 +548,11 @@ sums_avx512_impl(const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb,
         const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb, uint32_t *sums) {   \
         sums_avx512_impl(blk, luts, nb, sums, N);                                         \
     }
-VN_FS_AVX512_NQ(1)
-VN_FS_AVX512_NQ(2)
-VN_FS_AVX512_NQ(3)
-VN_FS_AVX512_NQ(4)
+VN_EACH_NQ4(VN_FS_AVX512_NQ)
 
 static void sums_avx512(const uint8_t *blk, const uint8_t *const *luts, int nq,
                         ptrdiff_t nb, uint32_t *sums) {
-    switch (nq) {
-    case 1: sums_avx512_1(blk, luts, nb, sums); break;
-    case 2: sums_avx512_2(blk, luts, nb, sums); break;
-    case 3: sums_avx512_3(blk, luts, nb, sums); break;
-    default: sums_avx512_4(blk, luts, nb, sums); break;
-    }
+    VN_CALL_NQ4(nq, sums_avx512, blk, luts, nb, sums)
 }
 #endif
 
@@ -657,27 +667,11 @@ __attribute__((target(VN_TARGET_AVX512_DOT), always_inline)) static inline void 
         const uint8_t *levels, ptrdiff_t nb, uint32_t *sums) {                            \
         dot_avx512_impl(blk, w, seed, levels, nb, sums, N);                               \
     }
-VN_DOT_AVX512_NQ(1)
-VN_DOT_AVX512_NQ(2)
-VN_DOT_AVX512_NQ(3)
-VN_DOT_AVX512_NQ(4)
-VN_DOT_AVX512_NQ(5)
-VN_DOT_AVX512_NQ(6)
-VN_DOT_AVX512_NQ(7)
-VN_DOT_AVX512_NQ(8)
+VN_EACH_NQ8(VN_DOT_AVX512_NQ)
 
 static void dot_avx512(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
                        const uint8_t *levels, int nq, ptrdiff_t nb, uint32_t *sums) {
-    switch (nq) {
-    case 1: dot_avx512_1(blk, w, seed, levels, nb, sums); break;
-    case 2: dot_avx512_2(blk, w, seed, levels, nb, sums); break;
-    case 3: dot_avx512_3(blk, w, seed, levels, nb, sums); break;
-    case 4: dot_avx512_4(blk, w, seed, levels, nb, sums); break;
-    case 5: dot_avx512_5(blk, w, seed, levels, nb, sums); break;
-    case 6: dot_avx512_6(blk, w, seed, levels, nb, sums); break;
-    case 7: dot_avx512_7(blk, w, seed, levels, nb, sums); break;
-    default: dot_avx512_8(blk, w, seed, levels, nb, sums); break;
-    }
+    VN_CALL_NQ8(nq, dot_avx512, blk, w, seed, levels, nb, sums)
 }
 
 /* The table mode on the same CPUs (VNNI + VBMI): the transposed codes' nibbles, offset by
@@ -744,27 +738,11 @@ sums_vnni_impl(const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb, uin
         const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb, uint32_t *sums) {   \
         sums_vnni_impl(blk, luts, nb, sums, N);                                           \
     }
-VN_VNNI_NQ(1)
-VN_VNNI_NQ(2)
-VN_VNNI_NQ(3)
-VN_VNNI_NQ(4)
-VN_VNNI_NQ(5)
-VN_VNNI_NQ(6)
-VN_VNNI_NQ(7)
-VN_VNNI_NQ(8)
+VN_EACH_NQ8(VN_VNNI_NQ)
 
 static void sums_vnni(const uint8_t *blk, const uint8_t *const *luts, int nq, ptrdiff_t nb,
                       uint32_t *sums) {
-    switch (nq) {
-    case 1: sums_vnni_1(blk, luts, nb, sums); break;
-    case 2: sums_vnni_2(blk, luts, nb, sums); break;
-    case 3: sums_vnni_3(blk, luts, nb, sums); break;
-    case 4: sums_vnni_4(blk, luts, nb, sums); break;
-    case 5: sums_vnni_5(blk, luts, nb, sums); break;
-    case 6: sums_vnni_6(blk, luts, nb, sums); break;
-    case 7: sums_vnni_7(blk, luts, nb, sums); break;
-    default: sums_vnni_8(blk, luts, nb, sums); break;
-    }
+    VN_CALL_NQ8(nq, sums_vnni, blk, luts, nb, sums)
 }
 #endif
 

@@ -27,7 +27,7 @@
  *       per 4 (1-bit): T[t, c] = ((S[4t, c & 1] + S[4t + 1, (c >> 1) & 1])
  *                                 + S[4t + 2, (c >> 2) & 1]) + S[4t + 3, c >> 3]
  *   with S rows past m zero. The AVX2 path vectorises over c (ksub = 16: two vectors), the
- *   same operations in the same order (no contraction: -std=c99 turns it off).
+ *   same operations in the same order (no contraction: -ffp-contract=off, setup.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -10,15 +10,14 @@
  * Scores: the tile value itself (inner product), or with l2
  *     -max((qn[r] + xn[slot]) - 2 * s, 0)   (Python max: a NaN distance stays NaN)
  * in float32 with the same operation order (no contraction: the file is compiled with
- * -std=c99, which turns -ffp-contract off, and 2 * s is exact anyway), so every score is
+ * -ffp-contract=off, setup.py, and 2 * s is exact anyway), so every score is
  * bit-identical to numpy's and numba's.
  *
  * Scan: the threshold test is vectorised. avx2 compares 32 scores (four 8-wide vectors)
  * against the broadcast root and tests the OR of the compares; portable is plain C over
  * chunks of 16 that the compiler vectorises with the baseline instruction set. CPUs with
- * AVX-512 run the avx2 scan: no AVX-512 machine was at hand to test a 16-wide variant, and
- * an untested path is not shipped (the scan is a small part of an exact search; BLAS is
- * most of it). Only a chunk with a score above
+ * AVX-512 run the avx2 scan: no 16-wide variant was written (the scan is a small part of
+ * an exact search; BLAS is most of it). Only a chunk with a score above
  * the root goes through the scalar heap code, and most chunks of a warm tile do not. The
  * mask is folded into the candidate bits (8 bool bytes -> 8 bits with a multiply) before
  * any heap work, so a sparse mask costs little even while the heaps are still cold.
