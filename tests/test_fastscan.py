@@ -18,7 +18,7 @@ import vecindex_core as vc
 from vecindex_core import _native
 from vecindex_core._kernels import fastscan as fs
 from vecindex_core._kernels.codes import codes_nbytes, pack_codes
-from vecindex_core._native.lut import MIN_WORK_PER_THREAD, lut_topk
+from vecindex_core._native.lut import MIN_ROWS_WORK_PER_THREAD, lut_topk
 from vecindex_core._threads import get_num_threads, set_num_threads
 from vecindex_core.errors import (
     DimensionMismatchError,
@@ -165,6 +165,72 @@ def test_native_tables_equal_the_reference_bit_for_bit(isa):
         assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
 
 
+def _turboquant_table_cases():
+    """(rq, levels, bits, nb): padding (d below the codes' capacity), signed zeros, tiny and
+    huge queries, subnormal, infinite and NaN entries."""
+    rng = np.random.default_rng(14)
+    for case in range(24):
+        bits = (1, 2, 4)[case % 3]
+        nb = int(rng.integers(1, 30))
+        cap = 2 * nb * (4 // bits)
+        d = int(rng.integers(max(1, cap - 7), cap + 1))
+        scale = (1e-30, 1.0, 1e3, 1e37)[case % 4]
+        rq = (rng.standard_normal((int(rng.integers(1, 9)), d)) * scale).astype(np.float32)
+        levels = np.sort(rng.standard_normal(1 << bits)).astype(np.float32)
+        if case % 5 == 0:
+            rq[:, :2] = (0.0, -0.0)
+            levels[0] = -0.0
+        if case % 6 == 1:
+            rq[0, 0] = np.float32(1e-45)  # subnormal
+            rq[-1, -1] = (np.inf, -np.inf, np.nan)[case % 3]
+        yield rq, levels, bits, nb
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_native_turboquant_luts_equal_the_reference_bit_for_bit(isa):
+    for rq, levels, bits, nb in _turboquant_table_cases():
+        with _native._use(None):
+            t = fs.nibble_tables(rq, levels, bits, nb)
+            want = [t, *fs.quantize_luts(t)]
+            assert all(np.array_equal(a.view(np.uint8), b.view(np.uint8)) for a, b in
+                       zip(want, fs.nibble_luts(rq, levels, bits, nb), strict=True))
+        with _native._use(isa):
+            got = fs.nibble_luts(rq, levels, bits, nb)
+        for a, b in zip(want, got, strict=True):  # bytes: signed zeros and NaN too
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def test_native_turboquant_luts_raise_typed_errors():
+    from vecindex_core._native.tables import tq_luts
+
+    def call(rq, lv, bits, t, luts, bias, delta):
+        tq_luts(rq, lv, bits, t, luts, bias, delta, isa="portable")
+
+    rq, lv = np.ones((2, 10), np.float32), np.ones(4, np.float32)
+    t, luts = np.zeros((2, 6, 16), np.float32), np.zeros((2, 3, 32), np.uint8)
+    bias, delta = np.zeros(2, np.float32), np.zeros(2, np.float32)
+    call(rq, lv, 2, t, luts, bias, delta)
+    assert (t[:, :5] == 2).all() and (t[:, 5] == 0).all()  # 10 coordinates, 12 places
+    with pytest.raises(InvalidArgumentError, match="bits must be 1, 2 or 4, got 3"):
+        call(rq, lv, 3, t, luts, bias, delta)
+    with pytest.raises(DimensionMismatchError, match="levels must have 16 entries, got 4"):
+        call(rq, lv, 4, t, luts, bias, delta)
+    with pytest.raises(DimensionMismatchError, match="d = 13"):
+        call(np.ones((2, 13), np.float32), lv, 2, t, luts, bias, delta)
+    with pytest.raises(DimensionMismatchError, match=r"\(2, 3, 32\)"):
+        call(rq, lv, 2, t, np.zeros((2, 4, 32), np.uint8), bias, delta)
+    with pytest.raises(InvalidDtypeError, match="rq"):
+        call(rq.astype(np.float64), lv, 2, t, luts, bias, delta)
+    with pytest.raises(InvalidArgumentError, match="share memory"):
+        call(t.reshape(-1)[:20].reshape(2, 10), lv, 2, t, luts, bias, delta)
+    with pytest.raises(InvalidArgumentError, match="share memory"):
+        call(rq, lv, 2, t, luts, bias, bias)
+    with pytest.raises(InvalidArgumentError, match="query range"):
+        _native._ext.tq_luts(rq, lv, 2, t, luts, bias, delta, 0, 3,
+                             _native._isa_id("portable"))
+
+
 def test_native_tables_split_over_threads_equal_one_thread():
     rng = np.random.default_rng(13)
     q = rng.standard_normal((3000, 96)).astype(np.float32)
@@ -175,7 +241,7 @@ def test_native_tables_split_over_threads_equal_one_thread():
         for n in (1, 3):
             set_num_threads(n)
             t = fs.pq_tables(q, books, l2=False, bits=4)
-            outs.append([t, *fs.quantize_luts(t)])
+            outs.append([t, *fs.quantize_luts(t), *fs.nibble_luts(q, books[0, :4, 0], 2, 48)])
     finally:
         set_num_threads(before)
     for a, b in zip(*outs, strict=True):
@@ -373,9 +439,9 @@ def test_tail_block(isa):
 @pytest.mark.parametrize("isa", ISAS)
 def test_results_do_not_depend_on_the_thread_count(isa):
     rng = np.random.default_rng(11)
-    n, nb, nq = 16001, 48, 3
+    n, nb, nq = 16001, 192, 3
     # enough work for two threads (else run_split stays on one and nothing is merged)
-    assert nq * n * nb * 2 >= 2 * MIN_WORK_PER_THREAD
+    assert nq * n * nb * 2 >= 2 * MIN_ROWS_WORK_PER_THREAD
     codes = rng.integers(0, 4, (n, nb), dtype=np.uint8)
     codes[::7] = codes[0]  # many exact ties across the parts
     full = 32 * (n // 32)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._kernels.blocked import BlockedCodes, fast_topk
+from ._kernels.blocked import BlockedCodes, Tables, fast_topk, with_luts
 from ._kernels.codes import (
     DECODE_BLOCK,
     byte_luts,
@@ -359,8 +359,8 @@ class PQIndex(VectorIndex):
             return self._float_search(q, k, mask, self._codes[: self._n])
         l2 = self.metric == "l2"
 
-        def tables(a: int, b: int) -> npt.NDArray[np.float32]:
-            return self.pq.nibble_tables(q[a:b], l2=l2)
+        def tables(a: int, b: int) -> Tables:
+            return with_luts(self.pq.nibble_tables(q[a:b], l2=l2))
 
         return fast_topk(self._store, tables, q.shape[0], k, mask=mask)
 

@@ -61,7 +61,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._kernels.blocked import GATHER_FRACTION, BlockedCodes, fast_topk, shortlist_size
+from ._kernels.blocked import (
+    GATHER_FRACTION,
+    BlockedCodes,
+    Tables,
+    fast_topk,
+    shortlist_size,
+)
 from ._kernels.codes import (
     COORD_LOOKUP_NS,
     DECODE_BLOCK,
@@ -82,6 +88,7 @@ from ._kernels.fastscan import (
     dot_levels,
     dot_weights,
     fast_scan_fits,
+    nibble_luts,
     nibble_tables,
 )
 from ._kernels.hamming import rescore_topk
@@ -428,8 +435,8 @@ class TurboQuantIndex(VectorIndex):
         and VBMI (:func:`~._native.lut.dot_cpu`) are shortlisted by the dot mode: int8
         levels times int8 query weights, exact integer sums."""
 
-        def tables(a: int, b: int) -> npt.NDArray[np.float32]:
-            return nibble_tables(rq[a:b], self.codebook_, self.bits, self.nbytes)
+        def tables(a: int, b: int) -> Tables:
+            return nibble_luts(rq[a:b], self.codebook_, self.bits, self.nbytes)
 
         dot = None
         if self.bits == 4 and dot_cpu():

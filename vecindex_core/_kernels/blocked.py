@@ -37,9 +37,11 @@ __all__ = [
     "GATHER_FRACTION",
     "QUERY_CHUNK",
     "BlockedCodes",
+    "Tables",
     "fast_topk",
     "ivf_shortlist_size",
     "shortlist_size",
+    "with_luts",
 ]
 
 FloatArray = npt.NDArray[np.float32]
@@ -198,9 +200,19 @@ class BlockedCodes:
         self._n = int(n)
 
 
+#: Float nibble tables and their uint8 quantization: ``(tables, luts, bias, delta)``.
+Tables = tuple[FloatArray, U8Array, FloatArray, FloatArray]
+
+
+def with_luts(tables: FloatArray) -> Tables:
+    """``tables`` and their :func:`~.fastscan.quantize_luts`, as :func:`fast_topk` takes
+    them."""
+    return (tables, *quantize_luts(tables))
+
+
 def fast_topk(
     store: BlockedCodes,
-    tables: Callable[[int, int], FloatArray],
+    tables: Callable[[int, int], Tables],
     nq: int,
     k: int,
     *,
@@ -220,8 +232,11 @@ def fast_topk(
         The rows scanned (all ``len(store)`` of them).
     tables : callable
         ``tables(a, b)``: float32 ``(b - a, 2 * nbytes, 16)`` per sub-code tables of queries
-        ``a .. b - 1`` (:func:`~.fastscan.nibble_tables` layout); a row's estimate is
-        ``scale[i] * sum_t tables[t, code_t(i)]``. Called on chunks of :data:`QUERY_CHUNK`.
+        ``a .. b - 1`` (:func:`~.fastscan.nibble_tables` layout; a row's estimate is
+        ``scale[i] * sum_t tables[t, code_t(i)]``) and their
+        :func:`~.fastscan.quantize_luts` ``(luts, bias, delta)``, as one tuple
+        (:func:`~.fastscan.nibble_luts`, :func:`with_luts`). Called on chunks of
+        :data:`QUERY_CHUNK`.
     nq, k : int
         Queries and results per query.
     scale : float32 (len(store),), optional
@@ -275,8 +290,8 @@ def fast_topk(
             if dot_usable(delta):
                 tb = products(c0, c1)
         if tb is None:
-            levels, tb = None, tables(c0, c1)
-            luts, bias, delta = quantize_luts(tb)
+            levels = None
+            tb, luts, bias, delta = tables(c0, c1)
         qc = None if q_sq_norms is None else q_sq_norms[c0:c1]
         _, cand = fastscan_topk(luts, bias, delta, codes, n, size, scale=scale,
                                 sq_norms=sq_norms, q_sq_norms=qc, mask=mask, tail=tail,

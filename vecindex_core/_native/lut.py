@@ -29,6 +29,7 @@ __all__ = [
     "BLOCK",
     "LUT_MAX",
     "MAX_COLUMNS",
+    "MIN_ROWS_WORK_PER_THREAD",
     "MIN_WORK_PER_THREAD",
     "check_ivf_args",
     "check_scan_args",
@@ -52,6 +53,11 @@ MAX_SUB = 8
 MAX_COLUMNS = 32768
 #: Below this many table lookups (queries x rows x byte columns x 2) a scan runs on one thread.
 MIN_WORK_PER_THREAD = 1 << 21
+#: Lookups a thread needs when a few queries split the rows (``split_plan``'s
+#: ``min_rows_work``): about 100 us of scan. Smaller splits lost: waking a pool thread and
+#: merging cost ~75 us on the 2-core development VM, and a single 4-bit query on dev
+#: (7.7M lookups) took 160-230 us on two threads against 100 us on one.
+MIN_ROWS_WORK_PER_THREAD = 1 << 23
 
 #: ``kernel(q0, q1, r0, r1, out_s, out_i)``: top-k of queries ``q0:q1`` over rows ``r0:r1``
 #: into rows ``q0:q1`` of the outputs.
@@ -109,7 +115,8 @@ def run_split(kernel: Kernel, nq: int, n: int, k: int, nb: int
     out_i = np.empty((nq, k), dtype=np.int64)
     if nq == 0 or k == 0:
         return out_s, out_i
-    threads, by_rows = split_plan(nq, nq * max(n, 1) * max(nb, 1) * 2, MIN_WORK_PER_THREAD)
+    threads, by_rows = split_plan(nq, nq * max(n, 1) * max(nb, 1) * 2, MIN_WORK_PER_THREAD,
+                                  MIN_ROWS_WORK_PER_THREAD)
     if not by_rows:
         run_chunks(lambda a, b: kernel(a, b, 0, n, out_s, out_i), nq, min(threads, nq))
         return out_s, out_i

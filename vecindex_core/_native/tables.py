@@ -1,6 +1,7 @@
 """Native per-query fast-scan tables (``tables.c``): the twins of the numba kernels
-``_kernels.fastscan._quantize`` (:func:`quantize_luts`) and ``_kernels.fastscan._pq_nibble``
-(:func:`pq_nibble`).
+``_kernels.fastscan._quantize`` (:func:`quantize_luts`), ``_kernels.fastscan._pq_nibble``
+(:func:`pq_nibble`) and ``_kernels.fastscan._tables`` followed by ``_quantize``
+(:func:`tq_luts`).
 
 The arithmetic is described in :func:`vecindex_core._kernels.fastscan.quantize_luts` and
 :func:`vecindex_core._kernels.fastscan.pq_tables`; the kernels compute it in the same order,
@@ -19,7 +20,7 @@ import numpy.typing as npt
 
 from .lut import _resolve
 
-__all__ = ["pq_nibble", "quantize_luts", "serial"]
+__all__ = ["pq_nibble", "quantize_luts", "serial", "tq_luts"]
 
 #: ``run(fn, nq)`` calls ``fn(a, b)`` over query ranges (possibly on several threads).
 Runner = Callable[[Callable[[int, int], None], int], None]
@@ -55,6 +56,18 @@ def quantize_luts(tables: npt.NDArray[np.float32], luts: npt.NDArray[np.uint8],
     from float tables ``(nq, m, 16)``, in place (the native ``_quantize``)."""
     ext, isa_id = _resolve(isa)
     _call(ext.quantize_luts, (tables, luts, bias, delta), tables, run, isa_id)
+
+
+def tq_luts(rq: npt.NDArray[np.float32], levels: npt.NDArray[np.float32], bits: int,
+            tables: npt.NDArray[np.float32], luts: npt.NDArray[np.uint8],
+            bias: npt.NDArray[np.float32], delta: npt.NDArray[np.float32], *,
+            run: Runner = serial, isa: str | None = None) -> None:
+    """Fill ``tables`` float32 ``(nq, m, 16)`` with turboquant's nibble tables of rotated
+    queries ``rq`` float32 ``(nq, d)`` (``levels`` float32 ``(2**bits,)``), and ``luts``,
+    ``bias``, ``delta`` with their quantization, in place (the native ``_tables`` and
+    ``_quantize`` in one call)."""
+    ext, isa_id = _resolve(isa)
+    _call(ext.tq_luts, (rq, levels, bits, tables, luts, bias, delta), rq, run, isa_id)
 
 
 def pq_nibble(q: npt.NDArray[np.float32], books_t: npt.NDArray[np.float32], l2: bool,

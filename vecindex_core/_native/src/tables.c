@@ -28,6 +28,10 @@
  *                                 + S[4t + 2, (c >> 2) & 1]) + S[4t + 3, c >> 3]
  *   with S rows past m zero. The AVX2 path vectorises over c (ksub = 16: two vectors), the
  *   same operations in the same order (no contraction: -ffp-contract=off, setup.py).
+ * - tq_luts, per query (turboquant's codes, one codebook lv of 2**bits levels for every
+ *   coordinate; the twin of fastscan._tables followed by quantize_luts): P[j, c] =
+ *   rq[j] * lv[c] in float32 (+0 past d), combined into T as pq_nibble combines S, then
+ *   quantized as above; one call where the tables and their quantization took two.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -163,6 +167,36 @@ static void vn_quantize_luts(const float *tables, ptrdiff_t m, uint8_t *luts, fl
         (void)isa;
 #endif
         tb_quantize_seq(tq, m, lq, bias + q, delta + q);
+    }
+}
+
+/* ---------------------------------------------------------------- tq_luts */
+/* Queries [q0, q1) of rq (nq, d): turboquant's nibble tables (nq, m, 16) of levels lv
+ * (2**bits of them, d <= m * 4 / bits), then their uint8 tables, bias and delta. */
+static void vn_tq_luts(const float *rq, ptrdiff_t d, const float *lv, int bits, ptrdiff_t m,
+                       float *tables, uint8_t *luts, float *bias, float *delta, ptrdiff_t q0,
+                       ptrdiff_t q1, int isa) {
+    const int per = 4 / bits, width = 1 << bits;
+    for (ptrdiff_t q = q0; q < q1; q++) {
+        const float *r = rq + q * d;
+        float *o = tables + q * m * 16;
+        for (ptrdiff_t t = 0; t < m; t++) {
+            float p[4][16]; /* products of the table's coordinates (+0 past d) */
+            for (int u = 0; u < per; u++) {
+                const ptrdiff_t j = t * per + u;
+                for (int c = 0; c < width; c++) p[u][c] = j < d ? r[j] * lv[c] : 0.0f;
+            }
+            float *ot = o + 16 * t;
+            if (per == 1)
+                for (int c = 0; c < 16; c++) ot[c] = p[0][c];
+            else if (per == 2)
+                for (int c = 0; c < 16; c++) ot[c] = p[0][c & 3] + p[1][c >> 2];
+            else
+                for (int c = 0; c < 16; c++)
+                    ot[c] = ((p[0][c & 1] + p[1][(c >> 1) & 1]) + p[2][(c >> 2) & 1]) +
+                            p[3][c >> 3];
+        }
+        vn_quantize_luts(tables, m, luts, bias, delta, q, q + 1, isa);
     }
 }
 
@@ -347,6 +381,86 @@ rel_l:
     PyBuffer_Release(&bl);
 rel_t:
     PyBuffer_Release(&bt);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(tq_luts_doc,
+"tq_luts(rq, levels, bits, tables, luts, bias, delta, q0, q1, isa)\n--\n\n"
+"turboquant's nibble tables of queries q0:q1 and their uint8 quantization in one call (the\n"
+"native fastscan._tables, then quantize_luts): rq float32 (nq, d); levels float32\n"
+"(2**bits,); bits 1, 2 or 4; tables float32 (nq, m, 16), m even, d <= m * 4 / bits; luts\n"
+"uint8 (nq, m // 2, 32), bias and delta float32 (nq,) are written. Runs without the GIL;\n"
+"see vecindex_core._native.tables.");
+
+static PyObject *py_tq_luts(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *orq, *olv, *ot, *ol, *ob, *od;
+    Py_ssize_t q0, q1;
+    int bits, isa;
+    if (!PyArg_ParseTuple(args, "OOiOOOOnni:tq_luts", &orq, &olv, &bits, &ot, &ol, &ob, &od,
+                          &q0, &q1, &isa))
+        return NULL;
+    if (vn_check_isa(isa) < 0) return NULL;
+    if (bits != 1 && bits != 2 && bits != 4) {
+        PyErr_Format(g_err_arg, "bits must be 1, 2 or 4, got %d", bits);
+        return NULL;
+    }
+    Py_buffer br, bv, bt, bl, bb, bd;
+    int rc = -1;
+    if (vn_get_buffer(orq, &br, "rq", K_F32, 2, 0) < 0) return NULL;
+    if (vn_get_buffer(olv, &bv, "levels", K_F32, 1, 0) < 0) goto rel_r;
+    if (vn_get_buffer(ot, &bt, "tables", K_F32, 3, 1) < 0) goto rel_v;
+    if (vn_get_buffer(ol, &bl, "luts", K_U8, 3, 1) < 0) goto rel_t;
+    if (vn_get_buffer(ob, &bb, "bias", K_F32, 1, 1) < 0) goto rel_l;
+    if (vn_get_buffer(od, &bd, "delta", K_F32, 1, 1) < 0) goto rel_b;
+    {
+        const Py_ssize_t nq = br.shape[0], d = br.shape[1], m = bt.shape[1];
+        if (bv.shape[0] != (Py_ssize_t)1 << bits) {
+            PyErr_Format(g_err_dim, "levels must have %d entries, got %zd", 1 << bits,
+                         bv.shape[0]);
+            goto rel_d;
+        }
+        if (bt.shape[0] != nq || bt.shape[2] != 16 || m % 2 || d > m * (4 / bits)) {
+            PyErr_Format(g_err_dim, "tables must be (%zd, m, 16) with m even and m * %d >= "
+                         "d = %zd, got (%zd, %zd, %zd)", nq, 4 / bits, d, bt.shape[0], m,
+                         bt.shape[2]);
+            goto rel_d;
+        }
+        if (bl.shape[0] != nq || bl.shape[1] != m / 2 || bl.shape[2] != 32 ||
+            bb.shape[0] != nq || bd.shape[0] != nq) {
+            PyErr_Format(g_err_dim, "luts must be (%zd, %zd, 32) and bias, delta (%zd,), got "
+                         "(%zd, %zd, %zd), (%zd,), (%zd,)", nq, m / 2, nq, bl.shape[0],
+                         bl.shape[1], bl.shape[2], bb.shape[0], bd.shape[0]);
+            goto rel_d;
+        }
+        const Py_buffer *const all[] = {&bt, &bl, &bb, &bd, &br, &bv};
+        for (int x = 0; x < 4; x++) /* the outputs against each other and the inputs */
+            for (int y = x + 1; y < 6; y++)
+                if (vn_overlap(all[x], all[y])) {
+                    PyErr_SetString(g_err_arg, "tables, luts, bias and delta must not share "
+                                    "memory with each other or with rq and levels");
+                    goto rel_d;
+                }
+        if (tb_range(q0, q1, nq) < 0) goto rel_d;
+        Py_BEGIN_ALLOW_THREADS
+        vn_tq_luts((const float *)br.buf, d, (const float *)bv.buf, bits, m, (float *)bt.buf,
+                   (uint8_t *)bl.buf, (float *)bb.buf, (float *)bd.buf, q0, q1, isa);
+        Py_END_ALLOW_THREADS
+        rc = 0;
+    }
+rel_d:
+    PyBuffer_Release(&bd);
+rel_b:
+    PyBuffer_Release(&bb);
+rel_l:
+    PyBuffer_Release(&bl);
+rel_t:
+    PyBuffer_Release(&bt);
+rel_v:
+    PyBuffer_Release(&bv);
+rel_r:
+    PyBuffer_Release(&br);
     if (rc < 0) return NULL;
     Py_RETURN_NONE;
 }
@@ -592,6 +706,7 @@ rel_x:
 PyMethodDef vn_tables_methods[] = {
     {"quantize_luts", py_quantize_luts, METH_VARARGS, quantize_luts_doc},
     {"pq_nibble", py_pq_nibble, METH_VARARGS, pq_nibble_doc},
+    {"tq_luts", py_tq_luts, METH_VARARGS, tq_luts_doc},
     {"rotate", py_rotate, METH_VARARGS, rotate_doc},
     {NULL, NULL, 0, NULL},
 };
