@@ -54,11 +54,6 @@ Result = tuple[FloatArray, SlotArray, SlotArray]
 GATHER_FRACTION = 0.125
 #: Queries whose fast-scan tables are built at once.
 QUERY_CHUNK = 2048
-#: One read-only float32 1: the buffer of the stride-0 "no scale" view in :func:`fast_topk`.
-_ONE = np.ones(1, dtype=np.float32)
-_ONE.flags.writeable = False
-#: A stride-0 view of it long enough for any store, sliced per search (a new view is ~1 us).
-_ONES = np.ndarray((1 << 48,), dtype=np.float32, buffer=_ONE, strides=(0,))
 
 
 def shortlist_size(k: int, n: int) -> int:
@@ -275,8 +270,6 @@ def fast_topk(
             sq_norms = None if sq_norms is None else sq_norms[allowed]
             row_slots, mask, n = allowed, None, allowed.size
     size = shortlist(k, n)
-    # the rescore reads scale[i] at candidates only: a stride-0 view of 1 stands for none
-    ones = _ONES[: max(n, 1)]
     codes, tail = store.blocks, store.tail_block()
     parts = []
     for c0 in range(0, max(nq, 1), QUERY_CHUNK):
@@ -297,7 +290,7 @@ def fast_topk(
                                 sq_norms=sq_norms, q_sq_norms=qc, mask=mask, tail=tail,
                                 levels=levels, trusted=True)
         parts.append(rescore_shortlist(tb, codes, cand, k,
-                                       scale=ones if scale is None else scale,
+                                       scale=scale,
                                        sq_norms=sq_norms, q_sq_norms=qc, tail=tail, n=n))
     scores, slots, counts = (parts[0] if len(parts) == 1 else
                              tuple(np.concatenate(p) for p in zip(*parts, strict=True)))
