@@ -732,6 +732,121 @@ def test_rescore_of_products_equals_the_built_tables(d, l2):
         assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
 
 
+def _search_cases():
+    """Arguments of :func:`fs.fastscan_search` over its options: 1/2/4-bit codes, float
+    tables or 4-bit products, a tail block, scale, l2, a mask, ties, NaN and infinite
+    queries, k above and below the shortlist."""
+    rng = np.random.default_rng(31)
+    for case in range(30):
+        bits = (1, 2, 4)[case % 3]
+        d = int(rng.integers(1, 70))
+        nb = codes_nbytes(d, bits)
+        n, nq = int(rng.integers(1, 150)), int(rng.integers(1, 6))
+        codes = pack_codes(rng.integers(0, 1 << bits, (n, d)).astype(np.uint8), bits)
+        if case % 4 == 0:
+            codes[::3] = codes[0]  # tied estimates
+        book = np.sort(rng.standard_normal(1 << bits)).astype(np.float32)
+        rq = rng.standard_normal((nq, d)).astype(np.float32)
+        if case % 6 == 5:
+            rq[0, 0] = (np.nan, np.inf)[case % 2]
+        tables = fs.nibble_tables(rq, book, bits, nb)
+        rescore_by = fs.Products(rq, book, nb) if bits == 4 and case % 2 else tables
+        luts, bias, delta = fs.quantize_luts(tables)
+        full = 32 * (n // 32)
+        kw = {}
+        if case % 3 == 1 and full < n:
+            blocked = fs.pack_blocked(codes[:full], capacity=full + 64)
+            kw["tail"] = fs.pack_blocked(codes[full:])
+        else:
+            blocked = fs.pack_blocked(codes)
+        if case % 5 == 0:
+            kw["scale"] = rng.random(n).astype(np.float32)
+        if case % 2:
+            kw |= {"sq_norms": rng.random(n).astype(np.float32),
+                   "q_sq_norms": rng.random(nq).astype(np.float32)}
+        if case % 7 == 3:
+            kw["mask"] = rng.random(n) < 0.7
+        size, k = int(rng.integers(1, 30)), int(rng.integers(0, 12))
+        yield (luts, bias, delta, blocked, n, size, k, rescore_by), kw
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_fused_rescore_equals_the_two_steps(isa, monkeypatch):
+    """On the native paths the shortlist is rescored in the scan's own call: the same
+    scores, slots and counts as the reference's two steps, bit for bit."""
+    for args, kw in _search_cases():
+        luts, bias, delta, blocked, n, size, k, tables = args
+        with _native._use(None):
+            want = fs.fastscan_search(*args, **kw)
+        short = lut_topk(luts, bias, delta, blocked, n, size, isa=isa, **kw)[1]
+        two = fs.rescore_shortlist(tables, blocked, short, k, n=n,
+                                   **{a: b for a, b in kw.items() if a != "mask"})
+        with monkeypatch.context() as m, _native._use(isa):
+            m.setattr(fs, "rescore_shortlist", None)  # fused: the second step is not called
+            got = fs.fastscan_search(*args, **kw)
+        for a, b, c in zip(want, got, two, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+            assert np.array_equal(a.view(np.uint8), c.view(np.uint8))
+
+
+def test_fused_rescore_falls_back_when_the_rows_are_split(monkeypatch):
+    import vecindex_core._native.lut as nl
+
+    args, kw = next(c for c in _search_cases()  # few queries, many rows: rows are split
+                    if c[0][0].shape[0] <= 3 and c[0][4] > 64 and c[0][6] > 0)
+    with _native._use(None):
+        want = fs.fastscan_search(*args, **kw)
+    old = get_num_threads()
+    try:
+        set_num_threads(2)
+        monkeypatch.setattr(nl, "MIN_WORK_PER_THREAD", 1)
+        monkeypatch.setattr(nl, "MIN_ROWS_WORK_PER_THREAD", 1)
+        assert nl.lut_search(*args[:7], isa="portable") is None
+        with _native._use("portable"):
+            got = fs.fastscan_search(*args, **kw)
+    finally:
+        set_num_threads(old)
+    for a, b in zip(want, got, strict=True):
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def test_fused_rescore_raises_typed_errors():
+    rng = np.random.default_rng(33)
+    n, nb, nq = 40, 4, 2
+    blocked = fs.pack_blocked(rng.integers(0, 256, (n, nb), dtype=np.uint8))
+    luts = rng.integers(0, 100, (nq, nb, 32), dtype=np.uint8)
+    bias, delta = np.zeros(nq, np.float32), np.ones(nq, np.float32)
+    tables = rng.standard_normal((nq, 2 * nb, 16)).astype(np.float32)
+    out_s, out_i = np.empty((nq, 5), np.float32), np.empty((nq, 5), np.int64)
+    fin = [np.empty((nq, 3), np.float32), np.empty((nq, 3), np.int64), np.empty(nq, np.int64)]
+    portable = _native._isa_id("portable")
+
+    def call(r0=0, r1=n, k=5, rt=tables, rqs=None, rlv=None, fin=fin):
+        _native._ext.lut_topk(luts, bias, delta, None, blocked, None, n, None, None, None, k,
+                              0, nq, r0, r1, out_s[:, :k], out_i[:, :k], portable, 0, None,
+                              rt, rqs, rlv, *fin)
+
+    call()
+    assert fin[2].tolist() == [3, 3] and (fin[1] >= 0).all()
+    with pytest.raises(InvalidArgumentError, match="needs rtables, or rqs with rlv"):
+        call(fin=[fin[0], fin[1], None])
+    with pytest.raises(InvalidArgumentError, match="needs rtables, or rqs with rlv"):
+        call(rqs=np.zeros((nq, 2 * nb), np.float32))
+    with pytest.raises(DimensionMismatchError, match=r"rtables must be \(2, 8, 16\)"):
+        call(rt=np.ascontiguousarray(tables[:, :6]))
+    with pytest.raises(DimensionMismatchError, match="fin_n"):
+        call(fin=[fin[0], np.empty((nq, 2), np.int64), fin[2]])
+    with pytest.raises(InvalidArgumentError, match=r"every row \(r0 = 0, r1 = n = 40\)"):
+        call(r1=32)
+    with pytest.raises(InvalidArgumentError, match="k >= 1"):
+        call(k=0)
+    with pytest.raises(InvalidArgumentError, match="share memory"):
+        call(fin=[out_s.reshape(-1)[:6].reshape(2, 3), fin[1], fin[2]])
+    with pytest.raises(InvalidDtypeError, match="fin_i"):
+        call(fin=[fin[0], fin[1].astype(np.int32), fin[2]])
+
+
 def test_dot_mode_raises_typed_errors():
     rng = np.random.default_rng(23)
     blocked, w, bias, delta, levels = _dot_case(rng, 40, 4, 2)
@@ -803,13 +918,13 @@ def test_turboquant_4bit_routes_are_the_same_on_every_path(data, metric, monkeyp
     import vecindex_core._kernels.blocked as bl
     import vecindex_core.turboquant as tq
 
-    scan, modes = bl.fastscan_topk, []
+    scan, modes = bl.fastscan_search, []
 
     def spy(*args, **kw):
         modes.append(kw.get("levels") is not None)
         return scan(*args, **kw)
 
-    monkeypatch.setattr(bl, "fastscan_topk", spy)
+    monkeypatch.setattr(bl, "fastscan_search", spy)
     x, q = data
     index = TurboQuantIndex(48, metric, bits=4)
     index.add(x)

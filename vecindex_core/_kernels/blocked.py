@@ -25,11 +25,10 @@ from .fastscan import (
     BLOCK,
     Products,
     dot_usable,
-    fastscan_topk,
+    fastscan_search,
     gather_rows,
     pack_blocked,
     quantize_luts,
-    rescore_shortlist,
     scatter_rows,
 )
 
@@ -286,12 +285,9 @@ def fast_topk(
             levels = None
             tb, luts, bias, delta = tables(c0, c1)
         qc = None if q_sq_norms is None else q_sq_norms[c0:c1]
-        _, cand = fastscan_topk(luts, bias, delta, codes, n, size, scale=scale,
-                                sq_norms=sq_norms, q_sq_norms=qc, mask=mask, tail=tail,
-                                levels=levels, trusted=True)
-        parts.append(rescore_shortlist(tb, codes, cand, k,
-                                       scale=scale,
-                                       sq_norms=sq_norms, q_sq_norms=qc, tail=tail, n=n))
+        parts.append(fastscan_search(luts, bias, delta, codes, n, size, k, tb, scale=scale,
+                                     sq_norms=sq_norms, q_sq_norms=qc, mask=mask, tail=tail,
+                                     levels=levels))
     scores, slots, counts = (parts[0] if len(parts) == 1 else
                              tuple(np.concatenate(p) for p in zip(*parts, strict=True)))
     if row_slots is not None:

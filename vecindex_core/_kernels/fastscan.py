@@ -61,6 +61,7 @@ from .._native.lut import (
     run_split,
 )
 from .._native.lut import lut_ivf_topk as _native_lut_ivf_topk
+from .._native.lut import lut_search as _native_lut_search
 from .._native.lut import lut_topk as _native_lut_topk
 from .._threads import run_chunks, thread_count
 from .topk import _select
@@ -71,6 +72,7 @@ __all__ = [
     "LUT_MAX",
     "fastscan_ivf_ref",
     "fastscan_ivf_topk",
+    "fastscan_search",
     "fast_scan_fits",
     "fastscan_topk",
     "fastscan_topk_ref",
@@ -1047,6 +1049,36 @@ class Products(NamedTuple):
         out = np.zeros((nq, 2 * self.nb), dtype=np.float32)
         out[:, :d] = self.rq
         return out
+
+
+def fastscan_search(
+    luts: U8Array, bias: FloatArray, delta: FloatArray, codes: U8Array, n: int, size: int,
+    k: int, tables: FloatArray | Products, *, scale: FloatArray | None = None,
+    sq_norms: FloatArray | None = None, q_sq_norms: FloatArray | None = None,
+    mask: npt.NDArray[np.bool_] | None = None, tail: U8Array | None = None,
+    levels: U8Array | None = None,
+) -> tuple[FloatArray, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The top-``k`` of :func:`rescore_shortlist` (by ``tables``) over each query's
+    :func:`fastscan_topk` shortlist of ``size`` rows, for this package's own search code
+    (``trusted``). On the native kernels, unless the scan splits the rows over threads, the
+    rescore runs in the scan's own call (:func:`~vecindex_core._native.lut.lut_search`; a
+    single 2-bit query on dev: ~6 us less); the same results either way."""
+    if _native.active_isa() is not None and size >= 1:
+        if isinstance(tables, Products):
+            rt, rqs, rlv = None, tables.padded(), np.ascontiguousarray(tables.levels,
+                                                                       dtype=np.float32)
+        else:
+            rt, rqs, rlv = np.ascontiguousarray(tables, dtype=np.float32), None, None
+        found = _native_lut_search(luts, bias, delta, codes, n, size, k, rtables=rt, rqs=rqs,
+                                   rlv=rlv, scale=scale, sq_norms=sq_norms,
+                                   q_sq_norms=q_sq_norms, mask=mask, tail=tail, levels=levels)
+        if found is not None:
+            return found
+    _, cand = fastscan_topk(luts, bias, delta, codes, n, size, scale=scale, sq_norms=sq_norms,
+                            q_sq_norms=q_sq_norms, mask=mask, tail=tail, levels=levels,
+                            trusted=True)
+    return rescore_shortlist(tables, codes, cand, k, scale=scale, sq_norms=sq_norms,
+                             q_sq_norms=q_sq_norms, tail=tail, n=n)
 
 
 def rescore_shortlist(

@@ -36,6 +36,7 @@ __all__ = [
     "dot_cpu",
     "ivf_work",
     "lut_ivf_topk",
+    "lut_search",
     "lut_topk",
     "merge_parts",
     "run_split",
@@ -272,6 +273,51 @@ def lut_topk(
                      q0, q1, r0, r1, out_s, out_i, isa_id, nqsub, levels)
 
     return run_split(kernel, luts.shape[0], n, k, nb)
+
+
+def lut_search(
+    luts: npt.NDArray[np.uint8],
+    bias: npt.NDArray[np.float32],
+    delta: npt.NDArray[np.float32],
+    codes: npt.NDArray[np.uint8],
+    n: int,
+    size: int,
+    k: int,
+    *,
+    rtables: npt.NDArray[np.float32] | None = None,
+    rqs: npt.NDArray[np.float32] | None = None,
+    rlv: npt.NDArray[np.float32] | None = None,
+    scale: npt.NDArray[np.float32] | None = None,
+    sq_norms: npt.NDArray[np.float32] | None = None,
+    q_sq_norms: npt.NDArray[np.float32] | None = None,
+    mask: npt.NDArray[np.bool_] | None = None,
+    tail: npt.NDArray[np.uint8] | None = None,
+    levels: npt.NDArray[np.uint8] | None = None,
+    isa: str | None = None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """:func:`lut_topk`'s shortlist of ``size >= 1`` rows per query rescored to the ``k``
+    best in the same kernel call: the twin of
+    :func:`~vecindex_core._kernels.fastscan.rescore_shortlist` of that shortlist (float
+    tables ``rtables``, or the 4-bit products ``rqs`` with ``rlv``), the same results.
+    Returns ``(scores, slots, counts)``, or None when the scan would split the rows over
+    threads (the parts' shortlists are merged before the rescore, by the caller). The
+    arguments come from this package's search code (as :func:`lut_topk` with
+    ``trusted``)."""
+    ext, isa_id = _resolve(isa)
+    nq, nb = luts.shape[0], codes.shape[1] // BLOCK
+    threads, by_rows = split_plan(nq, nq * max(n, 1) * max(nb, 1) * 2, MIN_WORK_PER_THREAD,
+                                  MIN_ROWS_WORK_PER_THREAD)
+    if by_rows:
+        return None
+    out_s, out_i = np.empty((nq, size), dtype=np.float32), np.empty((nq, size), dtype=np.int64)
+    fin = (np.empty((nq, k), dtype=np.float32), np.empty((nq, k), dtype=np.int64),
+           np.empty(nq, dtype=np.int64))
+    tables = luts if levels is None else luts.view(np.uint8)
+    run_chunks(lambda a, b: ext.lut_topk(tables, bias, delta, q_sq_norms, codes, tail, n, scale,
+                                         sq_norms, mask, size, a, b, 0, n, out_s, out_i,
+                                         isa_id, 0, levels, rtables, rqs, rlv, *fin),
+               nq, min(threads, nq))
+    return fin
 
 
 # --------------------------------------------------------------------------- inverted lists

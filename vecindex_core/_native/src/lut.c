@@ -746,6 +746,88 @@ static void sums_vnni(const uint8_t *blk, const uint8_t *const *luts, int nq, pt
 }
 #endif
 
+/* ---------------------------------------------------------------- rescore */
+/* The float estimate of a query's shortlist and its top kf: the native twin of
+ * fastscan._rescore followed by topk._select (fastscan.rescore_shortlist), step for step.
+ * Per candidate row s (< 0: none, estimate -inf), over its sub-codes t (table 16 t +
+ * code): four float64 partial sums by t mod 4, est = float32((a0 + a1) + (a2 + a3)), then
+ * in float32 est = scale[s] * est and, for l2, -max((qn + xn[s]) - 2 est, 0). An entry is
+ * rtables[q, t, code], or the float32 product rqs[q, t] * rlv[code]. Then the kf first by
+ * (score desc, NaN last, row asc, -1 last), inserted in candidate order, padded with -inf
+ * / -1; fin_n: the real rows kept. Fused into the scan call, it saves a single query the
+ * Python round trip of a second kernel (~6 us). */
+static inline double rs_entry(const vn_lut_args *a, ptrdiff_t q, ptrdiff_t base, unsigned x) {
+    const ptrdiff_t m = 2 * a->nb;
+    if (a->rtables) return (double)a->rtables[q * m * 16 + base + x];
+    return (double)(a->rqs[q * m + (base >> 4)] * a->rlv[x]);
+}
+
+static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s) {
+    if (s < 0) return -INFINITY;
+    const ptrdiff_t nb = a->nb;
+    const uint8_t *blk = (a->tail && s / 32 == a->n / 32) ? a->tail : a->codes + (s / 32) * nb * 32;
+    ptrdiff_t i = s & 31;
+    const int shift = i >= 16 ? 4 : 0;
+    if (i >= 16) i -= 16;
+    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+    ptrdiff_t o = i, base = 0;
+    for (ptrdiff_t t = 0; t < nb >> 1; t++, o += 64, base += 64) {
+        a0 += rs_entry(a, q, base, (blk[o] >> shift) & 15u);
+        a1 += rs_entry(a, q, base + 16, (blk[o + 16] >> shift) & 15u);
+        a2 += rs_entry(a, q, base + 32, (blk[o + 32] >> shift) & 15u);
+        a3 += rs_entry(a, q, base + 48, (blk[o + 48] >> shift) & 15u);
+    }
+    if (nb & 1) {
+        a0 += rs_entry(a, q, base, (blk[o] >> shift) & 15u);
+        a1 += rs_entry(a, q, base + 16, (blk[o + 16] >> shift) & 15u);
+    }
+    float v = (float)((a0 + a1) + (a2 + a3));
+    if (a->scale) v = a->scale[s] * v;
+    if (a->xn) {
+        const float tt = (a->qn[q] + a->xn[s]) - 2.0f * v;
+        v = -(tt > 0.0f ? tt : 0.0f);
+    }
+    return v;
+}
+
+/* topk._before: score descending, NaN last, then row ascending with -1 after every row */
+static inline int rs_before(float s1, int64_t k1, float s2, int64_t k2) {
+    const int n1 = s1 != s1, n2 = s2 != s2;
+    if (n1 != n2) return n2;
+    if (!n1 && s1 != s2) return s1 > s2;
+    const uint64_t u1 = k1 >= 0 ? (uint64_t)k1 : UINT64_MAX;
+    const uint64_t u2 = k2 >= 0 ? (uint64_t)k2 : UINT64_MAX;
+    return u1 < u2;
+}
+
+/* Query q's shortlist cand (k rows) rescored into its kf final entries. */
+static void vn_rescore(const vn_lut_args *a, ptrdiff_t q, const int64_t *cand) {
+    const ptrdiff_t kf = a->kf;
+    float *sc = a->fin_s + q * kf;
+    int64_t *sl = a->fin_i + q * kf;
+    for (ptrdiff_t j = 0; j < kf; j++) {
+        sc[j] = -INFINITY;
+        sl[j] = -1;
+    }
+    ptrdiff_t held = 0;
+    for (ptrdiff_t c = 0; c < a->k && kf > 0; c++) {
+        const int64_t row = cand[c];
+        const float s = rs_estimate(a, q, row);
+        if (held == kf && !rs_before(s, row, sc[kf - 1], sl[kf - 1])) continue;
+        ptrdiff_t j = held < kf ? held : kf - 1;
+        for (; j > 0 && rs_before(s, row, sc[j - 1], sl[j - 1]); j--) {
+            sc[j] = sc[j - 1];
+            sl[j] = sl[j - 1];
+        }
+        sc[j] = s;
+        sl[j] = row;
+        if (held < kf) held++;
+    }
+    int64_t real = 0;
+    for (ptrdiff_t j = 0; j < held; j++) real += sl[j] >= 0;
+    a->fin_n[q] = real;
+}
+
 /* ---------------------------------------------------------------- drivers */
 typedef struct {
     vn_sums_fn sums;
@@ -910,8 +992,10 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
                 }
             }
         }
-        for (ptrdiff_t g = 0; g < ng; g++)
+        for (ptrdiff_t g = 0; g < ng; g++) {
             fs_res_finish(&res[g], k, a->out_s + (g0 + g) * k, a->out_i + (g0 + g) * k);
+            if (a->rtables || a->rqs) vn_rescore(a, g0 + g, a->out_i + (g0 + g) * k);
+        }
     }
     free(buf);
     return 0;
@@ -1037,29 +1121,50 @@ int vn_lut_ivf_topk(vn_ivf_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa) {
 /* ---------------------------------------------------------------- Python */
 PyDoc_STRVAR(lut_topk_doc,
 "lut_topk(luts, bias, delta, qn, codes, tail, n, scale, xn, mask, k, q0, q1, r0, r1, out_s,"
-" out_i, isa, nqsub, levels=None)\n--\n\n"
+" out_i, isa, nqsub, levels=None, rtables=None, rqs=None, rlv=None, fin_s=None,"
+" fin_i=None, fin_n=None)\n--\n\n"
 "Fast-scan top-k of queries q0:q1 over rows r0:r1 into out_s (float32 (nq, k)) and out_i\n"
 "(int64 (nq, k)). luts uint8 (nq, nb, 32), or with levels (uint8 (16,), the dot mode) the\n"
 "int8 weights viewed as uint8 (nq, 2 nb); bias, delta float32 (nq,); qn float32 (nq,) or\n"
 "None; codes uint8 (nblocks, nb * 32) blocked; tail uint8 (1, nb * 32) (the block of rows\n"
 "32 (n // 32) .. n - 1) or None; scale, xn float32 (>= n,) or None; mask bool\n"
-"(>= n,) or None. Runs without the GIL; see vecindex_core._native.lut.lut_topk.");
+"(>= n,) or None. With rtables (float32 (nq, 2 nb, 16)) or rqs (float32 (nq, 2 nb)) and\n"
+"rlv (float32 (16,)), over all rows (r0 = 0, r1 = n, k >= 1): each query's k rows are\n"
+"rescored by the float tables into fin_s (float32 (nq, kf)), fin_i (int64 (nq, kf)) and\n"
+"fin_n (int64 (nq,)), as fastscan.rescore_shortlist. Runs without the GIL; see\n"
+"vecindex_core._native.lut.lut_topk.");
 
 static PyObject *py_lut_topk(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *ol, *ob, *od, *oqn, *oc, *ot, *osc, *oxn, *om, *oos, *ooi, *olv = Py_None;
+    PyObject *ort = Py_None, *orq = Py_None, *orl = Py_None, *ofs = Py_None, *ofi = Py_None,
+             *ofn = Py_None;
     Py_ssize_t n, k, q0, q1, r0, r1;
     int isa, nqsub;
-    if (!PyArg_ParseTuple(args, "OOOOOOnOOOnnnnnOOii|O:lut_topk", &ol, &ob, &od, &oqn, &oc,
-                          &ot, &n, &osc, &oxn, &om, &k, &q0, &q1, &r0, &r1, &oos, &ooi, &isa,
-                          &nqsub, &olv))
+    if (!PyArg_ParseTuple(args, "OOOOOOnOOOnnnnnOOii|OOOOOOO:lut_topk", &ol, &ob, &od, &oqn,
+                          &oc, &ot, &n, &osc, &oxn, &om, &k, &q0, &q1, &r0, &r1, &oos, &ooi,
+                          &isa, &nqsub, &olv, &ort, &orq, &orl, &ofs, &ofi, &ofn))
         return NULL;
     if (vn_check_isa(isa) < 0) return NULL;
-    enum { NBUF = 12 };
+    enum { NBUF = 18 };
     Py_buffer b[NBUF];
     int have[NBUF] = {0};
     int rc = -1;
-    enum { BL, BB, BD, BQN, BC, BT, BSC, BXN, BM, BOS, BOI, BLV };
+    enum { BL, BB, BD, BQN, BC, BT, BSC, BXN, BM, BOS, BOI, BLV, BRT, BRQ, BRL, BFS, BFI, BFN };
+    /* the fused rescore's buffers (all optional here; checked together below) */
+    {
+        PyObject *const opt[] = {ort, orq, orl, ofs, ofi, ofn};
+        static const char *const names[] = {"rtables", "rqs", "rlv", "fin_s", "fin_i",
+                                            "fin_n"};
+        static const enum vn_kind kinds[] = {K_F32, K_F32, K_F32, K_F32, K_I64, K_I64};
+        static const int dims[] = {3, 2, 1, 2, 2, 1};
+        for (int t = 0; t < 6; t++) {
+            if (opt[t] == Py_None) continue;
+            if (vn_get_buffer(opt[t], &b[BRT + t], names[t], kinds[t], dims[t], t >= 3) < 0)
+                goto done;
+            have[BRT + t] = 1;
+        }
+    }
     const int dot = olv != Py_None;
     if (dot) {
         if (vn_get_buffer(olv, &b[BLV], "levels", K_U8, 1, 0) < 0) goto done;
@@ -1194,6 +1299,49 @@ static PyObject *py_lut_topk(PyObject *self, PyObject *args) {
         la.nqsub = nqsub;
         la.out_s = (float *)b[BOS].buf;
         la.out_i = (int64_t *)b[BOI].buf;
+        la.rtables = la.rqs = la.rlv = NULL;
+        la.kf = 0;
+        la.fin_s = NULL;
+        la.fin_i = la.fin_n = NULL;
+        if (have[BRT] || have[BRQ] || have[BRL] || have[BFS] || have[BFI] || have[BFN]) {
+            const Py_ssize_t kf = have[BFS] ? b[BFS].shape[1] : 0;
+            if (have[BRT] == have[BRQ] || have[BRQ] != have[BRL] || !have[BFS] ||
+                !have[BFI] || !have[BFN]) {
+                PyErr_SetString(g_err_arg, "the rescore needs rtables, or rqs with rlv, and "
+                                "fin_s, fin_i and fin_n");
+                goto done;
+            }
+            if ((have[BRT] && (b[BRT].shape[0] != nq || b[BRT].shape[1] != 2 * nb ||
+                               b[BRT].shape[2] != 16)) ||
+                (have[BRQ] && (b[BRQ].shape[0] != nq || b[BRQ].shape[1] != 2 * nb ||
+                               b[BRL].shape[0] != 16)) ||
+                b[BFS].shape[0] != nq || b[BFI].shape[0] != nq || b[BFI].shape[1] != kf ||
+                b[BFN].shape[0] != nq) {
+                PyErr_Format(g_err_dim, "rtables must be (%zd, %zd, 16), or rqs (%zd, %zd) "
+                             "and rlv (16,); fin_s and fin_i (%zd, kf) alike, fin_n (%zd,)",
+                             nq, 2 * nb, nq, 2 * nb, nq, nq);
+                goto done;
+            }
+            if (r0 != 0 || r1 != n || k < 1) {
+                PyErr_Format(g_err_arg, "the rescore needs every row (r0 = 0, r1 = n = %zd) "
+                             "and k >= 1, got [%zd, %zd) and k = %zd", n, r0, r1, k);
+                goto done;
+            }
+            for (int x = BFS; x <= BFN; x++)
+                for (int y = 0; y < NBUF; y++)
+                    if (y != x && have[y] && vn_overlap(&b[x], &b[y])) {
+                        PyErr_SetString(g_err_arg, "fin_s, fin_i and fin_n must not share "
+                                        "memory with each other or with the other buffers");
+                        goto done;
+                    }
+            la.rtables = have[BRT] ? (const float *)b[BRT].buf : NULL;
+            la.rqs = have[BRQ] ? (const float *)b[BRQ].buf : NULL;
+            la.rlv = have[BRL] ? (const float *)b[BRL].buf : NULL;
+            la.kf = kf;
+            la.fin_s = (float *)b[BFS].buf;
+            la.fin_i = (int64_t *)b[BFI].buf;
+            la.fin_n = (int64_t *)b[BFN].buf;
+        }
         int err = 0;
         if (k > 0 && q1 > q0) {
             Py_BEGIN_ALLOW_THREADS

@@ -29,6 +29,14 @@ typedef struct {
     int nqsub;            /* queries summed together per pass over a block (1..4; 0: default) */
     float *out_s;         /* (nq, k) */
     int64_t *out_i;       /* (nq, k) */
+    /* The rescore of each query's k rows (rows r0..r1 must be all n rows) when rtables or
+     * rqs is set: float tables (nq, 2 nb, 16), or rqs (nq, 2 nb) with rlv (16,) (4-bit
+     * codes: entries rqs[t] * rlv[c]); the kf best into fin_s, fin_i (nq, kf), fin_n (nq,)
+     * (see vn_rescore in lut.c). */
+    const float *rtables, *rqs, *rlv;
+    ptrdiff_t kf;
+    float *fin_s;
+    int64_t *fin_i, *fin_n;
 } vn_lut_args;
 
 /* Top-k of queries [q0, q1) over rows [r0, r1) (r0 a multiple of 32, r1 <= n; k >= 1).
