@@ -379,11 +379,11 @@ def nibble_luts(rq: FloatArray, levels: FloatArray, bits: int, nb: int
     nq = rq.shape[0]
     tables = np.empty((nq, 2 * nb, 16), dtype=np.float32)
     luts = np.empty((nq, nb, 32), dtype=np.uint8)
-    bias = np.zeros(nq, dtype=np.float32)
-    delta = np.ones(nq, dtype=np.float32)
-    if nq and nb:
-        _native_tables.tq_luts(rq, lv, bits, tables, luts, bias, delta,
-                               run=_native_runner(nq, nq * nb * 64))
+    if not nb:  # no tables: quantize_luts' constants
+        return tables, luts, np.zeros(nq, dtype=np.float32), np.ones(nq, dtype=np.float32)
+    bias, delta = np.empty(nq, dtype=np.float32), np.empty(nq, dtype=np.float32)
+    _native_tables.tq_luts(rq, lv, bits, tables, luts, bias, delta,
+                           run=_native_runner(nq, nq * nb * 64))
     return tables, luts, bias, delta
 
 
