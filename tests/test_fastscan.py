@@ -153,6 +153,12 @@ def test_native_tables_equal_the_reference_bit_for_bit(isa):
             with _native._use(path):
                 t = fs.pq_tables(q, books, l2=l2, bits=bits)
                 out.extend([t, *fs.quantize_luts(t)])
+                # in one call, and with the codebooks transposed beforehand
+                books_t = fs.BooksT(np.ascontiguousarray(books.transpose(0, 2, 1)))
+                out.extend(fs.pq_luts(q, books_t, l2=l2, bits=bits))
+        assert len(want) == 8
+        for a, b in zip(want[:4], want[4:], strict=True):
+            assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
         for a, b in zip(want, got, strict=True):  # bytes: signed zeros and NaN too
             assert a.dtype == b.dtype and a.shape == b.shape
             assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
@@ -277,6 +283,15 @@ def test_native_table_kernels_raise_typed_errors():
         nt.pq_nibble(q, books, False, 3, out)
     with pytest.raises(InvalidArgumentError, match="share memory"):
         nt.pq_nibble(out.reshape(-1)[:20].reshape(2, 10), books, False, 4, out)
+    # with the quantization in the same call
+    ql = (np.zeros((2, 3, 32), np.uint8), np.zeros(2, np.float32), np.zeros(2, np.float32))
+    nt.pq_nibble(q, books, False, 4, out, quantized=ql)
+    with pytest.raises(DimensionMismatchError, match=r"luts must be \(2, 3, 32\)"):
+        nt.pq_nibble(q, books, False, 4, out, quantized=(luts, ql[1], ql[2]))
+    with pytest.raises(InvalidArgumentError, match="share memory"):
+        nt.pq_nibble(q, books, False, 4, out, quantized=(ql[0], ql[1], ql[1]))
+    with pytest.raises(InvalidDtypeError, match="delta"):
+        nt.pq_nibble(q, books, False, 4, out, quantized=(ql[0], ql[1], ql[2].astype(int)))
     # any buffer, not only ndarrays: a memoryview is filled the same way
     mv = np.zeros((2, 6, 16), np.float32)
     nt.pq_nibble(memoryview(np.ones((2, 10), np.float32)), np.ones((5, 2, 16), np.float32),

@@ -114,6 +114,26 @@ def test_nibble_tables_reject_other_widths_and_shapes(data):
             pq.tables(np.zeros((9, width), np.float32), l2=False)
 
 
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_nibble_luts_are_the_quantized_nibble_tables_after_a_retrain(data, nbits):
+    """The codebooks' transposed copy is cached per codebooks array: a second training (a
+    new array) gives the new tables."""
+    from vecindex_core._kernels.fastscan import quantize_luts
+
+    x, q = data
+    pq = ProductQuantizer(40, 10, nbits, niter=2)
+    for seed in (0, 1):
+        pq.seed = seed
+        pq.train(x[::-1] if seed else x)
+        for l2 in (False, True):
+            t = pq.nibble_tables(q, l2=l2)
+            got = pq.nibble_luts(q, l2=l2)
+            for a, b in zip((t, *quantize_luts(t)), got, strict=True):
+                assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+    with pytest.raises(NotSupportedError, match="nbits=8"):
+        ProductQuantizer(40, 10, 8, niter=2).nibble_luts(q, l2=False)
+
+
 # --------------------------------------------------------------------------- store
 @pytest.mark.parametrize("nb", [1, 5])
 def test_blocked_store_follows_a_row_model(nb):

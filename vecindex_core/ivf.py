@@ -34,12 +34,11 @@ import numpy as np
 import numpy.typing as npt
 
 from ._kernels import fastscan
-from ._kernels.blocked import ivf_shortlist_size
+from ._kernels.blocked import Tables, ivf_shortlist_size
 from ._kernels.fastscan import (
     BLOCK,
     fast_scan_fits,
     gather_rows,
-    quantize_luts,
     rescore_shortlist,
     scatter_rows,
 )
@@ -728,9 +727,10 @@ class CodedIVFIndex(IVFIndex):
         """Stored bits per coordinate (``ivf_tq``) or per sub-quantizer code (``ivf_pq``)."""
 
     @abc.abstractmethod
-    def _nibble_tables(self, q: FloatMatrix) -> npt.NDArray[np.float32]:
+    def _nibble_luts(self, q: FloatMatrix) -> Tables:
         """Per sub-code float tables ``(nq, 2 * code_bytes, 16)`` of the residual estimate
-        (:func:`~vecindex_core._kernels.fastscan.nibble_tables`); fast-scan widths only."""
+        (:func:`~vecindex_core._kernels.fastscan.nibble_tables`) and their
+        :func:`~vecindex_core._kernels.fastscan.quantize_luts`; fast-scan widths only."""
 
     @property
     def fast_scan(self) -> bool:
@@ -853,8 +853,7 @@ class CodedIVFIndex(IVFIndex):
         chunk = max(1, LUT_BYTES // (128 * self.code_bytes))
         for c0 in range(0, max(nq, 1), chunk):
             c1 = min(c0 + chunk, nq)
-            tables = self._nibble_tables(q[c0:c1])
-            luts, qbias, delta = quantize_luts(tables)
+            tables, luts, qbias, delta = self._nibble_luts(q[c0:c1])
             lb = None if bias is None else bias[c0:c1]
             qc = None if qn is None else qn[c0:c1]
             hs, hi = init_heaps(c1 - c0, size)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._kernels.blocked import BlockedCodes, Tables, fast_topk, with_luts
+from ._kernels.blocked import BlockedCodes, Tables, fast_topk
 from ._kernels.codes import (
     DECODE_BLOCK,
     byte_luts,
@@ -36,7 +36,7 @@ from ._kernels.codes import (
     prefer_decoded,
     unpack_codes,
 )
-from ._kernels.fastscan import FAST_SCAN_BITS, fast_scan_fits, pq_tables
+from ._kernels.fastscan import FAST_SCAN_BITS, BooksT, fast_scan_fits, pq_luts, pq_tables
 from ._kernels.hamming import rescore_topk
 from ._kernels.topk import finalize_heaps, init_heaps, sq_norms
 from ._threads import one_blas_thread
@@ -101,6 +101,7 @@ class ProductQuantizer:
         self.bits = container_bits(nbits)
         self.code_bytes = -(-m * self.bits // 8)
         self.codebooks_: npt.NDArray[np.float32] | None = None
+        self._books_t: tuple[npt.NDArray[np.float32], BooksT] | None = None  # (source, ...)
 
     @property
     def ksub(self) -> int:
@@ -131,6 +132,17 @@ class ProductQuantizer:
         if self.codebooks_ is None:
             raise InvalidArgumentError("the product quantizer is not trained")
         return self.codebooks_
+
+    def _transposed(self) -> BooksT:
+        """The codebooks transposed for the table kernels, once per codebooks array (a copy
+        a search cost ~2 us)."""
+        books = self._books()
+        cached = self._books_t
+        if cached is None or cached[0] is not books:
+            t = np.ascontiguousarray(books.transpose(0, 2, 1), dtype=np.float32)
+            t.flags.writeable = False
+            cached = self._books_t = (books, BooksT(t))
+        return cached[1]
 
     def encode(self, x: FloatMatrix) -> npt.NDArray[np.uint8]:
         """Packed codes, uint8 (n, code_bytes): the nearest sub-centroid per sub-vector."""
@@ -209,7 +221,15 @@ class ProductQuantizer:
         if self.bits not in FAST_SCAN_BITS:
             raise NotSupportedError(
                 f"nibble tables need codes of 1, 2 or 4 bits, got nbits={self.nbits}")
-        return pq_tables(self._queries(q), self._books(), l2=l2, bits=self.bits)
+        return pq_tables(self._queries(q), self._transposed(), l2=l2, bits=self.bits)
+
+    def nibble_luts(self, q: FloatMatrix, *, l2: bool) -> Tables:
+        """:meth:`nibble_tables` and their :func:`~._kernels.fastscan.quantize_luts`,
+        ``(tables, luts, bias, delta)``, in one native call when the kernels are built."""
+        if self.bits not in FAST_SCAN_BITS:
+            raise NotSupportedError(
+                f"nibble tables need codes of 1, 2 or 4 bits, got nbits={self.nbits}")
+        return pq_luts(self._queries(q), self._transposed(), l2=l2, bits=self.bits)
 
     def _queries(self, q: FloatMatrix) -> npt.NDArray[np.float32]:
         """``q`` as float32, checked to be ``(nq, dim)``."""
@@ -360,7 +380,7 @@ class PQIndex(VectorIndex):
         l2 = self.metric == "l2"
 
         def tables(a: int, b: int) -> Tables:
-            return with_luts(self.pq.nibble_tables(q[a:b], l2=l2))
+            return self.pq.nibble_luts(q[a:b], l2=l2)
 
         return fast_topk(self._store, tables, q.shape[0], k, mask=mask)
 
@@ -456,8 +476,8 @@ class IVFPQIndex(CodedIVFIndex):
     def code_bits(self) -> int:
         return self.pq.bits
 
-    def _nibble_tables(self, q: FloatMatrix) -> npt.NDArray[np.float32]:
-        return self.pq.nibble_tables(q, l2=False)
+    def _nibble_luts(self, q: FloatMatrix) -> Tables:
+        return self.pq.nibble_luts(q, l2=False)
 
     @property
     def min_train_size(self) -> int:

@@ -89,7 +89,6 @@ from ._kernels.fastscan import (
     dot_weights,
     fast_scan_fits,
     nibble_luts,
-    nibble_tables,
 )
 from ._kernels.hamming import rescore_topk
 from ._kernels.rotation import (
@@ -549,9 +548,9 @@ class IVFTQIndex(CodedIVFIndex):
     def code_bits(self) -> int:
         return self.codec.bits
 
-    def _nibble_tables(self, q: FloatMatrix) -> npt.NDArray[np.float32]:
+    def _nibble_luts(self, q: FloatMatrix) -> Tables:
         tq = self.codec
-        return nibble_tables(rotate(q, tq.seed), tq.codebook_, tq.bits, tq.nbytes)
+        return nibble_luts(rotate(q, tq.seed), tq.codebook_, tq.bits, tq.nbytes)
 
     def _fit_codec(self, r: FloatMatrix) -> None:
         """Nothing to learn: the rotation and codebook are fixed by ``seed`` and ``dim``."""

@@ -28,7 +28,6 @@ from .fastscan import (
     fastscan_search,
     gather_rows,
     pack_blocked,
-    quantize_luts,
     scatter_rows,
 )
 
@@ -40,7 +39,6 @@ __all__ = [
     "fast_topk",
     "ivf_shortlist_size",
     "shortlist_size",
-    "with_luts",
 ]
 
 FloatArray = npt.NDArray[np.float32]
@@ -198,12 +196,6 @@ class BlockedCodes:
 Tables = tuple[FloatArray, U8Array, FloatArray, FloatArray]
 
 
-def with_luts(tables: FloatArray) -> Tables:
-    """``tables`` and their :func:`~.fastscan.quantize_luts`, as :func:`fast_topk` takes
-    them."""
-    return (tables, *quantize_luts(tables))
-
-
 def fast_topk(
     store: BlockedCodes,
     tables: Callable[[int, int], Tables],
@@ -229,7 +221,7 @@ def fast_topk(
         ``a .. b - 1`` (:func:`~.fastscan.nibble_tables` layout; a row's estimate is
         ``scale[i] * sum_t tables[t, code_t(i)]``) and their
         :func:`~.fastscan.quantize_luts` ``(luts, bias, delta)``, as one tuple
-        (:func:`~.fastscan.nibble_luts`, :func:`with_luts`). Called on chunks of
+        (:func:`~.fastscan.nibble_luts`, :func:`~.fastscan.pq_luts`). Called on chunks of
         :data:`QUERY_CHUNK`.
     nq, k : int
         Queries and results per query.

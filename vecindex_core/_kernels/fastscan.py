@@ -68,6 +68,7 @@ from .topk import _select
 
 __all__ = [
     "BLOCK",
+    "BooksT",
     "FAST_SCAN_BITS",
     "LUT_MAX",
     "fastscan_ivf_ref",
@@ -80,6 +81,7 @@ __all__ = [
     "gather_rows",
     "nibble_luts",
     "nibble_tables",
+    "pq_luts",
     "pq_tables",
     "pack_blocked",
     "quantize_luts",
@@ -401,7 +403,7 @@ def _table_args(rq: FloatArray, levels: FloatArray, bits: int, nb: int
     return rq, lv
 
 
-def pq_tables(q: FloatArray, books: FloatArray, *, l2: bool,
+def pq_tables(q: FloatArray, books: FloatArray | BooksT, *, l2: bool,
               bits: int | None = None) -> FloatArray:
     """Product-quantizer lookup tables, float32.
 
@@ -420,11 +422,8 @@ def pq_tables(q: FloatArray, books: FloatArray, *, l2: bool,
         ``m`` codes): ``S`` combined as :func:`nibble_tables` combines coordinates, ``S``
         rows past ``m`` 0.
     """
-    q = np.ascontiguousarray(q, dtype=np.float32)
-    books_t = np.ascontiguousarray(np.asarray(books, dtype=np.float32).transpose(0, 2, 1))
+    q, books_t = _pq_args(q, books)
     m, dsub, ksub = books_t.shape
-    if q.ndim != 2 or q.shape[1] > m * dsub:
-        raise ValueError(f"q must be (nq, <= {m * dsub}), got shape {q.shape}")
     nq = q.shape[0]
     if bits is None:
         out = np.empty((nq, m, ksub), dtype=np.float32)
@@ -432,11 +431,7 @@ def pq_tables(q: FloatArray, books: FloatArray, *, l2: bool,
             _by_queries(lambda a, b: _pq_sub_tables(q[a:b], books_t, l2, out[a:b]), nq,
                         nq * m * ksub * dsub)
         return out
-    if bits not in FAST_SCAN_BITS or ksub != 1 << bits:
-        raise ValueError(f"nibble tables need 2**bits centroids of 1, 2 or 4 bits, got "
-                         f"bits={bits!r} and {ksub} centroids")
-    nsub = 2 * (-(-m * bits // 8))
-    out = np.empty((nq, nsub, 16), dtype=np.float32)
+    out = np.empty((nq, _pq_nsub(books_t, bits), 16), dtype=np.float32)
     work = nq * m * ksub * dsub
     if not (nq and m):
         pass
@@ -445,6 +440,55 @@ def pq_tables(q: FloatArray, books: FloatArray, *, l2: bool,
     else:
         _by_queries(lambda a, b: _pq_nibble(q[a:b], books_t, l2, bits, out[a:b]), nq, work)
     return out
+
+
+def pq_luts(q: FloatArray, books: FloatArray | BooksT, *, l2: bool, bits: int
+            ) -> tuple[FloatArray, U8Array, FloatArray, FloatArray]:
+    """:func:`pq_tables` nibble tables (``bits`` 1, 2 or 4) and their
+    :func:`quantize_luts`: ``(tables, luts, bias, delta)``, the same values, in one native
+    call when the kernels are built. ``books`` may be given transposed already,
+    float32 C-contiguous ``(m, dsub, ksub)`` wrapped as :class:`BooksT` (no copy a call)."""
+    if _native.active_isa() is None:
+        tables = pq_tables(q, books, l2=l2, bits=bits)
+        return (tables, *quantize_luts(tables))
+    q, books_t = _pq_args(q, books)
+    m, dsub, ksub = books_t.shape
+    nq, nsub = q.shape[0], _pq_nsub(books_t, bits)
+    tables = np.empty((nq, nsub, 16), dtype=np.float32)
+    luts = np.empty((nq, nsub // 2, 32), dtype=np.uint8)
+    bias, delta = np.zeros(nq, dtype=np.float32), np.ones(nq, dtype=np.float32)
+    if nq and m:
+        _native_tables.pq_nibble(q, books_t, l2, bits, tables, quantized=(luts, bias, delta),
+                                 run=_native_runner(nq, nq * m * ksub * dsub))
+    return tables, luts, bias, delta
+
+
+class BooksT(NamedTuple):
+    """Product-quantizer codebooks already transposed to float32 C-contiguous
+    ``(m, dsub, ksub)`` (see :func:`pq_luts`)."""
+
+    books_t: FloatArray
+
+
+def _pq_args(q: FloatArray, books: FloatArray | BooksT) -> tuple[FloatArray, FloatArray]:
+    """``q`` and the codebooks transposed to ``(m, dsub, ksub)``, float32 C-contiguous,
+    after :func:`pq_tables`' checks."""
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    books_t = (books.books_t if isinstance(books, BooksT) else
+               np.ascontiguousarray(np.asarray(books, dtype=np.float32).transpose(0, 2, 1)))
+    m, dsub, _ = books_t.shape
+    if q.ndim != 2 or q.shape[1] > m * dsub:
+        raise ValueError(f"q must be (nq, <= {m * dsub}), got shape {q.shape}")
+    return q, books_t
+
+
+def _pq_nsub(books_t: FloatArray, bits: int) -> int:
+    """Nibble tables of ``m`` codes of ``bits`` bits (checked against the codebooks)."""
+    m, _, ksub = books_t.shape
+    if bits not in FAST_SCAN_BITS or ksub != 1 << bits:
+        raise ValueError(f"nibble tables need 2**bits centroids of 1, 2 or 4 bits, got "
+                         f"bits={bits!r} and {ksub} centroids")
+    return 2 * (-(-m * bits // 8))
 
 
 def quantize_luts(tables: FloatArray) -> tuple[U8Array, FloatArray, FloatArray]:

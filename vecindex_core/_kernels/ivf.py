@@ -45,11 +45,22 @@ def probe_ranges(
     start: npt.NDArray[np.int64],
     size: npt.NDArray[np.int64],
 ) -> npt.NDArray[np.int64]:
-    """Entry ranges ``(nq, R, 2)`` of the probed ``lists`` (``[0, 0)`` where not kept)."""
-    safe = np.maximum(lists, 0)
-    lo = np.where(keep, start[safe], 0)
-    hi = np.where(keep, start[safe] + size[safe], 0)
-    return np.ascontiguousarray(np.stack([lo, hi], axis=-1), dtype=np.int64)
+    """Entry ranges ``(nq, R, 2)`` of the probed ``lists`` (``[0, 0)`` where not kept or
+    negative)."""
+    out = np.zeros((*lists.shape, 2), dtype=np.int64)
+    _probe_ranges(lists, keep, start, size, out)  # one pass (numpy's ~7 us a query)
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _probe_ranges(lists: np.ndarray, keep: np.ndarray, start: np.ndarray, size: np.ndarray,
+                  out: np.ndarray) -> None:
+    for q in range(lists.shape[0]):
+        for t in range(lists.shape[1]):
+            c = lists[q, t]
+            if keep[q, t] and c >= 0:
+                out[q, t, 0] = start[c]
+                out[q, t, 1] = start[c] + size[c]
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)

@@ -72,9 +72,16 @@ def tq_luts(rq: npt.NDArray[np.float32], levels: npt.NDArray[np.float32], bits: 
 
 def pq_nibble(q: npt.NDArray[np.float32], books_t: npt.NDArray[np.float32], l2: bool,
               bits: int, out: npt.NDArray[np.float32], *, run: Runner = serial,
-              isa: str | None = None) -> None:
+              isa: str | None = None,
+              quantized: tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32],
+                               npt.NDArray[np.float32]] | None = None) -> None:
     """Fill ``out`` float32 ``(nq, nsub, 16)`` with the nibble tables of ``q`` float32
     ``(nq, d)`` for codebooks transposed to ``(m, dsub, 2**bits)``, in place (the native
-    ``_pq_nibble``)."""
+    ``_pq_nibble``); with ``quantized`` = ``(luts, bias, delta)``, their quantization too (as
+    :func:`quantize_luts`, in the same call)."""
     ext, isa_id = _resolve(isa)
-    _call(ext.pq_nibble, (q, books_t, l2, bits, out), q, run, isa_id)
+
+    def kernel(*args: Any) -> None:
+        ext.pq_nibble(*args, *(quantized or ()))
+
+    _call(kernel, (q, books_t, l2, bits, out), q, run, isa_id)

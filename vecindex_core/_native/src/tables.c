@@ -170,6 +170,22 @@ static void vn_quantize_luts(const float *tables, ptrdiff_t m, uint8_t *luts, fl
     }
 }
 
+/* ---------------------------------------------------------------- nibble tables */
+/* Nibble table t (16 entries, ot) from the per-code tables s (per rows of K = 2**bits
+ * entries, the codes of nibble t), in the references' order (see the top of this file). */
+static inline void tb_combine(const float *s, ptrdiff_t K, int per, float *ot) {
+    if (per == 1) {
+        memcpy(ot, s, sizeof(float) * 16);
+    } else if (per == 2) {
+        const float *p0 = s, *p1 = p0 + K;
+        for (int c = 0; c < 16; c++) ot[c] = p0[c & 3] + p1[c >> 2];
+    } else {
+        const float *p0 = s, *p1 = p0 + K, *p2 = p1 + K, *p3 = p2 + K;
+        for (int c = 0; c < 16; c++)
+            ot[c] = ((p0[c & 1] + p1[(c >> 1) & 1]) + p2[(c >> 2) & 1]) + p3[c >> 3];
+    }
+}
+
 /* ---------------------------------------------------------------- tq_luts */
 /* Queries [q0, q1) of rq (nq, d): turboquant's nibble tables (nq, m, 16) of levels lv
  * (2**bits of them, d <= m * 4 / bits), then their uint8 tables, bias and delta. */
@@ -181,20 +197,12 @@ static void vn_tq_luts(const float *rq, ptrdiff_t d, const float *lv, int bits, 
         const float *r = rq + q * d;
         float *o = tables + q * m * 16;
         for (ptrdiff_t t = 0; t < m; t++) {
-            float p[4][16]; /* products of the table's coordinates (+0 past d) */
+            float p[4 * 16]; /* products of the table's coordinates (+0 past d) */
             for (int u = 0; u < per; u++) {
                 const ptrdiff_t j = t * per + u;
-                for (int c = 0; c < width; c++) p[u][c] = j < d ? r[j] * lv[c] : 0.0f;
+                for (int c = 0; c < width; c++) p[u * width + c] = j < d ? r[j] * lv[c] : 0.0f;
             }
-            float *ot = o + 16 * t;
-            if (per == 1)
-                for (int c = 0; c < 16; c++) ot[c] = p[0][c];
-            else if (per == 2)
-                for (int c = 0; c < 16; c++) ot[c] = p[0][c & 3] + p[1][c >> 2];
-            else
-                for (int c = 0; c < 16; c++)
-                    ot[c] = ((p[0][c & 1] + p[1][(c >> 1) & 1]) + p[2][(c >> 2) & 1]) +
-                            p[3][c >> 3];
+            tb_combine(p, width, per, o + 16 * t);
         }
         vn_quantize_luts(tables, m, luts, bias, delta, q, q + 1, isa);
     }
@@ -207,6 +215,8 @@ typedef struct {
     ptrdiff_t d, m, dsub, ksub, nsub;
     int l2, per;          /* per = 4 / bits; ksub = 1 << bits */
     float *out;           /* (nq, nsub, 16) */
+    uint8_t *luts;        /* (nq, nsub / 2, 32) and bias, delta (nq,): the tables quantized */
+    float *bias, *delta;  /* in the same call (quantize_luts), or NULL */
 } vn_pq_args;
 
 /* S[j, c] of one query into s (m, ksub), the reference's loops. */
@@ -299,19 +309,10 @@ static void vn_pq_nibble(const vn_pq_args *a, float *s, ptrdiff_t q0, ptrdiff_t 
         (void)isa;
         pq_sub_seq(a, qr, s);
 #endif
-        for (ptrdiff_t t = 0; t < a->nsub; t++) {
-            float *ot = o + 16 * t;
-            if (a->per == 1) {
-                memcpy(ot, s + 16 * t, sizeof(float) * 16);
-            } else if (a->per == 2) {
-                const float *p0 = s + K * (2 * t), *p1 = p0 + K;
-                for (int c = 0; c < 16; c++) ot[c] = p0[c & 3] + p1[c >> 2];
-            } else {
-                const float *p0 = s + K * (4 * t), *p1 = p0 + K, *p2 = p1 + K, *p3 = p2 + K;
-                for (int c = 0; c < 16; c++)
-                    ot[c] = ((p0[c & 1] + p1[(c >> 1) & 1]) + p2[(c >> 2) & 1]) + p3[c >> 3];
-            }
-        }
+        for (ptrdiff_t t = 0; t < a->nsub; t++)
+            tb_combine(s + K * a->per * t, K, a->per, o + 16 * t);
+        if (a->luts)
+            vn_quantize_luts(a->out, a->nsub, a->luts, a->bias, a->delta, q, q + 1, isa);
     }
 }
 
@@ -466,37 +467,52 @@ rel_r:
 }
 
 PyDoc_STRVAR(pq_nibble_doc,
-"pq_nibble(q, books_t, l2, bits, out, q0, q1, isa)\n--\n\n"
+"pq_nibble(q, books_t, l2, bits, out, q0, q1, isa, luts=None, bias=None, delta=None)\n"
+"--\n\n"
 "Product-quantizer nibble tables of queries q0:q1 (the native fastscan._pq_nibble): q\n"
 "float32 (nq, d); books_t float32 (m, dsub, 2**bits), d <= m * dsub; out float32\n"
-"(nq, nsub, 16), nsub = 2 ceil(m bits / 8), written. Runs without the GIL; see\n"
-"vecindex_core._native.tables.");
+"(nq, nsub, 16), nsub = 2 ceil(m bits / 8), written; with luts uint8 (nq, nsub / 2, 32),\n"
+"bias and delta float32 (nq,), also their quantization (as quantize_luts). Runs without\n"
+"the GIL; see vecindex_core._native.tables.");
 
 static PyObject *py_pq_nibble(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *oq, *obk, *oo;
+    PyObject *oq, *obk, *oo, *ol = Py_None, *ob = Py_None, *od = Py_None;
     Py_ssize_t q0, q1;
     int l2, bits, isa;
-    if (!PyArg_ParseTuple(args, "OOpiOnni:pq_nibble", &oq, &obk, &l2, &bits, &oo, &q0, &q1,
-                          &isa))
+    if (!PyArg_ParseTuple(args, "OOpiOnni|OOO:pq_nibble", &oq, &obk, &l2, &bits, &oo, &q0,
+                          &q1, &isa, &ol, &ob, &od))
         return NULL;
+    const int quantize = ol != Py_None || ob != Py_None || od != Py_None;
     if (vn_check_isa(isa) < 0) return NULL;
     if (bits != 1 && bits != 2 && bits != 4) {
         PyErr_Format(g_err_arg, "bits must be 1, 2 or 4, got %d", bits);
         return NULL;
     }
-    Py_buffer bq, bk, bo;
-    int rc = -1;
-    if (vn_get_buffer(oq, &bq, "q", K_F32, 2, 0) < 0) return NULL;
-    if (vn_get_buffer(obk, &bk, "books_t", K_F32, 3, 0) < 0) goto rel_q;
-    if (vn_get_buffer(oo, &bo, "out", K_F32, 3, 1) < 0) goto rel_k;
+    enum { BQ, BK, BO, BL, BB, BD, NBUF };
+    Py_buffer b[NBUF];
+    int have[NBUF] = {0}, rc = -1;
+    if (vn_get_buffer(oq, &b[BQ], "q", K_F32, 2, 0) < 0) goto done;
+    have[BQ] = 1;
+    if (vn_get_buffer(obk, &b[BK], "books_t", K_F32, 3, 0) < 0) goto done;
+    have[BK] = 1;
+    if (vn_get_buffer(oo, &b[BO], "out", K_F32, 3, 1) < 0) goto done;
+    have[BO] = 1;
+    if (quantize) {
+        if (vn_get_buffer(ol, &b[BL], "luts", K_U8, 3, 1) < 0) goto done;
+        have[BL] = 1;
+        if (vn_get_buffer(ob, &b[BB], "bias", K_F32, 1, 1) < 0) goto done;
+        have[BB] = 1;
+        if (vn_get_buffer(od, &b[BD], "delta", K_F32, 1, 1) < 0) goto done;
+        have[BD] = 1;
+    }
     {
         vn_pq_args a;
-        const Py_ssize_t nq = bq.shape[0];
-        a.d = bq.shape[1];
-        a.m = bk.shape[0];
-        a.dsub = bk.shape[1];
-        a.ksub = bk.shape[2];
+        const Py_ssize_t nq = b[BQ].shape[0];
+        a.d = b[BQ].shape[1];
+        a.m = b[BK].shape[0];
+        a.dsub = b[BK].shape[1];
+        a.ksub = b[BK].shape[2];
         a.l2 = l2;
         a.per = 4 / bits;
         if (a.ksub != (Py_ssize_t)1 << bits || a.m < 1 || a.dsub < 1 ||
@@ -504,28 +520,44 @@ static PyObject *py_pq_nibble(PyObject *self, PyObject *args) {
             PyErr_Format(g_err_dim, "books_t must be (m, dsub, %d) with m, dsub >= 1 and "
                          "m * dsub >= d = %zd, got (%zd, %zd, %zd)", 1 << bits, a.d, a.m,
                          a.dsub, a.ksub);
-            goto rel_o;
+            goto done;
         }
         a.nsub = 2 * ((a.m * bits + 7) / 8);
-        if (bo.shape[0] != nq || bo.shape[1] != a.nsub || bo.shape[2] != 16) {
+        const Py_buffer *bo = &b[BO];
+        if (bo->shape[0] != nq || bo->shape[1] != a.nsub || bo->shape[2] != 16) {
             PyErr_Format(g_err_dim, "out must be (%zd, %zd, 16), got (%zd, %zd, %zd)", nq,
-                         a.nsub, bo.shape[0], bo.shape[1], bo.shape[2]);
-            goto rel_o;
+                         a.nsub, bo->shape[0], bo->shape[1], bo->shape[2]);
+            goto done;
         }
-        if (vn_overlap(&bo, &bq) || vn_overlap(&bo, &bk)) {
-            PyErr_SetString(g_err_arg, "out must not share memory with q or books_t");
-            goto rel_o;
+        if (quantize && (b[BL].shape[0] != nq || b[BL].shape[1] != a.nsub / 2 ||
+                         b[BL].shape[2] != 32 || b[BB].shape[0] != nq ||
+                         b[BD].shape[0] != nq)) {
+            PyErr_Format(g_err_dim, "luts must be (%zd, %zd, 32) and bias, delta (%zd,), got "
+                         "(%zd, %zd, %zd), (%zd,), (%zd,)", nq, a.nsub / 2, nq,
+                         b[BL].shape[0], b[BL].shape[1], b[BL].shape[2], b[BB].shape[0],
+                         b[BD].shape[0]);
+            goto done;
         }
-        if (tb_range(q0, q1, nq) < 0) goto rel_o;
-        a.q = (const float *)bq.buf;
-        a.books_t = (const float *)bk.buf;
-        a.out = (float *)bo.buf;
+        for (int x = BO; x < NBUF; x++) /* each output against every other buffer */
+            for (int y = 0; y < NBUF; y++)
+                if (y != x && have[x] && have[y] && vn_overlap(&b[x], &b[y])) {
+                    PyErr_SetString(g_err_arg, "out, luts, bias and delta must not share "
+                                    "memory with each other or with q or books_t");
+                    goto done;
+                }
+        if (tb_range(q0, q1, nq) < 0) goto done;
+        a.q = (const float *)b[BQ].buf;
+        a.books_t = (const float *)b[BK].buf;
+        a.out = (float *)b[BO].buf;
+        a.luts = quantize ? (uint8_t *)b[BL].buf : NULL;
+        a.bias = quantize ? (float *)b[BB].buf : NULL;
+        a.delta = quantize ? (float *)b[BD].buf : NULL;
         float *s = NULL;
         if (q1 > q0) {
             s = (float *)malloc(sizeof(float) * (size_t)(a.nsub * a.per * a.ksub));
             if (!s) {
                 PyErr_NoMemory();
-                goto rel_o;
+                goto done;
             }
             Py_BEGIN_ALLOW_THREADS
             vn_pq_nibble(&a, s, q0, q1, isa);
@@ -534,12 +566,9 @@ static PyObject *py_pq_nibble(PyObject *self, PyObject *args) {
         free(s);
         rc = 0;
     }
-rel_o:
-    PyBuffer_Release(&bo);
-rel_k:
-    PyBuffer_Release(&bk);
-rel_q:
-    PyBuffer_Release(&bq);
+done:
+    for (int t = NBUF - 1; t >= 0; t--)
+        if (have[t]) PyBuffer_Release(&b[t]);
     if (rc < 0) return NULL;
     Py_RETURN_NONE;
 }
