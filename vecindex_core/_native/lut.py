@@ -313,10 +313,16 @@ def lut_search(
     fin = (np.empty((nq, k), dtype=np.float32), np.empty((nq, k), dtype=np.int64),
            np.empty(nq, dtype=np.int64))
     tables = luts if levels is None else luts.view(np.uint8)
-    run_chunks(lambda a, b: ext.lut_topk(tables, bias, delta, q_sq_norms, codes, tail, n, scale,
-                                         sq_norms, mask, size, a, b, 0, n, out_s, out_i,
-                                         isa_id, 0, levels, rtables, rqs, rlv, *fin),
-               nq, min(threads, nq))
+
+    def kernel(a: int, b: int) -> None:
+        ext.lut_topk(tables, bias, delta, q_sq_norms, codes, tail, n, scale, sq_norms, mask,
+                     size, a, b, 0, n, out_s, out_i, isa_id, 0, levels, rtables, rqs, rlv,
+                     *fin)
+
+    if threads == 1:  # a single query's call directly
+        kernel(0, nq)
+    else:
+        run_chunks(kernel, nq, min(threads, nq))
     return fin
 
 

@@ -756,11 +756,19 @@ static void sums_vnni(const uint8_t *blk, const uint8_t *const *luts, int nq, pt
  * (score desc, NaN last, row asc, -1 last), inserted in candidate order, padded with -inf
  * / -1; fin_n: the real rows kept. Fused into the scan call, it saves a single query the
  * Python round trip of a second kernel (~6 us). */
-static inline double rs_entry(const vn_lut_args *a, ptrdiff_t q, ptrdiff_t base, unsigned x) {
-    const ptrdiff_t m = 2 * a->nb;
-    if (a->rtables) return (double)a->rtables[q * m * 16 + base + x];
-    return (double)(a->rqs[q * m + (base >> 4)] * a->rlv[x]);
-}
+/* The four partial sums of a row's entries (rows 16..31 of a block: high nibbles); ENTRY(base,
+ * x) reads table entry base + x (base = 16 t). */
+#define RS_SUMS(ENTRY)                                                                    \
+    for (ptrdiff_t t = 0; t < nb >> 1; t++, o += 64, base += 64) {                        \
+        a0 += ENTRY(base, (blk[o] >> shift) & 15u);                                       \
+        a1 += ENTRY(base + 16, (blk[o + 16] >> shift) & 15u);                             \
+        a2 += ENTRY(base + 32, (blk[o + 32] >> shift) & 15u);                             \
+        a3 += ENTRY(base + 48, (blk[o + 48] >> shift) & 15u);                             \
+    }                                                                                     \
+    if (nb & 1) {                                                                         \
+        a0 += ENTRY(base, (blk[o] >> shift) & 15u);                                       \
+        a1 += ENTRY(base + 16, (blk[o + 16] >> shift) & 15u);                             \
+    }
 
 static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s) {
     if (s < 0) return -INFINITY;
@@ -771,15 +779,16 @@ static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s) {
     if (i >= 16) i -= 16;
     double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
     ptrdiff_t o = i, base = 0;
-    for (ptrdiff_t t = 0; t < nb >> 1; t++, o += 64, base += 64) {
-        a0 += rs_entry(a, q, base, (blk[o] >> shift) & 15u);
-        a1 += rs_entry(a, q, base + 16, (blk[o + 16] >> shift) & 15u);
-        a2 += rs_entry(a, q, base + 32, (blk[o + 32] >> shift) & 15u);
-        a3 += rs_entry(a, q, base + 48, (blk[o + 48] >> shift) & 15u);
-    }
-    if (nb & 1) {
-        a0 += rs_entry(a, q, base, (blk[o] >> shift) & 15u);
-        a1 += rs_entry(a, q, base + 16, (blk[o + 16] >> shift) & 15u);
+    if (a->rtables) { /* the query's float tables */
+        const float *tq = a->rtables + q * 2 * nb * 16;
+#define RS_TABLE(b, x) (double)tq[(b) + (x)]
+        RS_SUMS(RS_TABLE)
+#undef RS_TABLE
+    } else { /* 4-bit products: the table's own float32 value rq[t] * lv[c] */
+        const float *rq = a->rqs + q * 2 * nb, *lv = a->rlv;
+#define RS_PRODUCT(b, x) (double)(rq[(b) >> 4] * lv[x])
+        RS_SUMS(RS_PRODUCT)
+#undef RS_PRODUCT
     }
     float v = (float)((a0 + a1) + (a2 + a3));
     if (a->scale) v = a->scale[s] * v;
