@@ -207,6 +207,23 @@ def test_native_turboquant_luts_equal_the_reference_bit_for_bit(isa):
             assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_rotated_luts_are_the_rotated_queries_luts(isa):
+    """The rotation in the tables' call: the same tables as rotating first, bit for bit."""
+    from vecindex_core._kernels.rotation import rotate
+
+    for q, levels, bits, nb in _turboquant_table_cases():
+        for seed in (0, 7):
+            with _native._use(None):
+                want = fs.nibble_luts(rotate(q, seed), levels, bits, nb)
+                off = fs.rotated_luts(q, seed, levels, bits, nb)
+            with _native._use(isa):
+                got = fs.rotated_luts(q, seed, levels, bits, nb)
+            for a, b, c in zip(want, off, got, strict=True):
+                assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+                assert np.array_equal(a.view(np.uint8), c.view(np.uint8))
+
+
 def test_native_turboquant_luts_raise_typed_errors():
     from vecindex_core._native.tables import tq_luts
 
@@ -226,7 +243,7 @@ def test_native_turboquant_luts_raise_typed_errors():
         call(np.ones((2, 13), np.float32), lv, 2, t, luts, bias, delta)
     with pytest.raises(DimensionMismatchError, match=r"\(2, 3, 32\)"):
         call(rq, lv, 2, t, np.zeros((2, 4, 32), np.uint8), bias, delta)
-    with pytest.raises(InvalidDtypeError, match="rq"):
+    with pytest.raises(InvalidDtypeError, match="x must be a float32"):
         call(rq.astype(np.float64), lv, 2, t, luts, bias, delta)
     with pytest.raises(InvalidArgumentError, match="share memory"):
         call(t.reshape(-1)[:20].reshape(2, 10), lv, 2, t, luts, bias, delta)
@@ -235,6 +252,29 @@ def test_native_turboquant_luts_raise_typed_errors():
     with pytest.raises(InvalidArgumentError, match="query range"):
         _native._ext.tq_luts(rq, lv, 2, t, luts, bias, delta, 0, 3,
                              _native._isa_id("portable"))
+    # the rotation's arguments, checked as rotate checks them
+    from vecindex_core._kernels.rotation import _transform
+
+    signs, perms, p, norm = _transform(10, 0)
+    rot = (signs, perms, p, float(norm))
+    tq_luts(rq, lv, 2, t, luts, bias, delta, rotation=rot, isa="portable")
+    with pytest.raises(InvalidArgumentError, match="needs signs and perms"):
+        _native._ext.tq_luts(rq, lv, 2, t, luts, bias, delta, 0, 2,
+                             _native._isa_id("portable"), signs)
+    with pytest.raises(InvalidArgumentError, match="largest power of two <= dim = 10"):
+        tq_luts(rq, lv, 2, t, luts, bias, delta, rotation=(signs, perms, 4, 0.5),
+                isa="portable")
+    with pytest.raises(DimensionMismatchError, match=r"signs must be \(rounds, 2, 10\)"):
+        tq_luts(rq, lv, 2, t, luts, bias, delta, rotation=(signs[:, :, :8].copy(), perms, p,
+                                                           0.5), isa="portable")
+    bad = perms.copy()
+    bad[0, 0] = 10
+    with pytest.raises(InvalidArgumentError, match="got 10"):
+        tq_luts(rq, lv, 2, t, luts, bias, delta, rotation=(signs, bad, p, 0.5),
+                isa="portable")
+    with pytest.raises(InvalidArgumentError, match="share memory"):  # tables over signs
+        tq_luts(rq, lv, 2, t, luts, bias, delta, isa="portable",
+                rotation=(t.reshape(-1)[: signs.size].reshape(signs.shape), perms, p, 0.5))
 
 
 def test_native_tables_split_over_threads_equal_one_thread():

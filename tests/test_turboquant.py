@@ -100,8 +100,10 @@ def test_native_rotation_raises_typed_errors():
     ext.rotate(x, signs, perms, 8, norm, out, 0, 2, 0)
     with pytest.raises(InvalidDtypeError, match="x"):
         ext.rotate(x.astype(np.float64), signs, perms, 8, norm, out, 0, 2, 0)
-    with pytest.raises(DimensionMismatchError, match=r"out \(2, 8\)"):
+    with pytest.raises(DimensionMismatchError, match=r"out must be \(2, 8\)"):
         ext.rotate(x, signs, perms, 8, norm, np.zeros((2, 9), np.float32), 0, 2, 0)
+    with pytest.raises(DimensionMismatchError, match=r"perms \(rounds, 8\)"):
+        ext.rotate(x, signs, perms[:, :4].copy(), 8, norm, out, 0, 2, 0)
     with pytest.raises(InvalidArgumentError, match="largest power of two <= dim = 8, got 4"):
         ext.rotate(x, signs, perms, 4, norm, out, 0, 2, 0)
     bad = perms.copy()

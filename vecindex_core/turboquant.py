@@ -88,7 +88,7 @@ from ._kernels.fastscan import (
     dot_levels,
     dot_weights,
     fast_scan_fits,
-    nibble_luts,
+    rotated_luts,
 )
 from ._kernels.hamming import rescore_topk
 from ._kernels.rotation import (
@@ -387,11 +387,11 @@ class TurboQuantIndex(VectorIndex):
         self, q: FloatMatrix, k: int, rows: _Codes, mask: npt.NDArray[np.bool_] | None
     ) -> Result:
         """Top-``k`` by the code estimate over ``rows`` (optionally masked)."""
-        rq = rotate(q, self.seed)
         qn = sq_norms(q) if self.l2 else None
         codes, scales, xn = rows.codes, rows.scales, rows.sq_norms
         if isinstance(codes, BlockedCodes):
-            return self._fast_search(rq, qn, k, codes, scales, xn, mask)
+            return self._fast_search(q, qn, k, codes, scales, xn, mask)
+        rq = rotate(q, self.seed)
         row_slots: SlotArray | None = None
         if mask is not None:
             allowed = np.flatnonzero(mask)
@@ -424,7 +424,7 @@ class TurboQuantIndex(VectorIndex):
         return finalize_heaps(hs, hi)
 
     def _fast_search(
-        self, rq: FloatMatrix, qn: npt.NDArray[np.float32] | None, k: int,
+        self, q: FloatMatrix, qn: npt.NDArray[np.float32] | None, k: int,
         store: BlockedCodes, scales: npt.NDArray[np.float32],
         xn: npt.NDArray[np.float32] | None, mask: npt.NDArray[np.bool_] | None,
     ) -> Result:
@@ -434,16 +434,17 @@ class TurboQuantIndex(VectorIndex):
         and VBMI (:func:`~._native.lut.dot_cpu`) are shortlisted by the dot mode: int8
         levels times int8 query weights, exact integer sums."""
 
-        def tables(a: int, b: int) -> Tables:
-            return nibble_luts(rq[a:b], self.codebook_, self.bits, self.nbytes)
+        def tables(a: int, b: int) -> Tables:  # the queries rotated in the same call
+            return rotated_luts(q[a:b], self.seed, self.codebook_, self.bits, self.nbytes)
 
         dot = None
         if self.bits == 4 and dot_cpu():
+            rq = rotate(q, self.seed)
             levels, cs = _dot_levels(self.codebook_.tobytes())
             dot = (levels, lambda a, b: dot_weights(rq[a:b], self.nbytes, cs),
                    lambda a, b: Products(rq[a:b], self.codebook_, self.nbytes))
         # `shortlist_size` read from this module at each call (benchmarks substitute it)
-        return fast_topk(store, tables, rq.shape[0], k, scale=scales, sq_norms=xn,
+        return fast_topk(store, tables, q.shape[0], k, scale=scales, sq_norms=xn,
                          q_sq_norms=qn, mask=mask, shortlist=shortlist_size, dot=dot)
 
     def _decoder(self, codes: npt.NDArray[np.uint8]) -> Callable[[int, int], FloatMatrix]:
@@ -550,7 +551,7 @@ class IVFTQIndex(CodedIVFIndex):
 
     def _nibble_luts(self, q: FloatMatrix) -> Tables:
         tq = self.codec
-        return nibble_luts(rotate(q, tq.seed), tq.codebook_, tq.bits, tq.nbytes)
+        return rotated_luts(q, tq.seed, tq.codebook_, tq.bits, tq.nbytes)
 
     def _fit_codec(self, r: FloatMatrix) -> None:
         """Nothing to learn: the rotation and codebook are fixed by ``seed`` and ``dim``."""

@@ -64,6 +64,8 @@ from .._native.lut import lut_ivf_topk as _native_lut_ivf_topk
 from .._native.lut import lut_search as _native_lut_search
 from .._native.lut import lut_topk as _native_lut_topk
 from .._threads import run_chunks, thread_count
+from .rotation import _transform as _rotation_transform
+from .rotation import rotate
 from .topk import _select
 
 __all__ = [
@@ -86,6 +88,7 @@ __all__ = [
     "pack_blocked",
     "quantize_luts",
     "rescore_shortlist",
+    "rotated_luts",
     "scatter_rows",
     "unpack_blocked",
 ]
@@ -385,6 +388,27 @@ def nibble_luts(rq: FloatArray, levels: FloatArray, bits: int, nb: int
         return tables, luts, np.zeros(nq, dtype=np.float32), np.ones(nq, dtype=np.float32)
     bias, delta = np.empty(nq, dtype=np.float32), np.empty(nq, dtype=np.float32)
     _native_tables.tq_luts(rq, lv, bits, tables, luts, bias, delta,
+                           run=_native_runner(nq, nq * nb * 64))
+    return tables, luts, bias, delta
+
+
+def rotated_luts(q: FloatArray, seed: int, levels: FloatArray, bits: int, nb: int
+                 ) -> tuple[FloatArray, U8Array, FloatArray, FloatArray]:
+    """:func:`nibble_luts` of ``rotate(q, seed)`` (:func:`~.rotation.rotate`): the same
+    values, the rotation in the same native call when the kernels are built (a single
+    query's two calls cost ~3 us more)."""
+    if _native.active_isa() is None:
+        return nibble_luts(rotate(q, seed), levels, bits, nb)
+    q, lv = _table_args(q, levels, bits, nb)
+    nq = q.shape[0]
+    tables = np.empty((nq, 2 * nb, 16), dtype=np.float32)
+    luts = np.empty((nq, nb, 32), dtype=np.uint8)
+    if not nb:  # no tables: quantize_luts' constants
+        return tables, luts, np.zeros(nq, dtype=np.float32), np.ones(nq, dtype=np.float32)
+    bias, delta = np.empty(nq, dtype=np.float32), np.empty(nq, dtype=np.float32)
+    signs, perms, p, norm = _rotation_transform(q.shape[1], int(seed))
+    _native_tables.tq_luts(q, lv, bits, tables, luts, bias, delta,
+                           rotation=(signs, perms, p, float(norm)),
                            run=_native_runner(nq, nq * nb * 64))
     return tables, luts, bias, delta
 

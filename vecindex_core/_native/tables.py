@@ -61,13 +61,20 @@ def quantize_luts(tables: npt.NDArray[np.float32], luts: npt.NDArray[np.uint8],
 def tq_luts(rq: npt.NDArray[np.float32], levels: npt.NDArray[np.float32], bits: int,
             tables: npt.NDArray[np.float32], luts: npt.NDArray[np.uint8],
             bias: npt.NDArray[np.float32], delta: npt.NDArray[np.float32], *,
-            run: Runner = serial, isa: str | None = None) -> None:
+            rotation: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], int, float]
+            | None = None, run: Runner = serial, isa: str | None = None) -> None:
     """Fill ``tables`` float32 ``(nq, m, 16)`` with turboquant's nibble tables of rotated
     queries ``rq`` float32 ``(nq, d)`` (``levels`` float32 ``(2**bits,)``), and ``luts``,
     ``bias``, ``delta`` with their quantization, in place (the native ``_tables`` and
-    ``_quantize`` in one call)."""
+    ``_quantize`` in one call). With ``rotation`` = ``(signs, perms, p, norm)`` of
+    :func:`~vecindex_core._kernels.rotation.rotate`, ``rq`` are the queries themselves,
+    rotated in the same call."""
     ext, isa_id = _resolve(isa)
-    _call(ext.tq_luts, (rq, levels, bits, tables, luts, bias, delta), rq, run, isa_id)
+
+    def kernel(*args: Any) -> None:
+        ext.tq_luts(*args, *(rotation or ()))
+
+    _call(kernel, (rq, levels, bits, tables, luts, bias, delta), rq, run, isa_id)
 
 
 def pq_nibble(q: npt.NDArray[np.float32], books_t: npt.NDArray[np.float32], l2: bool,

@@ -31,7 +31,8 @@
  * - tq_luts, per query (turboquant's codes, one codebook lv of 2**bits levels for every
  *   coordinate; the twin of fastscan._tables followed by quantize_luts): P[j, c] =
  *   rq[j] * lv[c] in float32 (+0 past d), combined into T as pq_nibble combines S, then
- *   quantized as above; one call where the tables and their quantization took two.
+ *   quantized as above; one call where the tables and their quantization took two (and,
+ *   given the rotation, the query's rotation as rotate computes it, a third).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -183,28 +184,6 @@ static inline void tb_combine(const float *s, ptrdiff_t K, int per, float *ot) {
         const float *p0 = s, *p1 = p0 + K, *p2 = p1 + K, *p3 = p2 + K;
         for (int c = 0; c < 16; c++)
             ot[c] = ((p0[c & 1] + p1[(c >> 1) & 1]) + p2[(c >> 2) & 1]) + p3[c >> 3];
-    }
-}
-
-/* ---------------------------------------------------------------- tq_luts */
-/* Queries [q0, q1) of rq (nq, d): turboquant's nibble tables (nq, m, 16) of levels lv
- * (2**bits of them, d <= m * 4 / bits), then their uint8 tables, bias and delta. */
-static void vn_tq_luts(const float *rq, ptrdiff_t d, const float *lv, int bits, ptrdiff_t m,
-                       float *tables, uint8_t *luts, float *bias, float *delta, ptrdiff_t q0,
-                       ptrdiff_t q1, int isa) {
-    const int per = 4 / bits, width = 1 << bits;
-    for (ptrdiff_t q = q0; q < q1; q++) {
-        const float *r = rq + q * d;
-        float *o = tables + q * m * 16;
-        for (ptrdiff_t t = 0; t < m; t++) {
-            float p[4 * 16]; /* products of the table's coordinates (+0 past d) */
-            for (int u = 0; u < per; u++) {
-                const ptrdiff_t j = t * per + u;
-                for (int c = 0; c < width; c++) p[u * width + c] = j < d ? r[j] * lv[c] : 0.0f;
-            }
-            tb_combine(p, width, per, o + 16 * t);
-        }
-        vn_quantize_luts(tables, m, luts, bias, delta, q, q + 1, isa);
     }
 }
 
@@ -382,86 +361,6 @@ rel_l:
     PyBuffer_Release(&bl);
 rel_t:
     PyBuffer_Release(&bt);
-    if (rc < 0) return NULL;
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(tq_luts_doc,
-"tq_luts(rq, levels, bits, tables, luts, bias, delta, q0, q1, isa)\n--\n\n"
-"turboquant's nibble tables of queries q0:q1 and their uint8 quantization in one call (the\n"
-"native fastscan._tables, then quantize_luts): rq float32 (nq, d); levels float32\n"
-"(2**bits,); bits 1, 2 or 4; tables float32 (nq, m, 16), m even, d <= m * 4 / bits; luts\n"
-"uint8 (nq, m // 2, 32), bias and delta float32 (nq,) are written. Runs without the GIL;\n"
-"see vecindex_core._native.tables.");
-
-static PyObject *py_tq_luts(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *orq, *olv, *ot, *ol, *ob, *od;
-    Py_ssize_t q0, q1;
-    int bits, isa;
-    if (!PyArg_ParseTuple(args, "OOiOOOOnni:tq_luts", &orq, &olv, &bits, &ot, &ol, &ob, &od,
-                          &q0, &q1, &isa))
-        return NULL;
-    if (vn_check_isa(isa) < 0) return NULL;
-    if (bits != 1 && bits != 2 && bits != 4) {
-        PyErr_Format(g_err_arg, "bits must be 1, 2 or 4, got %d", bits);
-        return NULL;
-    }
-    Py_buffer br, bv, bt, bl, bb, bd;
-    int rc = -1;
-    if (vn_get_buffer(orq, &br, "rq", K_F32, 2, 0) < 0) return NULL;
-    if (vn_get_buffer(olv, &bv, "levels", K_F32, 1, 0) < 0) goto rel_r;
-    if (vn_get_buffer(ot, &bt, "tables", K_F32, 3, 1) < 0) goto rel_v;
-    if (vn_get_buffer(ol, &bl, "luts", K_U8, 3, 1) < 0) goto rel_t;
-    if (vn_get_buffer(ob, &bb, "bias", K_F32, 1, 1) < 0) goto rel_l;
-    if (vn_get_buffer(od, &bd, "delta", K_F32, 1, 1) < 0) goto rel_b;
-    {
-        const Py_ssize_t nq = br.shape[0], d = br.shape[1], m = bt.shape[1];
-        if (bv.shape[0] != (Py_ssize_t)1 << bits) {
-            PyErr_Format(g_err_dim, "levels must have %d entries, got %zd", 1 << bits,
-                         bv.shape[0]);
-            goto rel_d;
-        }
-        if (bt.shape[0] != nq || bt.shape[2] != 16 || m % 2 || d > m * (4 / bits)) {
-            PyErr_Format(g_err_dim, "tables must be (%zd, m, 16) with m even and m * %d >= "
-                         "d = %zd, got (%zd, %zd, %zd)", nq, 4 / bits, d, bt.shape[0], m,
-                         bt.shape[2]);
-            goto rel_d;
-        }
-        if (bl.shape[0] != nq || bl.shape[1] != m / 2 || bl.shape[2] != 32 ||
-            bb.shape[0] != nq || bd.shape[0] != nq) {
-            PyErr_Format(g_err_dim, "luts must be (%zd, %zd, 32) and bias, delta (%zd,), got "
-                         "(%zd, %zd, %zd), (%zd,), (%zd,)", nq, m / 2, nq, bl.shape[0],
-                         bl.shape[1], bl.shape[2], bb.shape[0], bd.shape[0]);
-            goto rel_d;
-        }
-        const Py_buffer *const all[] = {&bt, &bl, &bb, &bd, &br, &bv};
-        for (int x = 0; x < 4; x++) /* the outputs against each other and the inputs */
-            for (int y = x + 1; y < 6; y++)
-                if (vn_overlap(all[x], all[y])) {
-                    PyErr_SetString(g_err_arg, "tables, luts, bias and delta must not share "
-                                    "memory with each other or with rq and levels");
-                    goto rel_d;
-                }
-        if (tb_range(q0, q1, nq) < 0) goto rel_d;
-        Py_BEGIN_ALLOW_THREADS
-        vn_tq_luts((const float *)br.buf, d, (const float *)bv.buf, bits, m, (float *)bt.buf,
-                   (uint8_t *)bl.buf, (float *)bb.buf, (float *)bd.buf, q0, q1, isa);
-        Py_END_ALLOW_THREADS
-        rc = 0;
-    }
-rel_d:
-    PyBuffer_Release(&bd);
-rel_b:
-    PyBuffer_Release(&bb);
-rel_l:
-    PyBuffer_Release(&bl);
-rel_t:
-    PyBuffer_Release(&bt);
-rel_v:
-    PyBuffer_Release(&bv);
-rel_r:
-    PyBuffer_Release(&br);
     if (rc < 0) return NULL;
     Py_RETURN_NONE;
 }
@@ -655,6 +554,31 @@ static void vn_rotate(VN_RT_ARGS, int isa) {
     rotate_portable(x, dim, signs, perms, rounds, p, norm, out, r0, r1, buf, tmp);
 }
 
+/* The rotation's signs (rounds, 2, dim), perms (rounds, dim) and p checked; raises. */
+static int rt_check(const Py_buffer *bs, const Py_buffer *bp, Py_ssize_t dim, Py_ssize_t p) {
+    const Py_ssize_t rounds = bs->shape[0];
+    if (bs->shape[1] != 2 || bs->shape[2] != dim || bp->shape[0] != rounds ||
+        bp->shape[1] != dim) {
+        PyErr_Format(g_err_dim, "signs must be (rounds, 2, %zd) and perms (rounds, %zd), got "
+                     "(%zd, %zd, %zd) and (%zd, %zd)", dim, dim, bs->shape[0], bs->shape[1],
+                     bs->shape[2], bp->shape[0], bp->shape[1]);
+        return -1;
+    }
+    if (dim < 1 || p < 1 || p > dim || (p & (p - 1)) || 2 * p <= dim) {
+        PyErr_Format(g_err_arg, "p must be the largest power of two <= dim = %zd, got %zd",
+                     dim, p);
+        return -1;
+    }
+    const int64_t *pr = (const int64_t *)bp->buf;
+    for (Py_ssize_t t = 0; t < rounds * dim; t++)
+        if (pr[t] < 0 || pr[t] >= dim) {
+            PyErr_Format(g_err_arg, "perms entries must be in [0, %zd), got %lld", dim,
+                         (long long)pr[t]);
+            return -1;
+        }
+    return 0;
+}
+
 PyDoc_STRVAR(rotate_doc,
 "rotate(x, signs, perms, p, norm, out, r0, r1, isa)\n--\n\n"
 "Rows r0:r1 of x float32 (n, dim) rotated into out float32 (n, dim) (the native\n"
@@ -680,26 +604,13 @@ static PyObject *py_rotate(PyObject *self, PyObject *args) {
     if (vn_get_buffer(oo, &bo, "out", K_F32, 2, 1) < 0) goto rel_p;
     {
         const Py_ssize_t n = bx.shape[0], dim = bx.shape[1], rounds = bs.shape[0];
-        if (bs.shape[1] != 2 || bs.shape[2] != dim || bp.shape[0] != rounds ||
-            bp.shape[1] != dim || bo.shape[0] != n || bo.shape[1] != dim) {
-            PyErr_Format(g_err_dim, "signs must be (rounds, 2, %zd), perms (rounds, %zd) and "
-                         "out (%zd, %zd), got (%zd, %zd, %zd), (%zd, %zd), (%zd, %zd)", dim,
-                         dim, n, dim, bs.shape[0], bs.shape[1], bs.shape[2], bp.shape[0],
-                         bp.shape[1], bo.shape[0], bo.shape[1]);
+        if (bo.shape[0] != n || bo.shape[1] != dim) {
+            PyErr_Format(g_err_dim, "out must be (%zd, %zd), got (%zd, %zd)", n, dim,
+                         bo.shape[0], bo.shape[1]);
             goto rel_o;
         }
-        if (dim < 1 || p < 1 || p > dim || (p & (p - 1)) || 2 * p <= dim) {
-            PyErr_Format(g_err_arg, "p must be the largest power of two <= dim = %zd, got %zd",
-                         dim, p);
-            goto rel_o;
-        }
+        if (rt_check(&bs, &bp, dim, p) < 0) goto rel_o;
         const int64_t *pr = (const int64_t *)bp.buf;
-        for (Py_ssize_t t = 0; t < rounds * dim; t++)
-            if (pr[t] < 0 || pr[t] >= dim) {
-                PyErr_Format(g_err_arg, "perms entries must be in [0, %zd), got %lld", dim,
-                             (long long)pr[t]);
-                goto rel_o;
-            }
         if (vn_overlap(&bo, &bx) || vn_overlap(&bo, &bs) || vn_overlap(&bo, &bp)) {
             PyErr_SetString(g_err_arg, "out must not share memory with x, signs or perms");
             goto rel_o;
@@ -728,6 +639,142 @@ rel_s:
     PyBuffer_Release(&bs);
 rel_x:
     PyBuffer_Release(&bx);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- tq_luts */
+/* The seeded rotation of rotate, when given (the queries are then rotated first). */
+typedef struct {
+    const float *signs;
+    const int64_t *perms;
+    ptrdiff_t rounds, p;
+    float norm;
+} vn_rot;
+
+/* Queries [q0, q1) of x (nq, d), rotated first by rot when not NULL (scratch: 3 d floats):
+ * turboquant's nibble tables (nq, m, 16) of levels lv (2**bits of them, d <= m * 4 /
+ * bits), then their uint8 tables, bias and delta. */
+static void vn_tq_luts(const float *x, ptrdiff_t d, const vn_rot *rot, const float *lv,
+                       int bits, ptrdiff_t m, float *tables, uint8_t *luts, float *bias,
+                       float *delta, ptrdiff_t q0, ptrdiff_t q1, float *scratch, int isa) {
+    const int per = 4 / bits, width = 1 << bits;
+    for (ptrdiff_t q = q0; q < q1; q++) {
+        const float *r = x + q * d;
+        if (rot) { /* the query's rotation, as rotate computes it */
+            vn_rotate(r, d, rot->signs, rot->perms, rot->rounds, rot->p, rot->norm, scratch,
+                      0, 1, scratch + d, scratch + 2 * d, isa);
+            r = scratch;
+        }
+        float *o = tables + q * m * 16;
+        for (ptrdiff_t t = 0; t < m; t++) {
+            float p[4 * 16]; /* products of the table's coordinates (+0 past d) */
+            for (int u = 0; u < per; u++) {
+                const ptrdiff_t j = t * per + u;
+                for (int c = 0; c < width; c++) p[u * width + c] = j < d ? r[j] * lv[c] : 0.0f;
+            }
+            tb_combine(p, width, per, o + 16 * t);
+        }
+        vn_quantize_luts(tables, m, luts, bias, delta, q, q + 1, isa);
+    }
+}
+
+PyDoc_STRVAR(tq_luts_doc,
+"tq_luts(x, levels, bits, tables, luts, bias, delta, q0, q1, isa, signs=None, perms=None,\n"
+"        p=0, norm=0)\n--\n\n"
+"turboquant's nibble tables of queries q0:q1 and their uint8 quantization in one call (the\n"
+"native fastscan._tables, then quantize_luts): x float32 (nq, d), the rotated queries, or\n"
+"with signs, perms, p and norm (as rotate takes them) the queries, rotated first; levels\n"
+"float32 (2**bits,); bits 1, 2 or 4; tables float32 (nq, m, 16), m even, d <= m * 4 /\n"
+"bits; luts uint8 (nq, m // 2, 32), bias and delta float32 (nq,) are written. Runs\n"
+"without the GIL; see vecindex_core._native.tables.");
+
+static PyObject *py_tq_luts(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *orq, *olv, *ot, *ol, *ob, *od, *osg = Py_None, *opm = Py_None;
+    Py_ssize_t q0, q1, p = 0;
+    int bits, isa;
+    float norm = 0.0f;
+    if (!PyArg_ParseTuple(args, "OOiOOOOnni|OOnf:tq_luts", &orq, &olv, &bits, &ot, &ol, &ob,
+                          &od, &q0, &q1, &isa, &osg, &opm, &p, &norm))
+        return NULL;
+    if (vn_check_isa(isa) < 0) return NULL;
+    if (bits != 1 && bits != 2 && bits != 4) {
+        PyErr_Format(g_err_arg, "bits must be 1, 2 or 4, got %d", bits);
+        return NULL;
+    }
+    if ((osg == Py_None) != (opm == Py_None)) {
+        PyErr_SetString(g_err_arg, "the rotation needs signs and perms");
+        return NULL;
+    }
+    enum { BR, BV, BT, BL, BB, BD, BS, BP, NBUF };
+    Py_buffer b[NBUF];
+    int have[NBUF] = {0}, rc = -1;
+    static const char *const names[] = {"x", "levels", "tables", "luts", "bias", "delta",
+                                        "signs", "perms"};
+    static const enum vn_kind kinds[] = {K_F32, K_F32, K_F32, K_U8, K_F32, K_F32, K_F32, K_I64};
+    static const int dims[] = {2, 1, 3, 3, 1, 1, 3, 2};
+    PyObject *const objs[] = {orq, olv, ot, ol, ob, od, osg, opm};
+    for (int t = 0; t < NBUF; t++) {
+        if (objs[t] == Py_None) continue;
+        if (vn_get_buffer(objs[t], &b[t], names[t], kinds[t], dims[t], t >= BT && t <= BD) < 0)
+            goto done;
+        have[t] = 1;
+    }
+    {
+        const Py_ssize_t nq = b[BR].shape[0], d = b[BR].shape[1], m = b[BT].shape[1];
+        if (b[BV].shape[0] != (Py_ssize_t)1 << bits) {
+            PyErr_Format(g_err_dim, "levels must have %d entries, got %zd", 1 << bits,
+                         b[BV].shape[0]);
+            goto done;
+        }
+        if (b[BT].shape[0] != nq || b[BT].shape[2] != 16 || m % 2 || d > m * (4 / bits)) {
+            PyErr_Format(g_err_dim, "tables must be (%zd, m, 16) with m even and m * %d >= "
+                         "d = %zd, got (%zd, %zd, %zd)", nq, 4 / bits, d, b[BT].shape[0], m,
+                         b[BT].shape[2]);
+            goto done;
+        }
+        if (b[BL].shape[0] != nq || b[BL].shape[1] != m / 2 || b[BL].shape[2] != 32 ||
+            b[BB].shape[0] != nq || b[BD].shape[0] != nq) {
+            PyErr_Format(g_err_dim, "luts must be (%zd, %zd, 32) and bias, delta (%zd,), got "
+                         "(%zd, %zd, %zd), (%zd,), (%zd,)", nq, m / 2, nq, b[BL].shape[0],
+                         b[BL].shape[1], b[BL].shape[2], b[BB].shape[0], b[BD].shape[0]);
+            goto done;
+        }
+        if (have[BS] && rt_check(&b[BS], &b[BP], d, p) < 0) goto done;
+        for (int x = BT; x <= BD; x++) /* the outputs against every other buffer */
+            for (int y = 0; y < NBUF; y++)
+                if (y != x && have[y] && vn_overlap(&b[x], &b[y])) {
+                    PyErr_SetString(g_err_arg, "tables, luts, bias and delta must not share "
+                                    "memory with each other or with the inputs");
+                    goto done;
+                }
+        if (tb_range(q0, q1, nq) < 0) goto done;
+        vn_rot rot = {NULL, NULL, 0, p, norm};
+        if (have[BS]) {
+            rot.signs = (const float *)b[BS].buf;
+            rot.perms = (const int64_t *)b[BP].buf;
+            rot.rounds = b[BS].shape[0];
+        }
+        float *scratch = NULL;
+        if (have[BS] && q1 > q0) {
+            scratch = (float *)malloc(sizeof(float) * 3 * (size_t)d);
+            if (!scratch) {
+                PyErr_NoMemory();
+                goto done;
+            }
+        }
+        Py_BEGIN_ALLOW_THREADS
+        vn_tq_luts((const float *)b[BR].buf, d, have[BS] ? &rot : NULL,
+                   (const float *)b[BV].buf, bits, m, (float *)b[BT].buf, (uint8_t *)b[BL].buf,
+                   (float *)b[BB].buf, (float *)b[BD].buf, q0, q1, scratch, isa);
+        Py_END_ALLOW_THREADS
+        free(scratch);
+        rc = 0;
+    }
+done:
+    for (int t = NBUF - 1; t >= 0; t--)
+        if (have[t]) PyBuffer_Release(&b[t]);
     if (rc < 0) return NULL;
     Py_RETURN_NONE;
 }
