@@ -380,16 +380,7 @@ def nibble_luts(rq: FloatArray, levels: FloatArray, bits: int, nb: int
     if _native.active_isa() is None:
         tables = nibble_tables(rq, levels, bits, nb)
         return (tables, *quantize_luts(tables))
-    rq, lv = _table_args(rq, levels, bits, nb)
-    nq = rq.shape[0]
-    tables = np.empty((nq, 2 * nb, 16), dtype=np.float32)
-    luts = np.empty((nq, nb, 32), dtype=np.uint8)
-    if not nb:  # no tables: quantize_luts' constants
-        return tables, luts, np.zeros(nq, dtype=np.float32), np.ones(nq, dtype=np.float32)
-    bias, delta = np.empty(nq, dtype=np.float32), np.empty(nq, dtype=np.float32)
-    _native_tables.tq_luts(rq, lv, bits, tables, luts, bias, delta,
-                           run=_native_runner(nq, nq * nb * 64))
-    return tables, luts, bias, delta
+    return _native_luts(rq, None, levels, bits, nb)
 
 
 def rotated_luts(q: FloatArray, seed: int, levels: FloatArray, bits: int, nb: int
@@ -399,16 +390,25 @@ def rotated_luts(q: FloatArray, seed: int, levels: FloatArray, bits: int, nb: in
     query's two calls cost ~3 us more)."""
     if _native.active_isa() is None:
         return nibble_luts(rotate(q, seed), levels, bits, nb)
-    q, lv = _table_args(q, levels, bits, nb)
-    nq = q.shape[0]
+    return _native_luts(q, int(seed), levels, bits, nb)
+
+
+def _native_luts(x: FloatArray, seed: int | None, levels: FloatArray, bits: int, nb: int
+                 ) -> tuple[FloatArray, U8Array, FloatArray, FloatArray]:
+    """The native ``tq_luts`` of :func:`nibble_luts` (``seed`` None) and
+    :func:`rotated_luts` (``x`` rotated by ``seed`` first)."""
+    x, lv = _table_args(x, levels, bits, nb)
+    nq = x.shape[0]
     tables = np.empty((nq, 2 * nb, 16), dtype=np.float32)
     luts = np.empty((nq, nb, 32), dtype=np.uint8)
     if not nb:  # no tables: quantize_luts' constants
         return tables, luts, np.zeros(nq, dtype=np.float32), np.ones(nq, dtype=np.float32)
     bias, delta = np.empty(nq, dtype=np.float32), np.empty(nq, dtype=np.float32)
-    signs, perms, p, norm = _rotation_transform(q.shape[1], int(seed))
-    _native_tables.tq_luts(q, lv, bits, tables, luts, bias, delta,
-                           rotation=(signs, perms, p, float(norm)),
+    rotation = None
+    if seed is not None:
+        signs, perms, p, norm = _rotation_transform(x.shape[1], seed)
+        rotation = (signs, perms, p, float(norm))
+    _native_tables.tq_luts(x, lv, bits, tables, luts, bias, delta, rotation=rotation,
                            run=_native_runner(nq, nq * nb * 64))
     return tables, luts, bias, delta
 
