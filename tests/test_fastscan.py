@@ -804,6 +804,8 @@ def _search_cases():
         rq = rng.standard_normal((nq, d)).astype(np.float32)
         if case % 6 == 5:
             rq[0, 0] = (np.nan, np.inf)[case % 2]
+        if case % 4 == 2:  # entries of magnitudes 2**-40 .. 2**40
+            rq *= np.exp2(rng.integers(-40, 41, d)).astype(np.float32)
         tables = fs.nibble_tables(rq, book, bits, nb)
         rescore_by = fs.Products(rq, book, nb) if bits == 4 and case % 2 else tables
         luts, bias, delta = fs.quantize_luts(tables)
@@ -866,6 +868,33 @@ def test_fused_rescore_falls_back_when_the_rows_are_split(monkeypatch):
         assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
 
 
+def test_fused_rescore_with_the_queries_split_over_threads(monkeypatch):
+    """Queries split over threads keep the rescore in the scan's call (the rows are not
+    split): the same results as one thread."""
+    import vecindex_core._native.lut as nl
+
+    rng = np.random.default_rng(34)
+    n, nb, nq = 300, 12, 9
+    blocked = fs.pack_blocked(rng.integers(0, 256, (n, nb), dtype=np.uint8))
+    tables = rng.standard_normal((nq, 2 * nb, 16)).astype(np.float32)
+    luts, bias, delta = fs.quantize_luts(tables)
+    args = (luts, bias, delta, blocked, n, 20, 10)
+    one = nl.lut_search(*args, rtables=tables, isa="portable")
+    old = get_num_threads()
+    try:
+        set_num_threads(2)
+        monkeypatch.setattr(nl, "MIN_WORK_PER_THREAD", 1)
+        two = nl.lut_search(*args, rtables=tables, isa="portable")
+    finally:
+        set_num_threads(old)
+    assert one is not None and two is not None
+    with _native._use(None):
+        want = fs.fastscan_search(*args, tables)
+    for a, b, c in zip(one, two, want, strict=True):
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+        assert np.array_equal(a.view(np.uint8), c.view(np.uint8))
+
+
 def test_fused_rescore_raises_typed_errors():
     rng = np.random.default_rng(33)
     n, nb, nq = 40, 4, 2
@@ -877,9 +906,9 @@ def test_fused_rescore_raises_typed_errors():
     fin = [np.empty((nq, 3), np.float32), np.empty((nq, 3), np.int64), np.empty(nq, np.int64)]
     portable = _native._isa_id("portable")
 
-    def call(r0=0, r1=n, k=5, rt=tables, rqs=None, rlv=None, fin=fin):
+    def call(r0=0, r1=n, k=5, rt=tables, rqs=None, rlv=None, fin=fin, out=out_s):
         _native._ext.lut_topk(luts, bias, delta, None, blocked, None, n, None, None, None, k,
-                              0, nq, r0, r1, out_s[:, :k], out_i[:, :k], portable, 0, None,
+                              0, nq, r0, r1, out[:, :k], out_i[:, :k], portable, 0, None,
                               rt, rqs, rlv, *fin)
 
     call()
@@ -898,6 +927,10 @@ def test_fused_rescore_raises_typed_errors():
         call(k=0)
     with pytest.raises(InvalidArgumentError, match="share memory"):
         call(fin=[out_s.reshape(-1)[:6].reshape(2, 3), fin[1], fin[2]])
+    mine = tables.copy()  # the scan's scores written over the rescore's tables
+    with pytest.raises(InvalidArgumentError, match="nor out_s and out_i with the rescore"):
+        call(rt=mine, out=mine.reshape(-1)[:10].reshape(2, 5))
+    assert np.array_equal(mine, tables)
     with pytest.raises(InvalidDtypeError, match="fin_i"):
         call(fin=[fin[0], fin[1].astype(np.int32), fin[2]])
 

@@ -118,18 +118,18 @@ def test_nibble_tables_reject_other_widths_and_shapes(data):
 def test_nibble_luts_are_the_quantized_nibble_tables_after_a_retrain(data, nbits):
     """The codebooks' transposed copy is cached per codebooks array: a second training (a
     new array) gives the new tables."""
-    from vecindex_core._kernels.fastscan import quantize_luts
+    from vecindex_core._kernels.fastscan import pq_tables, quantize_luts
 
     x, q = data
     pq = ProductQuantizer(40, 10, nbits, niter=2)
     for seed in (0, 1):
         pq.seed = seed
         pq.train(x[::-1] if seed else x)
-        for l2 in (False, True):
-            t = pq.nibble_tables(q, l2=l2)
-            got = pq.nibble_luts(q, l2=l2)
-            for a, b in zip((t, *quantize_luts(t)), got, strict=True):
-                assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+        for l2 in (False, True):  # against the raw codebooks (no cached transposed copy)
+            t = pq_tables(q, pq.codebooks_, l2=l2, bits=pq.bits)
+            for got in (pq.nibble_luts(q, l2=l2), (pq.nibble_tables(q, l2=l2),)):
+                for a, b in zip((t, *quantize_luts(t)), got, strict=False):
+                    assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
     with pytest.raises(NotSupportedError, match="nbits=8"):
         ProductQuantizer(40, 10, 8, niter=2).nibble_luts(q, l2=False)
 
@@ -312,6 +312,8 @@ def test_memory_is_codes_and_codebooks(data):
     assert fixed == idx.pq.codebooks_.nbytes
     idx.add(x)  # one add to an empty index: complete blocks plus a row-major partial block
     assert idx.memory_bytes() == fixed + 700 * idx.pq.code_bytes
+    idx.search(x[:2], 3)  # the search's transposed copy of the codebooks counts too
+    assert idx.memory_bytes() == 2 * fixed + 700 * idx.pq.code_bytes
 
 
 # --------------------------------------------------------------------------- masks, rerank

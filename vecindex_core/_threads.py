@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
@@ -48,7 +48,9 @@ def set_num_threads(n: int) -> None:
 
 
 def map_chunks(fn: Callable[[int, int], None], n: int, nthreads: int) -> None:
-    """Run ``fn(start, stop)`` over ``nthreads`` contiguous chunks of ``range(n)``."""
+    """Run ``fn(start, stop)`` over ``nthreads`` contiguous chunks of ``range(n)``: the first
+    on the calling thread, the others on the shared pool. Every chunk has finished when this
+    returns or raises (the first error, in chunk order)."""
     global _pool
     with _lock:
         if _pool is None:
@@ -63,11 +65,15 @@ def map_chunks(fn: Callable[[int, int], None], n: int, nthreads: int) -> None:
         fn(0, min(step, n))
     except BaseException as e:  # the other chunks still finish before this returns
         error = e
-    for f in futures:
+    while True:  # an interrupt while waiting does not abandon a running chunk
         try:
-            f.result()
+            wait(futures)
+            break
         except BaseException as e:
             error = error or e
+    for f in futures:
+        if f.exception() is not None:
+            error = error or f.exception()
     if error is not None:
         raise error
 

@@ -135,7 +135,8 @@ class ProductQuantizer:
 
     def _transposed(self) -> BooksT:
         """The codebooks transposed for the table kernels, once per codebooks array (a copy
-        a search cost ~2 us)."""
+        a search cost ~2 us). :meth:`train` and loading assign a new array; writing into
+        ``codebooks_`` in place is not supported (the copy would be stale)."""
         books = self._books()
         cached = self._books_t
         if cached is None or cached[0] is not books:
@@ -240,8 +241,12 @@ class ProductQuantizer:
         return q
 
     def memory_bytes(self) -> int:
-        """Bytes of the codebooks."""
-        return 0 if self.codebooks_ is None else int(self.codebooks_.nbytes)
+        """Bytes of the codebooks (and of their transposed copy once a search made it)."""
+        if self.codebooks_ is None:
+            return 0
+        cached = self._books_t
+        copy = 0 if cached is None or cached[0] is not self.codebooks_ else cached[1].books_t.nbytes
+        return int(self.codebooks_.nbytes + copy)
 
 
 def _make_pq(index: VectorIndex) -> ProductQuantizer:

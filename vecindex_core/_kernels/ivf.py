@@ -59,6 +59,8 @@ def _probe_ranges(lists: np.ndarray, keep: np.ndarray, start: np.ndarray, size: 
         for t in range(lists.shape[1]):
             c = lists[q, t]
             if keep[q, t] and c >= 0:
+                if c >= start.shape[0]:
+                    raise IndexError("probed list past the index's lists")
                 out[q, t, 0] = start[c]
                 out[q, t, 1] = start[c] + size[c]
 

@@ -1336,11 +1336,16 @@ static PyObject *py_lut_topk(PyObject *self, PyObject *args) {
                              "and k >= 1, got [%zd, %zd) and k = %zd", n, r0, r1, k);
                 goto done;
             }
-            for (int x = BFS; x <= BFN; x++)
+            /* the results against every buffer; the scan's outputs (written before the
+             * rescore reads them) against the rescore's tables */
+            for (int x = BOS; x <= BFN; x++)
                 for (int y = 0; y < NBUF; y++)
-                    if (y != x && have[y] && vn_overlap(&b[x], &b[y])) {
+                    if (y != x && have[x] && have[y] && (x >= BFS || y == BRT || y == BRQ ||
+                                                        y == BRL) &&
+                        vn_overlap(&b[x], &b[y])) {
                         PyErr_SetString(g_err_arg, "fin_s, fin_i and fin_n must not share "
-                                        "memory with each other or with the other buffers");
+                                        "memory with each other or with the other buffers, "
+                                        "nor out_s and out_i with the rescore's tables");
                         goto done;
                     }
             la.rtables = have[BRT] ? (const float *)b[BRT].buf : NULL;
