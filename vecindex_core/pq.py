@@ -100,8 +100,20 @@ class ProductQuantizer:
         self.dsub = -(-dim // m)
         self.bits = container_bits(nbits)
         self.code_bytes = -(-m * self.bits // 8)
-        self.codebooks_: npt.NDArray[np.float32] | None = None
-        self._books_t: tuple[npt.NDArray[np.float32], BooksT] | None = None  # (source, ...)
+        self.codebooks_ = None
+
+    @property
+    def codebooks_(self) -> npt.NDArray[np.float32] | None:
+        """float32 ``(m, ksub, dsub)`` sub-quantizer centroids (None before training).
+        Assigning them also keeps the copy the table kernels read, transposed to
+        ``(m, dsub, ksub)`` (assign a new array rather than writing into this one)."""
+        return self._codebooks
+
+    @codebooks_.setter
+    def codebooks_(self, books: npt.NDArray[np.float32] | None) -> None:
+        self._codebooks = books
+        self._books_t = None if books is None else BooksT(
+            np.ascontiguousarray(np.asarray(books).transpose(0, 2, 1), dtype=np.float32))
 
     @property
     def ksub(self) -> int:
@@ -134,16 +146,11 @@ class ProductQuantizer:
         return self.codebooks_
 
     def _transposed(self) -> BooksT:
-        """The codebooks transposed for the table kernels, once per codebooks array (a copy
-        a search cost ~2 us). :meth:`train` and loading assign a new array; writing into
-        ``codebooks_`` in place is not supported (the copy would be stale)."""
-        books = self._books()
-        cached = self._books_t
-        if cached is None or cached[0] is not books:
-            t = np.ascontiguousarray(books.transpose(0, 2, 1), dtype=np.float32)
-            t.flags.writeable = False
-            cached = self._books_t = (books, BooksT(t))
-        return cached[1]
+        """The codebooks transposed for the table kernels (made when they are assigned: a
+        copy a search cost ~2 us)."""
+        self._books()  # trained
+        assert self._books_t is not None
+        return self._books_t
 
     def encode(self, x: FloatMatrix) -> npt.NDArray[np.uint8]:
         """Packed codes, uint8 (n, code_bytes): the nearest sub-centroid per sub-vector."""
@@ -219,18 +226,19 @@ class ProductQuantizer:
         InvalidArgumentError
             Before :meth:`train`.
         """
-        if self.bits not in FAST_SCAN_BITS:
-            raise NotSupportedError(
-                f"nibble tables need codes of 1, 2 or 4 bits, got nbits={self.nbits}")
+        self._require_nibbles()
         return pq_tables(self._queries(q), self._transposed(), l2=l2, bits=self.bits)
 
     def nibble_luts(self, q: FloatMatrix, *, l2: bool) -> Tables:
         """:meth:`nibble_tables` and their :func:`~._kernels.fastscan.quantize_luts`,
         ``(tables, luts, bias, delta)``, in one native call when the kernels are built."""
+        self._require_nibbles()
+        return pq_luts(self._queries(q), self._transposed(), l2=l2, bits=self.bits)
+
+    def _require_nibbles(self) -> None:
         if self.bits not in FAST_SCAN_BITS:
             raise NotSupportedError(
                 f"nibble tables need codes of 1, 2 or 4 bits, got nbits={self.nbits}")
-        return pq_luts(self._queries(q), self._transposed(), l2=l2, bits=self.bits)
 
     def _queries(self, q: FloatMatrix) -> npt.NDArray[np.float32]:
         """``q`` as float32, checked to be ``(nq, dim)``."""
@@ -241,12 +249,10 @@ class ProductQuantizer:
         return q
 
     def memory_bytes(self) -> int:
-        """Bytes of the codebooks (and of their transposed copy once a search made it)."""
-        if self.codebooks_ is None:
+        """Bytes of the codebooks and of their transposed copy."""
+        if self.codebooks_ is None or self._books_t is None:
             return 0
-        cached = self._books_t
-        copy = 0 if cached is None or cached[0] is not self.codebooks_ else cached[1].books_t.nbytes
-        return int(self.codebooks_.nbytes + copy)
+        return int(self.codebooks_.nbytes + self._books_t.books_t.nbytes)
 
 
 def _make_pq(index: VectorIndex) -> ProductQuantizer:

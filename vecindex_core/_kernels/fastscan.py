@@ -399,18 +399,23 @@ def _native_luts(x: FloatArray, seed: int | None, levels: FloatArray, bits: int,
     :func:`rotated_luts` (``x`` rotated by ``seed`` first)."""
     x, lv = _table_args(x, levels, bits, nb)
     nq = x.shape[0]
-    tables = np.empty((nq, 2 * nb, 16), dtype=np.float32)
-    luts = np.empty((nq, nb, 32), dtype=np.uint8)
-    if not nb:  # no tables: quantize_luts' constants
-        return tables, luts, np.zeros(nq, dtype=np.float32), np.ones(nq, dtype=np.float32)
-    bias, delta = np.empty(nq, dtype=np.float32), np.empty(nq, dtype=np.float32)
+    tables, luts, bias, delta = out = _new_luts(nq, 2 * nb)
+    if not nb:
+        return out
     rotation = None
     if seed is not None:
         signs, perms, p, norm = _rotation_transform(x.shape[1], seed)
         rotation = (signs, perms, p, float(norm))
     _native_tables.tq_luts(x, lv, bits, tables, luts, bias, delta, rotation=rotation,
                            run=_native_runner(nq, nq * nb * 64))
-    return tables, luts, bias, delta
+    return out
+
+
+def _new_luts(nq: int, m: int) -> tuple[FloatArray, U8Array, FloatArray, FloatArray]:
+    """``(tables, luts, bias, delta)`` of ``nq`` queries' ``m`` nibble tables for a kernel to
+    fill; bias and delta start as :func:`quantize_luts`' constants for no tables."""
+    return (np.empty((nq, m, 16), dtype=np.float32), np.empty((nq, m // 2, 32), dtype=np.uint8),
+            np.zeros(nq, dtype=np.float32), np.ones(nq, dtype=np.float32))
 
 
 def _table_args(rq: FloatArray, levels: FloatArray, bits: int, nb: int
@@ -477,14 +482,12 @@ def pq_luts(q: FloatArray, books: FloatArray | BooksT, *, l2: bool, bits: int
         return (tables, *quantize_luts(tables))
     q, books_t = _pq_args(q, books)
     m, dsub, ksub = books_t.shape
-    nq, nsub = q.shape[0], _pq_nsub(books_t, bits)
-    tables = np.empty((nq, nsub, 16), dtype=np.float32)
-    luts = np.empty((nq, nsub // 2, 32), dtype=np.uint8)
-    bias, delta = np.zeros(nq, dtype=np.float32), np.ones(nq, dtype=np.float32)
+    nq = q.shape[0]
+    tables, luts, bias, delta = out = _new_luts(nq, _pq_nsub(books_t, bits))
     if nq and m:
         _native_tables.pq_nibble(q, books_t, l2, bits, tables, quantized=(luts, bias, delta),
                                  run=_native_runner(nq, nq * m * ksub * dsub))
-    return tables, luts, bias, delta
+    return out
 
 
 class BooksT(NamedTuple):
@@ -1111,12 +1114,13 @@ class Products(NamedTuple):
     levels: FloatArray
     nb: int
 
-    def padded(self) -> FloatArray:
-        """float32 ``(nq, 2 nb)``: ``rq`` with zero columns past ``d``."""
+    def arrays(self) -> tuple[FloatArray, FloatArray]:
+        """What the rescore kernels read: float32 ``(nq, 2 nb)`` ``rq`` with zero columns
+        past ``d``, and the levels as contiguous float32."""
         nq, d = self.rq.shape
-        out = np.zeros((nq, 2 * self.nb), dtype=np.float32)
-        out[:, :d] = self.rq
-        return out
+        rqs = np.zeros((nq, 2 * self.nb), dtype=np.float32)
+        rqs[:, :d] = self.rq
+        return rqs, np.ascontiguousarray(self.levels, dtype=np.float32)
 
 
 def fastscan_search(
@@ -1133,8 +1137,7 @@ def fastscan_search(
     single 2-bit query on dev: ~6 us less); the same results either way."""
     if _native.active_isa() is not None and size >= 1:
         if isinstance(tables, Products):
-            rt, rqs, rlv = None, tables.padded(), np.ascontiguousarray(tables.levels,
-                                                                       dtype=np.float32)
+            rt, (rqs, rlv) = None, tables.arrays()
         else:
             rt, rqs, rlv = np.ascontiguousarray(tables, dtype=np.float32), None, None
         found = _native_lut_search(luts, bias, delta, codes, n, size, k, rtables=rt, rqs=rqs,
@@ -1180,7 +1183,7 @@ def rescore_shortlist(
     """
     direct = isinstance(tables, Products)
     if isinstance(tables, Products):
-        rqs, lv = tables.padded(), np.ascontiguousarray(tables.levels, dtype=np.float32)
+        rqs, lv = tables.arrays()
         tb, m = _UNUSED_3D, rqs.shape[1]
     else:
         tb = np.ascontiguousarray(tables, dtype=np.float32)

@@ -287,12 +287,8 @@ def rotate(x: npt.NDArray[np.float32], seed: int) -> npt.NDArray[np.float32]:
     isa = _native.active_isa()
     if n and isa is not None:  # the C twin of _rotate_few: the same results
         ext, isa_id = _native_resolve(isa)
-        threads = thread_count(n, n * dim, _MIN_NATIVE_ROWS_WORK)
-        if threads == 1:  # a single query's call directly (~0.5 us)
-            ext.rotate(x, signs, perms, p, norm, out, 0, n, isa_id)
-        else:
-            run_chunks(lambda a, b: ext.rotate(x, signs, perms, p, norm, out, a, b, isa_id),
-                       n, threads)
+        run_chunks(lambda a, b: ext.rotate(x, signs, perms, p, norm, out, a, b, isa_id), n,
+                   thread_count(n, n * dim, _MIN_NATIVE_ROWS_WORK))
     elif n >= _ROW_BLOCK // 2:
         _rotate_rows(x, signs, perms, p, norm, out)
     elif n:

@@ -104,6 +104,12 @@ def merge_parts(ps: npt.NDArray[np.float32], pi: npt.NDArray[np.int64], k: int
             np.ascontiguousarray(np.take_along_axis(i, order, axis=1)))
 
 
+def _scan_plan(nq: int, n: int, nb: int) -> tuple[int, bool]:
+    """:func:`~vecindex_core._threads.split_plan` of a flat scan: ``(threads, by_rows)``."""
+    return split_plan(nq, nq * max(n, 1) * max(nb, 1) * 2, MIN_WORK_PER_THREAD,
+                      MIN_ROWS_WORK_PER_THREAD)
+
+
 def run_split(kernel: Kernel, nq: int, n: int, k: int, nb: int
               ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Run ``kernel`` over all queries and rows on up to ``get_num_threads()`` threads.
@@ -116,8 +122,7 @@ def run_split(kernel: Kernel, nq: int, n: int, k: int, nb: int
     out_i = np.empty((nq, k), dtype=np.int64)
     if nq == 0 or k == 0:
         return out_s, out_i
-    threads, by_rows = split_plan(nq, nq * max(n, 1) * max(nb, 1) * 2, MIN_WORK_PER_THREAD,
-                                  MIN_ROWS_WORK_PER_THREAD)
+    threads, by_rows = _scan_plan(nq, n, nb)
     if not by_rows:
         run_chunks(lambda a, b: kernel(a, b, 0, n, out_s, out_i), nq, min(threads, nq))
         return out_s, out_i
@@ -304,9 +309,8 @@ def lut_search(
     arguments come from this package's search code (as :func:`lut_topk` with
     ``trusted``)."""
     ext, isa_id = _resolve(isa)
-    nq, nb = luts.shape[0], codes.shape[1] // BLOCK
-    threads, by_rows = split_plan(nq, nq * max(n, 1) * max(nb, 1) * 2, MIN_WORK_PER_THREAD,
-                                  MIN_ROWS_WORK_PER_THREAD)
+    nq = luts.shape[0]
+    threads, by_rows = _scan_plan(nq, n, codes.shape[1] // BLOCK)
     if by_rows:
         return None
     out_s, out_i = np.empty((nq, size), dtype=np.float32), np.empty((nq, size), dtype=np.int64)
@@ -319,10 +323,7 @@ def lut_search(
                      size, a, b, 0, n, out_s, out_i, isa_id, 0, levels, rtables, rqs, rlv,
                      *fin)
 
-    if threads == 1:  # a single query's call directly
-        kernel(0, nq)
-    else:
-        run_chunks(kernel, nq, min(threads, nq))
+    run_chunks(kernel, nq, min(threads, nq))
     return fin
 
 

@@ -1162,17 +1162,11 @@ static PyObject *py_lut_topk(PyObject *self, PyObject *args) {
     enum { BL, BB, BD, BQN, BC, BT, BSC, BXN, BM, BOS, BOI, BLV, BRT, BRQ, BRL, BFS, BFI, BFN };
     /* the fused rescore's buffers (all optional here; checked together below) */
     {
+        static const vn_buf_spec spec[] = {
+            {"rtables", K_F32, 3, 0, 1}, {"rqs", K_F32, 2, 0, 1},   {"rlv", K_F32, 1, 0, 1},
+            {"fin_s", K_F32, 2, 1, 1},   {"fin_i", K_I64, 2, 1, 1}, {"fin_n", K_I64, 1, 1, 1}};
         PyObject *const opt[] = {ort, orq, orl, ofs, ofi, ofn};
-        static const char *const names[] = {"rtables", "rqs", "rlv", "fin_s", "fin_i",
-                                            "fin_n"};
-        static const enum vn_kind kinds[] = {K_F32, K_F32, K_F32, K_F32, K_I64, K_I64};
-        static const int dims[] = {3, 2, 1, 2, 2, 1};
-        for (int t = 0; t < 6; t++) {
-            if (opt[t] == Py_None) continue;
-            if (vn_get_buffer(opt[t], &b[BRT + t], names[t], kinds[t], dims[t], t >= 3) < 0)
-                goto done;
-            have[BRT + t] = 1;
-        }
+        if (vn_get_buffers(opt, spec, 6, b + BRT, have + BRT) < 0) goto done;
     }
     const int dot = olv != Py_None;
     if (dot) {
@@ -1366,10 +1360,7 @@ static PyObject *py_lut_topk(PyObject *self, PyObject *args) {
         else rc = 0;
     }
 done:
-    for (int t = NBUF - 1; t >= 0; t--)
-        if (have[t]) PyBuffer_Release(&b[t]);
-    if (rc < 0) return NULL;
-    Py_RETURN_NONE;
+    return vn_finish(b, have, NBUF, rc);
 }
 
 PyDoc_STRVAR(lut_ivf_topk_doc,
@@ -1502,10 +1493,7 @@ static PyObject *py_lut_ivf_topk(PyObject *self, PyObject *args) {
         else rc = 0;
     }
 done:
-    for (int t = NBUF - 1; t >= 0; t--)
-        if (have[t]) PyBuffer_Release(&b[t]);
-    if (rc < 0) return NULL;
-    Py_RETURN_NONE;
+    return vn_finish(b, have, NBUF, rc);
 }
 
 PyMethodDef vn_lut_methods[] = {

@@ -20,8 +20,22 @@ extern PyObject *g_err_dim;   /* DimensionMismatchError (ValueError) */
  * failure raises our typed error naming `name` and returns -1 (nothing to release). */
 int vn_get_buffer(PyObject *o, Py_buffer *b, const char *name, enum vn_kind kd, int ndim,
                   int writable);
+/* A buffer argument: vn_get_buffer's name, kind, rank and writability; an optional one may
+ * be None (then not held). */
+typedef struct {
+    const char *name;
+    enum vn_kind kind;
+    int ndim, writable, optional;
+} vn_buf_spec;
+/* vn_get_buffer of each objs[t] into b[t], have[t] set for each held; -1 (raised) at the
+ * first failure, the earlier ones held (release them with vn_finish). */
+int vn_get_buffers(PyObject *const *objs, const vn_buf_spec *spec, int n, Py_buffer *b,
+                   int *have);
 /* 1 when the byte ranges of two (non-empty) buffers intersect. */
 int vn_overlap(const Py_buffer *a, const Py_buffer *b);
+/* Release the held buffers b[t] (have[t] set) of a call, last first, and return its
+ * result: NULL when rc < 0 (an error is set), else None. */
+PyObject *vn_finish(Py_buffer *b, const int *have, int n, int rc);
 /* 0 when `isa` (an enum vn_isa value) is compiled in and this CPU runs it; else raises. */
 int vn_check_isa(int isa);
 

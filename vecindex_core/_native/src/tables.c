@@ -304,6 +304,31 @@ static int tb_range(Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t nq) {
     return 0;
 }
 
+/* luts (nq, m / 2, 32), bias and delta (nq,): checked; raises. */
+static int tb_check_luts(const Py_buffer *bl, const Py_buffer *bb, const Py_buffer *bd,
+                         Py_ssize_t nq, Py_ssize_t m) {
+    if (bl->shape[0] == nq && bl->shape[1] == m / 2 && bl->shape[2] == 32 &&
+        bb->shape[0] == nq && bd->shape[0] == nq)
+        return 0;
+    PyErr_Format(g_err_dim, "luts must be (%zd, %zd, 32) and bias, delta (%zd,), got (%zd, "
+                 "%zd, %zd), (%zd,), (%zd,)", nq, m / 2, nq, bl->shape[0], bl->shape[1],
+                 bl->shape[2], bb->shape[0], bd->shape[0]);
+    return -1;
+}
+
+/* 0 when each held output buffer b[x0..x1] shares no memory with another held buffer;
+ * else raises with msg. */
+static int tb_apart(const Py_buffer *b, const int *have, int nbuf, int x0, int x1,
+                    const char *msg) {
+    for (int x = x0; x <= x1; x++)
+        for (int y = 0; y < nbuf; y++)
+            if (y != x && have[x] && have[y] && vn_overlap(&b[x], &b[y])) {
+                PyErr_SetString(g_err_arg, msg);
+                return -1;
+            }
+    return 0;
+}
+
 PyDoc_STRVAR(quantize_luts_doc,
 "quantize_luts(tables, luts, bias, delta, q0, q1, isa)\n--\n\n"
 "uint8 fast-scan tables of queries q0:q1 (the native fastscan._quantize): tables float32\n"
@@ -331,13 +356,7 @@ static PyObject *py_quantize_luts(PyObject *self, PyObject *args) {
                          "%zd)", nq, m, bt.shape[2]);
             goto rel_d;
         }
-        if (bl.shape[0] != nq || bl.shape[1] != m / 2 || bl.shape[2] != 32 ||
-            bb.shape[0] != nq || bd.shape[0] != nq) {
-            PyErr_Format(g_err_dim, "luts must be (%zd, %zd, 32) and bias, delta (%zd,), got "
-                         "(%zd, %zd, %zd), (%zd,), (%zd,)", nq, m / 2, nq, bl.shape[0],
-                         bl.shape[1], bl.shape[2], bb.shape[0], bd.shape[0]);
-            goto rel_d;
-        }
+        if (tb_check_luts(&bl, &bb, &bd, nq, m) < 0) goto rel_d;
         const Py_buffer *const all[] = {&bt, &bl, &bb, &bd};
         for (int x = 0; x < 4; x++)
             for (int y = x + 1; y < 4; y++)
@@ -391,20 +410,11 @@ static PyObject *py_pq_nibble(PyObject *self, PyObject *args) {
     enum { BQ, BK, BO, BL, BB, BD, NBUF };
     Py_buffer b[NBUF];
     int have[NBUF] = {0}, rc = -1;
-    if (vn_get_buffer(oq, &b[BQ], "q", K_F32, 2, 0) < 0) goto done;
-    have[BQ] = 1;
-    if (vn_get_buffer(obk, &b[BK], "books_t", K_F32, 3, 0) < 0) goto done;
-    have[BK] = 1;
-    if (vn_get_buffer(oo, &b[BO], "out", K_F32, 3, 1) < 0) goto done;
-    have[BO] = 1;
-    if (quantize) {
-        if (vn_get_buffer(ol, &b[BL], "luts", K_U8, 3, 1) < 0) goto done;
-        have[BL] = 1;
-        if (vn_get_buffer(ob, &b[BB], "bias", K_F32, 1, 1) < 0) goto done;
-        have[BB] = 1;
-        if (vn_get_buffer(od, &b[BD], "delta", K_F32, 1, 1) < 0) goto done;
-        have[BD] = 1;
-    }
+    static const vn_buf_spec spec[NBUF] = {
+        {"q", K_F32, 2, 0, 0},    {"books_t", K_F32, 3, 0, 0}, {"out", K_F32, 3, 1, 0},
+        {"luts", K_U8, 3, 1, 0}, {"bias", K_F32, 1, 1, 0},    {"delta", K_F32, 1, 1, 0}};
+    PyObject *const objs[NBUF] = {oq, obk, oo, ol, ob, od};
+    if (vn_get_buffers(objs, spec, quantize ? NBUF : BL, b, have) < 0) goto done;
     {
         vn_pq_args a;
         const Py_ssize_t nq = b[BQ].shape[0];
@@ -428,22 +438,10 @@ static PyObject *py_pq_nibble(PyObject *self, PyObject *args) {
                          a.nsub, bo->shape[0], bo->shape[1], bo->shape[2]);
             goto done;
         }
-        if (quantize && (b[BL].shape[0] != nq || b[BL].shape[1] != a.nsub / 2 ||
-                         b[BL].shape[2] != 32 || b[BB].shape[0] != nq ||
-                         b[BD].shape[0] != nq)) {
-            PyErr_Format(g_err_dim, "luts must be (%zd, %zd, 32) and bias, delta (%zd,), got "
-                         "(%zd, %zd, %zd), (%zd,), (%zd,)", nq, a.nsub / 2, nq,
-                         b[BL].shape[0], b[BL].shape[1], b[BL].shape[2], b[BB].shape[0],
-                         b[BD].shape[0]);
+        if (quantize && tb_check_luts(&b[BL], &b[BB], &b[BD], nq, a.nsub) < 0) goto done;
+        if (tb_apart(b, have, NBUF, BO, BD, "out, luts, bias and delta must not share memory "
+                     "with each other or with q or books_t") < 0)
             goto done;
-        }
-        for (int x = BO; x < NBUF; x++) /* each output against every other buffer */
-            for (int y = 0; y < NBUF; y++)
-                if (y != x && have[x] && have[y] && vn_overlap(&b[x], &b[y])) {
-                    PyErr_SetString(g_err_arg, "out, luts, bias and delta must not share "
-                                    "memory with each other or with q or books_t");
-                    goto done;
-                }
         if (tb_range(q0, q1, nq) < 0) goto done;
         a.q = (const float *)b[BQ].buf;
         a.books_t = (const float *)b[BK].buf;
@@ -466,10 +464,7 @@ static PyObject *py_pq_nibble(PyObject *self, PyObject *args) {
         rc = 0;
     }
 done:
-    for (int t = NBUF - 1; t >= 0; t--)
-        if (have[t]) PyBuffer_Release(&b[t]);
-    if (rc < 0) return NULL;
-    Py_RETURN_NONE;
+    return vn_finish(b, have, NBUF, rc);
 }
 
 /* ---------------------------------------------------------------- rotate */
@@ -710,17 +705,12 @@ static PyObject *py_tq_luts(PyObject *self, PyObject *args) {
     enum { BR, BV, BT, BL, BB, BD, BS, BP, NBUF };
     Py_buffer b[NBUF];
     int have[NBUF] = {0}, rc = -1;
-    static const char *const names[] = {"x", "levels", "tables", "luts", "bias", "delta",
-                                        "signs", "perms"};
-    static const enum vn_kind kinds[] = {K_F32, K_F32, K_F32, K_U8, K_F32, K_F32, K_F32, K_I64};
-    static const int dims[] = {2, 1, 3, 3, 1, 1, 3, 2};
-    PyObject *const objs[] = {orq, olv, ot, ol, ob, od, osg, opm};
-    for (int t = 0; t < NBUF; t++) {
-        if (objs[t] == Py_None) continue;
-        if (vn_get_buffer(objs[t], &b[t], names[t], kinds[t], dims[t], t >= BT && t <= BD) < 0)
-            goto done;
-        have[t] = 1;
-    }
+    static const vn_buf_spec spec[NBUF] = {
+        {"x", K_F32, 2, 0, 0},    {"levels", K_F32, 1, 0, 0}, {"tables", K_F32, 3, 1, 0},
+        {"luts", K_U8, 3, 1, 0}, {"bias", K_F32, 1, 1, 0},   {"delta", K_F32, 1, 1, 0},
+        {"signs", K_F32, 3, 0, 1}, {"perms", K_I64, 2, 0, 1}};
+    PyObject *const objs[NBUF] = {orq, olv, ot, ol, ob, od, osg, opm};
+    if (vn_get_buffers(objs, spec, NBUF, b, have) < 0) goto done;
     {
         const Py_ssize_t nq = b[BR].shape[0], d = b[BR].shape[1], m = b[BT].shape[1];
         if (b[BV].shape[0] != (Py_ssize_t)1 << bits) {
@@ -734,21 +724,11 @@ static PyObject *py_tq_luts(PyObject *self, PyObject *args) {
                          b[BT].shape[2]);
             goto done;
         }
-        if (b[BL].shape[0] != nq || b[BL].shape[1] != m / 2 || b[BL].shape[2] != 32 ||
-            b[BB].shape[0] != nq || b[BD].shape[0] != nq) {
-            PyErr_Format(g_err_dim, "luts must be (%zd, %zd, 32) and bias, delta (%zd,), got "
-                         "(%zd, %zd, %zd), (%zd,), (%zd,)", nq, m / 2, nq, b[BL].shape[0],
-                         b[BL].shape[1], b[BL].shape[2], b[BB].shape[0], b[BD].shape[0]);
-            goto done;
-        }
+        if (tb_check_luts(&b[BL], &b[BB], &b[BD], nq, m) < 0) goto done;
         if (have[BS] && rt_check(&b[BS], &b[BP], d, p) < 0) goto done;
-        for (int x = BT; x <= BD; x++) /* the outputs against every other buffer */
-            for (int y = 0; y < NBUF; y++)
-                if (y != x && have[y] && vn_overlap(&b[x], &b[y])) {
-                    PyErr_SetString(g_err_arg, "tables, luts, bias and delta must not share "
-                                    "memory with each other or with the inputs");
-                    goto done;
-                }
+        if (tb_apart(b, have, NBUF, BT, BD, "tables, luts, bias and delta must not share "
+                     "memory with each other or with the inputs") < 0)
+            goto done;
         if (tb_range(q0, q1, nq) < 0) goto done;
         vn_rot rot = {NULL, NULL, 0, p, norm};
         if (have[BS]) {
@@ -773,10 +753,7 @@ static PyObject *py_tq_luts(PyObject *self, PyObject *args) {
         rc = 0;
     }
 done:
-    for (int t = NBUF - 1; t >= 0; t--)
-        if (have[t]) PyBuffer_Release(&b[t]);
-    if (rc < 0) return NULL;
-    Py_RETURN_NONE;
+    return vn_finish(b, have, NBUF, rc);
 }
 
 PyMethodDef vn_tables_methods[] = {

@@ -90,10 +90,29 @@ int vn_get_buffer(PyObject *o, Py_buffer *b, const char *name, enum vn_kind kd, 
     return 0;
 }
 
+int vn_get_buffers(PyObject *const *objs, const vn_buf_spec *spec, int n, Py_buffer *b,
+                   int *have) {
+    for (int t = 0; t < n; t++) {
+        if (spec[t].optional && objs[t] == Py_None) continue;
+        if (vn_get_buffer(objs[t], &b[t], spec[t].name, spec[t].kind, spec[t].ndim,
+                          spec[t].writable) < 0)
+            return -1;
+        have[t] = 1;
+    }
+    return 0;
+}
+
 int vn_overlap(const Py_buffer *a, const Py_buffer *b) {
     if (a->len <= 0 || b->len <= 0) return 0;
     const uintptr_t a0 = (uintptr_t)a->buf, b0 = (uintptr_t)b->buf;
     return a0 < b0 + (uintptr_t)b->len && b0 < a0 + (uintptr_t)a->len;
+}
+
+PyObject *vn_finish(Py_buffer *b, const int *have, int n, int rc) {
+    for (int t = n - 1; t >= 0; t--)
+        if (have[t]) PyBuffer_Release(&b[t]);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
 }
 
 int vn_check_isa(int isa) {
