@@ -61,7 +61,7 @@ setup(
         Extension(
             "vecindex_core._native._vecnative",
             sources=[f"{SRC}/vecnative.c", f"{SRC}/hamming.c", f"{SRC}/cpu.c", f"{SRC}/lut.c",
-                     f"{SRC}/topk.c", f"{SRC}/tables.c"],
+                     f"{SRC}/topk.c", f"{SRC}/tables.c", f"{SRC}/planes.c"],
             depends=[f"{SRC}/native.h", f"{SRC}/pyglue.h", f"{SRC}/lut.h",
                      f"{SRC}/avx512_emu.h"],
             extra_compile_args=ARGS,

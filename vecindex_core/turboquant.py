@@ -91,6 +91,7 @@ from ._kernels.fastscan import (
     rotated_luts,
 )
 from ._kernels.hamming import rescore_topk
+from ._kernels.planes import PLANE_BITS, PlaneCodes, planes_topk
 from ._kernels.rotation import (
     ROTATION_VERSION,
     lloyd_max_codebook,
@@ -112,6 +113,12 @@ __all__ = ["FAST_SCAN_BITS", "GATHER_FRACTION", "IVFTQIndex", "TurboQuantIndex",
 
 #: Bytes of byte lookup tables built at once by the LUT route (queries go in chunks).
 _LUT_BYTES = 32 << 20
+#: From this many rows 2- and 4-bit codes are kept as bit planes and searched in stages
+#: (:mod:`._kernels.planes`); below half of it they go back to the blocked layout. Measured
+#: on the 200,000-row resample (``benchmarks/native_lut.py``): the staged search is the
+#: faster from about this size, where the sign pass's fixed costs (a sample scan, the rank
+#: and rescore of a few hundred rows) are small beside the full scan it replaces.
+PLANES_MIN_ROWS = 32768
 #: Calibration: at most this many sample vectors act as queries, and each contributes the
 #: pairs with its top ``_CALIBRATION_K`` estimated neighbours.
 _CALIBRATION_QUERIES = 256
@@ -123,14 +130,16 @@ Result = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.in
 class _Codes:
     """The per-row arrays of a set of encoded vectors (views; no copies)."""
 
-    __slots__ = ("codes", "scales", "sq_norms")
+    __slots__ = ("codes", "scale_max", "scales", "sq_norms")
 
-    def __init__(self, codes: npt.NDArray[np.uint8] | BlockedCodes,
+    def __init__(self, codes: npt.NDArray[np.uint8] | BlockedCodes | PlaneCodes,
                  scales: npt.NDArray[np.float32],
-                 sq_norms: npt.NDArray[np.float32] | None) -> None:
-        self.codes = codes  # row-major, or the blocked store (fast scan)
+                 sq_norms: npt.NDArray[np.float32] | None,
+                 scale_max: float | None = None) -> None:
+        self.codes = codes  # row-major, or the fast scan's store (blocks or bit planes)
         self.scales = scales
         self.sq_norms = sq_norms
+        self.scale_max = scale_max  # a bound on scales (the fast scan's pruning), or None
 
 
 @functools.lru_cache(maxsize=64)
@@ -184,11 +193,12 @@ class TurboQuantIndex(VectorIndex):
         # row-major codes (3/8 bits); 1/2/4 bits: the blocked store (complete blocks of 32
         # rows blocked, the last n % 32 rows row-major, packed into a block per search)
         self._codes = np.empty((0, self.nbytes), dtype=np.uint8)
-        self._store = BlockedCodes(self.nbytes)
+        self._store: BlockedCodes | PlaneCodes = BlockedCodes(self.nbytes)
         self._scales = np.empty(0, dtype=np.float32)
         self._sq_norms = np.empty(0, dtype=np.float32)
         self._vectors = np.empty((0, self.dim), dtype=np.float32)
         self._n = 0
+        self._scale_max: float | None = None  # cached bound on the scales (None: stale)
 
     # ----------------------------------------------------------------- properties
     @property
@@ -321,6 +331,28 @@ class TurboQuantIndex(VectorIndex):
         if self.keeps_vectors:
             self._vectors[n0:n1] = x
         self._n = n1
+        self._scale_max = None
+        self._relayout()
+
+    def _scale_bound(self) -> float | None:
+        """The largest scale (the fast scans' block pruning bound; cached until the rows
+        change), or None when one is not a finite number >= 0."""
+        if self._scale_max is None and self._n:
+            m = float(self._scales[: self._n].max())
+            lo = float(self._scales[: self._n].min())
+            self._scale_max = m if np.isfinite(m) and lo >= 0 else np.nan
+        return None if self._scale_max is None or np.isnan(self._scale_max) else self._scale_max
+
+    def _relayout(self) -> None:
+        """Bit planes from :data:`PLANES_MIN_ROWS` rows of 2- or 4-bit codes, the blocked
+        layout below half of that (the same codes either way)."""
+        store = self._store
+        if not self.fast_scan or self.bits not in PLANE_BITS:
+            return
+        if isinstance(store, BlockedCodes) and self._n >= PLANES_MIN_ROWS:
+            self._store = PlaneCodes.from_rows(store.to_rows(), self.dim, self.bits)
+        elif isinstance(store, PlaneCodes) and self._n < PLANES_MIN_ROWS // 2:
+            self._store = BlockedCodes.from_rows(store.to_rows())
 
     def _remove(self, slots: SlotArray, moves: Moves) -> None:
         src, dst = moves.src, moves.dst
@@ -334,6 +366,8 @@ class TurboQuantIndex(VectorIndex):
         if self.keeps_vectors:
             self._vectors[dst] = self._vectors[src]
         self._n -= slots.size
+        self._scale_max = None
+        self._relayout()
 
     def _get_vectors(self, slots: SlotArray) -> FloatMatrix:
         return self._vectors[slots]
@@ -341,7 +375,8 @@ class TurboQuantIndex(VectorIndex):
     def _rows(self) -> _Codes:
         n = self._n
         if self.fast_scan:
-            return _Codes(self._store, self._scales[:n], self._sq_norms[:n] if self.l2 else None)
+            return _Codes(self._store, self._scales[:n], self._sq_norms[:n] if self.l2 else None,
+                          self._scale_bound())
         return _Codes(self._codes[:n], self._scales[:n], self._sq_norms[:n] if self.l2 else None)
 
     # ----------------------------------------------------------------- training
@@ -389,8 +424,13 @@ class TurboQuantIndex(VectorIndex):
         """Top-``k`` by the code estimate over ``rows`` (optionally masked)."""
         qn = sq_norms(q) if self.l2 else None
         codes, scales, xn = rows.codes, rows.scales, rows.sq_norms
-        if isinstance(codes, BlockedCodes):
-            return self._fast_search(q, qn, k, codes, scales, xn, mask)
+        if isinstance(codes, PlaneCodes) and (
+                mask is None or np.count_nonzero(mask) >= GATHER_FRACTION * len(codes)):
+            return planes_topk(codes, rotate(q, self.seed), k, codebook=self.codebook_,
+                               scale=scales, sq_norms=xn, q_sq_norms=qn, mask=mask,
+                               scale_max=rows.scale_max)
+        if isinstance(codes, (BlockedCodes, PlaneCodes)):  # planes: a mask's few rows
+            return self._fast_search(q, qn, k, codes, scales, xn, mask, rows.scale_max)
         rq = rotate(q, self.seed)
         row_slots: SlotArray | None = None
         if mask is not None:
@@ -425,8 +465,9 @@ class TurboQuantIndex(VectorIndex):
 
     def _fast_search(
         self, q: FloatMatrix, qn: npt.NDArray[np.float32] | None, k: int,
-        store: BlockedCodes, scales: npt.NDArray[np.float32],
+        store: BlockedCodes | PlaneCodes, scales: npt.NDArray[np.float32],
         xn: npt.NDArray[np.float32] | None, mask: npt.NDArray[np.bool_] | None,
+        scale_max: float | None = None,
     ) -> Result:
         """Fast scan of the blocked store (:func:`~._kernels.blocked.fast_topk`): a
         shortlist of :func:`shortlist_size` rows by the uint8-table score (native when
@@ -445,7 +486,8 @@ class TurboQuantIndex(VectorIndex):
                    lambda a, b: Products(rq[a:b], self.codebook_, self.nbytes))
         # `shortlist_size` read from this module at each call (benchmarks substitute it)
         return fast_topk(store, tables, q.shape[0], k, scale=scales, sq_norms=xn,
-                         q_sq_norms=qn, mask=mask, shortlist=shortlist_size, dot=dot)
+                         q_sq_norms=qn, mask=mask, shortlist=shortlist_size, dot=dot,
+                         scale_max=scale_max)
 
     def _decoder(self, codes: npt.NDArray[np.uint8]) -> Callable[[int, int], FloatMatrix]:
         """``decode(a, b)``: rows ``a:b`` of ``codes`` as their levels, one reused buffer."""
@@ -513,6 +555,8 @@ class TurboQuantIndex(VectorIndex):
                          else np.empty((0, self.dim), dtype=np.float32))
         self.calibration_ = None if calibration is None else np.array(calibration)
         self._n = n
+        self._scale_max = None
+        self._relayout()
 
 
 @register(

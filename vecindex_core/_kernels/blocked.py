@@ -17,6 +17,7 @@ first (:data:`GATHER_FRACTION`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +41,9 @@ __all__ = [
     "ivf_shortlist_size",
     "shortlist_size",
 ]
+
+if TYPE_CHECKING:
+    from .planes import PlaneCodes
 
 FloatArray = npt.NDArray[np.float32]
 U8Array = npt.NDArray[np.uint8]
@@ -197,7 +201,7 @@ Tables = tuple[FloatArray, U8Array, FloatArray, FloatArray]
 
 
 def fast_topk(
-    store: BlockedCodes,
+    store: BlockedCodes | PlaneCodes,
     tables: Callable[[int, int], Tables],
     nq: int,
     k: int,
@@ -209,13 +213,16 @@ def fast_topk(
     shortlist: Callable[[int, int], int] = shortlist_size,
     dot: tuple[U8Array, Callable[[int, int], tuple[np.ndarray, FloatArray]],
                Callable[[int, int], Products]] | None = None,
+    scale_max: float | None = None,
 ) -> Result:
     """Top-``k`` rows of ``store`` for ``nq`` queries: fast-scan shortlist, float rescore.
 
     Parameters
     ----------
-    store : BlockedCodes
-        The rows scanned (all ``len(store)`` of them).
+    store : BlockedCodes or PlaneCodes
+        The rows scanned (all ``len(store)`` of them). A bit-plane store
+        (:class:`~.planes.PlaneCodes`, searched by :func:`~.planes.planes_topk`) only with
+        a mask allowing few rows: they are gathered into blocks.
     tables : callable
         ``tables(a, b)``: float32 ``(b - a, 2 * nbytes, 16)`` per sub-code tables of queries
         ``a .. b - 1`` (:func:`~.fastscan.nibble_tables` layout; a row's estimate is
@@ -242,6 +249,9 @@ def fast_topk(
         is not a normal float32 takes the tables, :func:`~.fastscan.dot_usable`), and
         ``products(a, b)`` their :class:`~.fastscan.Products`, which the rescore reads
         instead of ``tables`` (not built then).
+    scale_max : float, optional
+        A bound on ``scale`` (at least each entry): the native scan then skips blocks whose
+        rows cannot reach the threshold (:func:`~vecindex_core._native.lut.lut_topk`).
 
     Returns
     -------
@@ -260,6 +270,11 @@ def fast_topk(
             scale = None if scale is None else scale[allowed]
             sq_norms = None if sq_norms is None else sq_norms[allowed]
             row_slots, mask, n = allowed, None, allowed.size
+    if not isinstance(store, BlockedCodes):
+        from ..errors import InvalidArgumentError
+
+        raise InvalidArgumentError("fast_topk scans a bit-plane store only through a mask "
+                                   f"allowing under {GATHER_FRACTION} of its rows")
     size = shortlist(k, n)
     codes, tail = store.blocks, store.tail_block()
     parts = []
@@ -279,7 +294,7 @@ def fast_topk(
         qc = None if q_sq_norms is None else q_sq_norms[c0:c1]
         parts.append(fastscan_search(luts, bias, delta, codes, n, size, k, tb, scale=scale,
                                      sq_norms=sq_norms, q_sq_norms=qc, mask=mask, tail=tail,
-                                     levels=levels))
+                                     levels=levels, scale_max=scale_max))
     scores, slots, counts = (parts[0] if len(parts) == 1 else
                              tuple(np.concatenate(p) for p in zip(*parts, strict=True)))
     if row_slots is not None:

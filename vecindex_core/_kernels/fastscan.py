@@ -766,15 +766,19 @@ def fastscan_topk(
     tail: U8Array | None = None,
     levels: U8Array | None = None,
     trusted: bool = False,
+    seed: FloatArray | None = None,
+    scale_max: float | None = None,
 ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
     """:func:`fastscan_topk_ref` on the active native path when there is one (identical
     results), else the reference. ``trusted``: the arguments come from this package's own
     search code (the native path skips the Python-side checks, as
-    :func:`~vecindex_core._native.lut.lut_topk` documents)."""
+    :func:`~vecindex_core._native.lut.lut_topk` documents); ``seed`` and ``scale_max``: the
+    native scan's per-query starting score and bound on ``scale`` (costs, never results: the
+    reference ignores them)."""
     if _native.active_isa() is not None:
         return _native_lut_topk(luts, bias, delta, codes, n, k, scale=scale,
                                 sq_norms=sq_norms, q_sq_norms=q_sq_norms, mask=mask, tail=tail,
-                                levels=levels, trusted=trusted)
+                                levels=levels, trusted=trusted, seed=seed, scale_max=scale_max)
     return fastscan_topk_ref(luts, bias, delta, codes, n, k, scale=scale, sq_norms=sq_norms,
                              q_sq_norms=q_sq_norms, mask=mask, tail=tail, levels=levels)
 
@@ -1128,7 +1132,7 @@ def fastscan_search(
     k: int, tables: FloatArray | Products, *, scale: FloatArray | None = None,
     sq_norms: FloatArray | None = None, q_sq_norms: FloatArray | None = None,
     mask: npt.NDArray[np.bool_] | None = None, tail: U8Array | None = None,
-    levels: U8Array | None = None,
+    levels: U8Array | None = None, scale_max: float | None = None,
 ) -> tuple[FloatArray, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The top-``k`` of :func:`rescore_shortlist` (by ``tables``) over each query's
     :func:`fastscan_topk` shortlist of ``size`` rows, for this package's own search code
@@ -1142,12 +1146,13 @@ def fastscan_search(
             rt, rqs, rlv = np.ascontiguousarray(tables, dtype=np.float32), None, None
         found = _native_lut_search(luts, bias, delta, codes, n, size, k, rtables=rt, rqs=rqs,
                                    rlv=rlv, scale=scale, sq_norms=sq_norms,
-                                   q_sq_norms=q_sq_norms, mask=mask, tail=tail, levels=levels)
+                                   q_sq_norms=q_sq_norms, mask=mask, tail=tail, levels=levels,
+                                   scale_max=scale_max)
         if found is not None:
             return found
     _, cand = fastscan_topk(luts, bias, delta, codes, n, size, scale=scale, sq_norms=sq_norms,
                             q_sq_norms=q_sq_norms, mask=mask, tail=tail, levels=levels,
-                            trusted=True)
+                            trusted=True, scale_max=scale_max)
     return rescore_shortlist(tables, codes, cand, k, scale=scale, sq_norms=sq_norms,
                              q_sq_norms=q_sq_norms, tail=tail, n=n)
 

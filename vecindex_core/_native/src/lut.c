@@ -39,6 +39,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,9 +229,17 @@ static inline void fs_res_add(vn_fres *r, float s, int64_t j) {
     }
 }
 
-static int fs_cand_cmp(const void *pa, const void *pb) {
-    const vn_fcand *a = (const vn_fcand *)pa, *b = (const vn_fcand *)pb;
-    return fs_above(a, b) ? -1 : fs_above(b, a) ? 1 : 0;
+/* Sort a[0 .. n) best first: fs_select's partitions, recursively (comparisons inlined;
+ * qsort's callback made a 256-row list cost ~30 us a query). */
+static void fs_sort(vn_fcand *a, ptrdiff_t n) {
+    while (n > 32) {
+        const ptrdiff_t m = n / 2;
+        fs_select(a, n, m); /* a[m - 1] in place, a[0 .. m - 1) at or above, a[m ..) below */
+        fs_sort(a, m - 1);
+        a += m;
+        n -= m;
+    }
+    fs_insertion_sort(a, n);
 }
 
 /* Select the k best of the reservoir and sort them best first; returns their count. */
@@ -240,8 +249,7 @@ static ptrdiff_t fs_res_best(vn_fres *r, ptrdiff_t k) {
         fs_select(r->c, m, k);
         m = k;
     }
-    if (m > 32) qsort(r->c, (size_t)m, sizeof(vn_fcand), fs_cand_cmp);
-    else fs_insertion_sort(r->c, m);
+    fs_sort(r->c, m);
     return m;
 }
 
@@ -268,9 +276,11 @@ typedef struct {
 /* sums (nq, 32) of one block for nq <= VN_FS_MAXSUB queries, rows in natural order */
 typedef void (*vn_sums_fn)(const uint8_t *blk, const uint8_t *const *luts, int nq,
                            ptrdiff_t nb, uint32_t *sums);
-/* scores of a block's 32 rows; bit r of the result: score r > thr */
+/* scores of a block's 32 rows; bit r of the result: score r > thr. Block pruning: when no
+ * sum (as int32) is above cut (fs_cut), no row can pass: 0 is returned at once, out not
+ * written (cut INT32_MIN: every block scored). */
 typedef uint32_t (*vn_score_fn)(const uint32_t *sums, const vn_fsq *c, const float *scale,
-                                const float *xn, float thr, float *out);
+                                const float *xn, float thr, float *out, int32_t cut);
 
 /* The fixed-width specializations of a kernel (SPEC(N) for N = 1 .. 4 or 1 .. 8) and the
  * dispatch to fn##_N for nq queries (larger nq: the widest). */
@@ -327,7 +337,12 @@ static inline float fs_score1(uint32_t S, const vn_fsq *c, const float *scale,
 }
 
 static uint32_t score_portable(const uint32_t *sums, const vn_fsq *c, const float *scale,
-                               const float *xn, float thr, float *out) {
+                               const float *xn, float thr, float *out, int32_t cut) {
+    if (cut > INT32_MIN) {
+        int any = 0;
+        for (int r = 0; r < 32; r++) any |= (int32_t)sums[r] > cut;
+        if (!any) return 0;
+    }
     uint32_t m = 0;
     for (int r = 0; r < 32; r++) {
         const float s = fs_score1(sums[r], c, scale, xn, r);
@@ -452,7 +467,17 @@ __attribute__((target("avx2"))) static uint32_t score_avx2(const uint32_t *sums,
                                                            const vn_fsq *c,
                                                            const float *scale,
                                                            const float *xn, float thr,
-                                                           float *out) {
+                                                           float *out, int32_t cut) {
+    if (cut > INT32_MIN) {
+        const __m256i cv = _mm256_set1_epi32(cut);
+        const __m256i *p = (const __m256i *)sums;
+        const __m256i g = _mm256_or_si256(
+            _mm256_or_si256(_mm256_cmpgt_epi32(_mm256_loadu_si256(p), cv),
+                            _mm256_cmpgt_epi32(_mm256_loadu_si256(p + 1), cv)),
+            _mm256_or_si256(_mm256_cmpgt_epi32(_mm256_loadu_si256(p + 2), cv),
+                            _mm256_cmpgt_epi32(_mm256_loadu_si256(p + 3), cv)));
+        if (_mm256_testz_si256(g, g)) return 0;
+    }
     const __m256 bias = _mm256_set1_ps(c->bias), delta = _mm256_set1_ps(c->delta);
     const __m256 thrv = _mm256_set1_ps(thr), zero = _mm256_setzero_ps();
     const __m256 two = _mm256_set1_ps(2.0f), qn = _mm256_set1_ps(c->qn);
@@ -756,20 +781,6 @@ static void sums_vnni(const uint8_t *blk, const uint8_t *const *luts, int nq, pt
  * (score desc, NaN last, row asc, -1 last), inserted in candidate order, padded with -inf
  * / -1; fin_n: the real rows kept. Fused into the scan call, it saves a single query the
  * Python round trip of a second kernel (~6 us). */
-/* The four partial sums of a row's entries (rows 16..31 of a block: high nibbles); ENTRY(base,
- * x) reads table entry base + x (base = 16 t). */
-#define RS_SUMS(ENTRY)                                                                    \
-    for (ptrdiff_t t = 0; t < nb >> 1; t++, o += 64, base += 64) {                        \
-        a0 += ENTRY(base, (blk[o] >> shift) & 15u);                                       \
-        a1 += ENTRY(base + 16, (blk[o + 16] >> shift) & 15u);                             \
-        a2 += ENTRY(base + 32, (blk[o + 32] >> shift) & 15u);                             \
-        a3 += ENTRY(base + 48, (blk[o + 48] >> shift) & 15u);                             \
-    }                                                                                     \
-    if (nb & 1) {                                                                         \
-        a0 += ENTRY(base, (blk[o] >> shift) & 15u);                                       \
-        a1 += ENTRY(base + 16, (blk[o + 16] >> shift) & 15u);                             \
-    }
-
 static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s) {
     if (s < 0) return -INFINITY;
     const ptrdiff_t nb = a->nb;
@@ -777,36 +788,13 @@ static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s) {
     ptrdiff_t i = s & 31;
     const int shift = i >= 16 ? 4 : 0;
     if (i >= 16) i -= 16;
-    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
-    ptrdiff_t o = i, base = 0;
-    if (a->rtables) { /* the query's float tables */
-        const float *tq = a->rtables + q * 2 * nb * 16;
-#define RS_TABLE(b, x) (double)tq[(b) + (x)]
-        RS_SUMS(RS_TABLE)
-#undef RS_TABLE
-    } else { /* 4-bit products: the table's own float32 value rq[t] * lv[c] */
-        const float *rq = a->rqs + q * 2 * nb, *lv = a->rlv;
-#define RS_PRODUCT(b, x) (double)(rq[(b) >> 4] * lv[x])
-        RS_SUMS(RS_PRODUCT)
-#undef RS_PRODUCT
-    }
-    float v = (float)((a0 + a1) + (a2 + a3));
-    if (a->scale) v = a->scale[s] * v;
-    if (a->xn) {
-        const float tt = (a->qn[q] + a->xn[s]) - 2.0f * v;
-        v = -(tt > 0.0f ? tt : 0.0f);
-    }
-    return v;
-}
-
-/* topk._before: score descending, NaN last, then row ascending with -1 after every row */
-static inline int rs_before(float s1, int64_t k1, float s2, int64_t k2) {
-    const int n1 = s1 != s1, n2 = s2 != s2;
-    if (n1 != n2) return n2;
-    if (!n1 && s1 != s2) return s1 > s2;
-    const uint64_t u1 = k1 >= 0 ? (uint64_t)k1 : UINT64_MAX;
-    const uint64_t u2 = k2 >= 0 ? (uint64_t)k2 : UINT64_MAX;
-    return u1 < u2;
+    const vn_rs_tabs tb = {a->rtables, a->rqs, a->rlv, nb};
+    float v;
+    /* sub-code x of the row: column x / 2, half x % 2 of it, nibble `shift` of its byte */
+#define RS_NIB(x) ((blk[i + 32 * ((x) >> 1) + 16 * ((x) & 1)] >> shift) & 15u)
+    VN_RS_SUM(&tb, q, RS_NIB, v);
+#undef RS_NIB
+    return vn_rs_score(v, a->scale, a->xn, a->qn, q, s);
 }
 
 /* Query q's shortlist cand (k rows) rescored into its kf final entries. */
@@ -819,19 +807,8 @@ static void vn_rescore(const vn_lut_args *a, ptrdiff_t q, const int64_t *cand) {
         sl[j] = -1;
     }
     ptrdiff_t held = 0;
-    for (ptrdiff_t c = 0; c < a->k && kf > 0; c++) {
-        const int64_t row = cand[c];
-        const float s = rs_estimate(a, q, row);
-        if (held == kf && !rs_before(s, row, sc[kf - 1], sl[kf - 1])) continue;
-        ptrdiff_t j = held < kf ? held : kf - 1;
-        for (; j > 0 && rs_before(s, row, sc[j - 1], sl[j - 1]); j--) {
-            sc[j] = sc[j - 1];
-            sl[j] = sl[j - 1];
-        }
-        sc[j] = s;
-        sl[j] = row;
-        if (held < kf) held++;
-    }
+    for (ptrdiff_t c = 0; c < a->k && kf > 0; c++)
+        vn_rs_insert(sc, sl, kf, &held, rs_estimate(a, q, cand[c]), cand[c]);
     int64_t real = 0;
     for (ptrdiff_t j = 0; j < held; j++) real += sl[j] >= 0;
     a->fin_n[q] = real;
@@ -884,7 +861,7 @@ static vn_fs_path fs_path(int isa) {
 __attribute__((always_inline)) static inline int fs_block_offer(
     vn_fheap *h, vn_fres *res, const uint32_t *sums, const vn_fsq *c, const float *scale,
     const float *xn, ptrdiff_t j0, int nv, const int32_t *slots, const uint8_t *mask,
-    ptrdiff_t mlen, vn_score_fn score_fn, ptrdiff_t *bad) {
+    ptrdiff_t mlen, vn_score_fn score_fn, int32_t cut, ptrdiff_t *bad) {
     float sc[32], pad_scale[32], pad_xn[32];
     const float *sp = scale ? scale + j0 : NULL, *xp = xn ? xn + j0 : NULL;
     if (nv < 32) { /* never read past the last row */
@@ -905,7 +882,7 @@ __attribute__((always_inline)) static inline int fs_block_offer(
         if (thr == -INFINITY) every = 1; /* (-inf, lower slot) may still enter */
         else thr = nextafterf(thr, -INFINITY); /* s > thr' <=> s >= thr (NaN: neither) */
     }
-    uint32_t cand = score_fn(sums, c, sp, xp, thr, sc);
+    uint32_t cand = score_fn(sums, c, sp, xp, thr, sc, every ? INT32_MIN : cut);
     if (every) cand = 0xffffffffu;
     cand &= nv == 32 ? 0xffffffffu : ((1u << nv) - 1u);
     while (cand) {
@@ -925,21 +902,122 @@ __attribute__((always_inline)) static inline int fs_block_offer(
     return 0;
 }
 
+/* The state vn_lut_topk shares between its scans of a group of queries. */
+typedef struct {
+    const vn_lut_args *a;
+    vn_fs_path path;
+    vn_dot_fn dot;
+    int nsub;
+    ptrdiff_t lstride, tile;
+    const uint8_t *lv64; /* the dot mode's levels, once a lane */
+} vn_flat;
+
+/* Fewest queries in a pass for block pruning: a single query's scan ran slower with it
+ * (200,000 rows, 1-bit sign plane: p50 476 against 428 us; dev 2-bit: +5 us), a batch's
+ * faster (500 queries: -15%; dev 2- and 4-bit: -4%). */
+#define VN_PRUNE_MIN_PASS 4
+
+/* An integer cut for block pruning (vn_score_fn): every row whose sum S <= cut scores at most
+ * thr, for scales in [0, smax] (the caller's bound, vn_lut_args.scale_max; 1 without scales)
+ * -- so a block with no sum above it offers nothing. With
+ * thr > 0: fl(bias + fl(delta S)) is within 2^-21 |bias| + 8 delta of bias + delta S (|S| <
+ * 2^24, each rounding 2^-24), so S <= (x - bias - 2^-21 |bias|) / delta - 9 keeps it at most
+ * x = thr / smax (1 - 2^-20), and then fl(scale * u) <= thr (1 - 2^-20)(1 + 2^-24) < thr
+ * (u < 0: the score is at most 0). Inner product scores of a primed reservoir and a finite
+ * bound only; else INT32_MIN (every block scored). */
+static int32_t fs_cut(const vn_fsq *c, const vn_fres *r, float smax, int l2) {
+    const double thr = r->thr, delta = c->delta, bias = c->bias;
+    if (!r->primed || l2 || c->has_lb || !(thr > 0.0 && thr <= FLT_MAX) ||
+        !(delta > 0.0 && delta <= FLT_MAX) || !(fabs(bias) <= FLT_MAX) ||
+        !(smax > 0.0f && smax <= FLT_MAX))
+        return INT32_MIN;
+    const double x = thr / smax * (1.0 - 0x1p-20);
+    const double cut = floor((x - bias - 0x1p-21 * fabs(bias)) / delta) - 9.0;
+    if (cut < (double)INT32_MIN) return INT32_MIN;
+    return cut > (double)(INT32_MAX - 1) ? INT32_MAX - 1 : (int32_t)cut;
+}
+
+/* Queries g0 + ix[0 .. nix) (indices into the group's res / cq / dbase) over rows [r0, r1):
+ * tiles of blocks that stay in L2; within a tile, each sub-group of queries (whose tables
+ * stay in L1) runs over every block before the next sub-group. A query's block with no sum
+ * above its cut (fs_cut) is not scored. */
+static void fs_flat_scan(const vn_flat *f, ptrdiff_t g0, const int *ix, int nix, vn_fres *res,
+                         const vn_fsq *cq, const int32_t *dbase, ptrdiff_t r0, ptrdiff_t r1) {
+    const vn_lut_args *a = f->a;
+    const ptrdiff_t nb = a->nb;
+    uint32_t sums[32 * VN_DOT_MAXSUB];
+    ptrdiff_t bad = 0;
+    for (ptrdiff_t t0 = r0; t0 < r1; t0 += f->tile) {
+        const ptrdiff_t t1 = (t0 + f->tile < r1) ? t0 + f->tile : r1;
+        const float smax = a->scale ? a->scale_max : 1.0f;
+        for (int s0 = 0; s0 < nix; s0 += f->nsub) {
+            const int m = (nix - s0) < f->nsub ? (nix - s0) : f->nsub;
+            const uint8_t *lp[VN_DOT_MAXSUB];
+            const int8_t *wp[VN_DOT_MAXSUB]; /* the dot mode's weights */
+            int32_t db[VN_DOT_MAXSUB], cut[VN_DOT_MAXSUB];
+            float at[VN_DOT_MAXSUB]; /* the threshold each cut was made for */
+            for (int q = 0; q < m; q++) {
+                const int g = ix[s0 + q];
+                lp[q] = a->luts + (g0 + g) * f->lstride;
+                wp[q] = (const int8_t *)lp[q];
+                db[q] = dbase[g];
+                at[q] = res[g].thr;
+                cut[q] = m >= VN_PRUNE_MIN_PASS ? fs_cut(&cq[g], &res[g], smax, a->xn != NULL)
+                                                : INT32_MIN;
+            }
+            for (ptrdiff_t j0 = t0; j0 < t1; j0 += 32) {
+                const uint8_t *blk = (a->tail && j0 / 32 == a->n / 32)
+                                         ? a->tail : a->codes + (j0 / 32) * nb * 32;
+                const int nv = (int)((r1 - j0) < 32 ? (r1 - j0) : 32);
+                if (f->dot)
+                    f->dot(blk, wp, db, f->lv64, m, nb, sums);
+                else
+                    f->path.sums(blk, lp, m, nb, sums);
+                for (int q = 0; q < m; q++) {
+                    const int g = ix[s0 + q];
+                    (void)fs_block_offer(NULL, &res[g], sums + 32 * q, &cq[g], a->scale,
+                                         a->xn, j0, nv, NULL, a->mask, a->n, f->path.score,
+                                         cut[q], &bad); /* no slots: never fails */
+                    if (res[g].thr != at[q] && m >= VN_PRUNE_MIN_PASS) { /* a compaction */
+                        at[q] = res[g].thr;
+                        cut[q] = fs_cut(&cq[g], &res[g], smax, a->xn != NULL);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* An empty reservoir for k over buf, primed at seed (rows scoring >= seed enter) when
+ * given, else collecting every row until its first compaction. */
+static void fs_res_start(vn_fres *r, vn_fcand *buf, ptrdiff_t cap, ptrdiff_t k,
+                         const float *seed) {
+    r->c = buf;
+    r->held = 0;
+    r->cap = cap;
+    r->k = k;
+    r->thr = seed ? nextafterf(*seed, -INFINITY) : -INFINITY; /* s > thr <=> s >= seed */
+    r->primed = seed != NULL;
+    r->added = 0;
+}
+
 int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, ptrdiff_t r1,
                 int isa) {
-    const vn_fs_path path = fs_path(isa);
-    const vn_dot_fn dot = a->levels ? path.dot : NULL;
-    const int maxsub = dot ? VN_DOT_MAXSUB : path.maxsub;
-    int nsub = dot ? VN_DOT_MAXSUB : path.nsub;
-    if (a->nqsub >= 1) nsub = a->nqsub < maxsub ? a->nqsub : maxsub;
+    vn_flat f;
+    f.a = a;
+    f.path = fs_path(isa);
+    f.dot = a->levels ? f.path.dot : NULL;
+    const int maxsub = f.dot ? VN_DOT_MAXSUB : f.path.maxsub;
+    f.nsub = f.dot ? VN_DOT_MAXSUB : f.path.nsub;
+    if (a->nqsub >= 1) f.nsub = a->nqsub < maxsub ? a->nqsub : maxsub;
     const ptrdiff_t nb = a->nb, k = a->k;
     /* per-query stride of luts: tables, or the dot mode's 2 nb weights */
-    const ptrdiff_t lstride = dot ? 2 * nb : 32 * nb;
+    f.lstride = f.dot ? 2 * nb : 32 * nb;
     const ptrdiff_t rows = r1 > r0 ? r1 - r0 : 0;
     const ptrdiff_t cap = fs_res_cap(k, rows); /* one reservoir per query of a group */
     const ptrdiff_t group = (q1 - q0) < VN_FS_QGROUP ? (q1 - q0) : VN_FS_QGROUP;
     /* rows a tile: about VN_FS_TILE_BYTES of codes (at least one block) */
-    const ptrdiff_t tile = 32 * (VN_FS_TILE_BYTES / (nb * 32) > 0 ? VN_FS_TILE_BYTES / (nb * 32) : 1);
+    f.tile = 32 * (VN_FS_TILE_BYTES / (nb * 32) > 0 ? VN_FS_TILE_BYTES / (nb * 32) : 1);
     vn_fcand *buf = NULL;
     if (group > 0 && cap > 0) {
         buf = (vn_fcand *)malloc(sizeof(vn_fcand) * (size_t)group * (size_t)cap);
@@ -947,61 +1025,40 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
     }
     vn_fres res[VN_FS_QGROUP];
     vn_fsq cq[VN_FS_QGROUP];
-    int32_t seed[VN_FS_QGROUP];
-    uint8_t lv64[64]; /* the dot mode's levels, once a lane */
-    for (int t = 0; t < 64 && dot; t++) lv64[t] = a->levels[t & 15];
-    uint32_t sums[32 * VN_DOT_MAXSUB];
-    ptrdiff_t bad = 0;
+    int32_t dbase[VN_FS_QGROUP];
+    int ix[VN_FS_QGROUP];
+    uint8_t lv64[64];
+    for (int t = 0; t < 64 && f.dot; t++) lv64[t] = a->levels[t & 15];
+    f.lv64 = lv64;
     for (ptrdiff_t g0 = q0; g0 < q1; g0 += VN_FS_QGROUP) {
-        const ptrdiff_t ng = (q1 - g0) < VN_FS_QGROUP ? (q1 - g0) : VN_FS_QGROUP;
-        for (ptrdiff_t g = 0; g < ng; g++) {
-            res[g].c = buf + g * cap;
-            res[g].held = 0;
-            res[g].cap = cap;
-            res[g].k = k;
-            res[g].thr = -INFINITY;
-            res[g].primed = 0;
-            res[g].added = 0;
+        const int ng = (int)((q1 - g0) < VN_FS_QGROUP ? (q1 - g0) : VN_FS_QGROUP);
+        for (int g = 0; g < ng; g++) {
+            fs_res_start(&res[g], buf + g * cap, cap, k, a->seed ? a->seed + g0 + g : NULL);
             cq[g].bias = a->bias[g0 + g];
             cq[g].delta = a->delta[g0 + g];
             cq[g].qn = a->qn ? a->qn[g0 + g] : 0.0f;
             cq[g].lb = 0.0f;
             cq[g].has_lb = 0;
-            if (dot) { /* the + 128 the uint8 levels carry, times the weights */
-                const int8_t *W = (const int8_t *)a->luts + (g0 + g) * lstride;
+            dbase[g] = 0;
+            if (f.dot) { /* the + 128 the uint8 levels carry, times the weights */
+                const int8_t *W = (const int8_t *)a->luts + (g0 + g) * f.lstride;
                 int32_t sw = 0;
                 for (ptrdiff_t t = 0; t < 2 * nb; t++) sw += W[t];
-                seed[g] = -128 * sw;
+                dbase[g] = -128 * sw;
             }
+            ix[g] = g;
         }
-        /* tiles of blocks that stay in L2; within a tile, each sub-group of queries (whose
-         * tables stay in L1) runs over every block before the next sub-group */
-        for (ptrdiff_t t0 = r0; t0 < r1 && cap > 0; t0 += tile) {
-            const ptrdiff_t t1 = (t0 + tile < r1) ? t0 + tile : r1;
-            for (ptrdiff_t s0 = 0; s0 < ng; s0 += nsub) {
-                const int m = (int)((ng - s0) < nsub ? (ng - s0) : nsub);
-                const uint8_t *lp[VN_DOT_MAXSUB];
-                const int8_t *wp[VN_DOT_MAXSUB]; /* the dot mode's weights */
-                for (int q = 0; q < m; q++) {
-                    lp[q] = a->luts + (g0 + s0 + q) * lstride;
-                    wp[q] = (const int8_t *)lp[q];
+        if (cap > 0) fs_flat_scan(&f, g0, ix, ng, res, cq, dbase, r0, r1);
+        if (a->seed && cap > 0) { /* fewer than k rows at or above the seed: again without */
+            int nre = 0;
+            for (int g = 0; g < ng; g++)
+                if (res[g].added < k) {
+                    fs_res_start(&res[g], buf + g * cap, cap, k, NULL);
+                    ix[nre++] = g;
                 }
-                for (ptrdiff_t j0 = t0; j0 < t1; j0 += 32) {
-                    const uint8_t *blk = (a->tail && j0 / 32 == a->n / 32)
-                                             ? a->tail : a->codes + (j0 / 32) * nb * 32;
-                    const int nv = (int)((r1 - j0) < 32 ? (r1 - j0) : 32);
-                    if (dot)
-                        dot(blk, wp, seed + s0, lv64, m, nb, sums);
-                    else
-                        path.sums(blk, lp, m, nb, sums);
-                    for (int q = 0; q < m; q++) /* no slots: never fails */
-                        (void)fs_block_offer(NULL, &res[s0 + q], sums + 32 * q, &cq[s0 + q],
-                                             a->scale, a->xn, j0, nv, NULL, a->mask, a->n,
-                                             path.score, &bad);
-                }
-            }
+            if (nre) fs_flat_scan(&f, g0, ix, nre, res, cq, dbase, r0, r1);
         }
-        for (ptrdiff_t g = 0; g < ng; g++) {
+        for (int g = 0; g < ng; g++) {
             fs_res_finish(&res[g], k, a->out_s + (g0 + g) * k, a->out_i + (g0 + g) * k);
             if (a->rtables || a->rqs) vn_rescore(a, g0 + g, a->out_i + (g0 + g) * k);
         }
@@ -1112,9 +1169,11 @@ int vn_lut_ivf_topk(vn_ivf_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa) {
                 /* two inlined copies: each collector's own code, no per-row test */
                 const int rc = use_res
                     ? fs_block_offer(NULL, &res, sums, &c, a->scale, a->xn, (ptrdiff_t)j0, nv,
-                                     a->row_slots, a->mask, a->mask_len, path.score, &a->bad)
+                                     a->row_slots, a->mask, a->mask_len, path.score, INT32_MIN,
+                                     &a->bad)
                     : fs_block_offer(&h, NULL, sums, &c, a->scale, a->xn, (ptrdiff_t)j0, nv,
-                                     a->row_slots, a->mask, a->mask_len, path.score, &a->bad);
+                                     a->row_slots, a->mask, a->mask_len, path.score, INT32_MIN,
+                                     &a->bad);
                 if (rc < 0) {
                     free(buf);
                     return -2;
@@ -1147,26 +1206,29 @@ static PyObject *py_lut_topk(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *ol, *ob, *od, *oqn, *oc, *ot, *osc, *oxn, *om, *oos, *ooi, *olv = Py_None;
     PyObject *ort = Py_None, *orq = Py_None, *orl = Py_None, *ofs = Py_None, *ofi = Py_None,
-             *ofn = Py_None;
+             *ofn = Py_None, *osd = Py_None;
+    double smax = NAN;
     Py_ssize_t n, k, q0, q1, r0, r1;
     int isa, nqsub;
-    if (!PyArg_ParseTuple(args, "OOOOOOnOOOnnnnnOOii|OOOOOOO:lut_topk", &ol, &ob, &od, &oqn,
+    if (!PyArg_ParseTuple(args, "OOOOOOnOOOnnnnnOOii|OOOOOOOOd:lut_topk", &ol, &ob, &od, &oqn,
                           &oc, &ot, &n, &osc, &oxn, &om, &k, &q0, &q1, &r0, &r1, &oos, &ooi,
-                          &isa, &nqsub, &olv, &ort, &orq, &orl, &ofs, &ofi, &ofn))
+                          &isa, &nqsub, &olv, &ort, &orq, &orl, &ofs, &ofi, &ofn, &osd, &smax))
         return NULL;
     if (vn_check_isa(isa) < 0) return NULL;
-    enum { NBUF = 18 };
+    enum { NBUF = 19 };
     Py_buffer b[NBUF];
     int have[NBUF] = {0};
     int rc = -1;
-    enum { BL, BB, BD, BQN, BC, BT, BSC, BXN, BM, BOS, BOI, BLV, BRT, BRQ, BRL, BFS, BFI, BFN };
-    /* the fused rescore's buffers (all optional here; checked together below) */
+    enum { BL, BB, BD, BQN, BC, BT, BSC, BXN, BM, BOS, BOI, BLV, BRT, BRQ, BRL, BFS, BFI, BFN,
+           BSD };
+    /* the fused rescore's buffers and the seed (all optional here; checked below) */
     {
         static const vn_buf_spec spec[] = {
             {"rtables", K_F32, 3, 0, 1}, {"rqs", K_F32, 2, 0, 1},   {"rlv", K_F32, 1, 0, 1},
-            {"fin_s", K_F32, 2, 1, 1},   {"fin_i", K_I64, 2, 1, 1}, {"fin_n", K_I64, 1, 1, 1}};
-        PyObject *const opt[] = {ort, orq, orl, ofs, ofi, ofn};
-        if (vn_get_buffers(opt, spec, 6, b + BRT, have + BRT) < 0) goto done;
+            {"fin_s", K_F32, 2, 1, 1},   {"fin_i", K_I64, 2, 1, 1}, {"fin_n", K_I64, 1, 1, 1},
+            {"seed", K_F32, 1, 0, 1}};
+        PyObject *const opt[] = {ort, orq, orl, ofs, ofi, ofn, osd};
+        if (vn_get_buffers(opt, spec, 7, b + BRT, have + BRT) < 0) goto done;
     }
     const int dot = olv != Py_None;
     if (dot) {
@@ -1231,10 +1293,11 @@ static PyObject *py_lut_topk(PyObject *self, PyObject *args) {
             goto done;
         }
         if (b[BB].shape[0] != nq || b[BD].shape[0] != nq ||
-            (have[BQN] && b[BQN].shape[0] != nq)) {
-            PyErr_Format(g_err_dim, "bias, delta and q_sq_norms must have %zd entries (one a "
-                         "query), got %zd, %zd and %zd", nq, b[BB].shape[0], b[BD].shape[0],
-                         have[BQN] ? b[BQN].shape[0] : nq);
+            (have[BQN] && b[BQN].shape[0] != nq) || (have[BSD] && b[BSD].shape[0] != nq)) {
+            PyErr_Format(g_err_dim, "bias, delta, q_sq_norms and seed must have %zd entries "
+                         "(one a query), got %zd, %zd, %zd and %zd", nq, b[BB].shape[0],
+                         b[BD].shape[0], have[BQN] ? b[BQN].shape[0] : nq,
+                         have[BSD] ? b[BSD].shape[0] : nq);
             goto done;
         }
         if (have[BXN] != have[BQN]) {
@@ -1302,6 +1365,8 @@ static PyObject *py_lut_topk(PyObject *self, PyObject *args) {
         la.nqsub = nqsub;
         la.out_s = (float *)b[BOS].buf;
         la.out_i = (int64_t *)b[BOI].buf;
+        la.seed = have[BSD] ? (const float *)b[BSD].buf : NULL;
+        la.scale_max = (float)smax;
         la.rtables = la.rqs = la.rlv = NULL;
         la.kf = 0;
         la.fin_s = NULL;

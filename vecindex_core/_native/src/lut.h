@@ -27,6 +27,12 @@ typedef struct {
     const uint8_t *mask;  /* (>= n,) allowed rows, or NULL */
     ptrdiff_t nb, n, k;
     int nqsub;            /* queries summed together per pass over a block (1..4; 0: default) */
+    float scale_max;      /* at least every scale[i] (a finite number >= 0), or NaN: unknown
+                           * (no block pruning); unused without scale */
+    const float *seed;    /* (nq,) or NULL: the collection starts at each query's seed (rows
+                           * scoring >= it); a query with fewer than k such rows in [r0, r1)
+                           * is scanned again without it (the same results, fewer candidates
+                           * when the seed is at most the k-th best score) */
     float *out_s;         /* (nq, k) */
     int64_t *out_i;       /* (nq, k) */
     /* The rescore of each query's k rows (rows r0..r1 must be all n rows) when rtables or
@@ -76,5 +82,82 @@ typedef struct {
  * an offered entry's slot lies outside [0, mask_len) (a->bad set; the heaps of earlier
  * queries of this call may be updated). Reentrant; runs without the GIL. */
 int vn_lut_ivf_topk(vn_ivf_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa);
+
+/* ---------------------------------------------------------------- the float rescore
+ * The arithmetic of fastscan._rescore + topk._select, shared by the fused rescore (lut.c)
+ * and the planes rescore (planes.c). */
+typedef struct {
+    const float *rtables;      /* (nq, 2 nb, 16) float tables, or NULL: */
+    const float *rqs, *rlv;    /* (nq, 2 nb) and (16,): 4-bit entries rqs[t] * rlv[c] */
+    ptrdiff_t nb;              /* byte columns: 2 nb sub-codes */
+} vn_rs_tabs;
+
+/* OUT = the float32 sum of query Q's entries of a row whose sub-code x is NIB(x): four
+ * float64 partial sums by x mod 4, then (a0 + a1) + (a2 + a3); an entry is the table's, or
+ * the float32 product rqs[t] * rlv[c]. */
+#define VN_RS_LOOP(ENTRY, NIB)                                                            \
+    for (ptrdiff_t t_ = 0; t_ < nb_ >> 1; t_++) {                                         \
+        a0_ += ENTRY(64 * t_, NIB(4 * t_));                                               \
+        a1_ += ENTRY(64 * t_ + 16, NIB(4 * t_ + 1));                                      \
+        a2_ += ENTRY(64 * t_ + 32, NIB(4 * t_ + 2));                                      \
+        a3_ += ENTRY(64 * t_ + 48, NIB(4 * t_ + 3));                                      \
+    }                                                                                     \
+    if (nb_ & 1) {                                                                        \
+        const ptrdiff_t t_ = nb_ >> 1;                                                    \
+        a0_ += ENTRY(64 * t_, NIB(4 * t_));                                               \
+        a1_ += ENTRY(64 * t_ + 16, NIB(4 * t_ + 1));                                      \
+    }
+#define VN_RS_TABLE(b, x) (double)tq_[(b) + (x)]
+#define VN_RS_PRODUCT(b, x) (double)(rq_[(b) >> 4] * lv_[x])
+#define VN_RS_SUM(T, Q, NIB, OUT)                                                         \
+    do {                                                                                  \
+        const ptrdiff_t nb_ = (T)->nb;                                                    \
+        double a0_ = 0.0, a1_ = 0.0, a2_ = 0.0, a3_ = 0.0;                                \
+        if ((T)->rtables) {                                                               \
+            const float *tq_ = (T)->rtables + (Q) * 2 * nb_ * 16;                         \
+            VN_RS_LOOP(VN_RS_TABLE, NIB)                                                  \
+        } else {                                                                          \
+            const float *rq_ = (T)->rqs + (Q) * 2 * nb_, *lv_ = (T)->rlv;                 \
+            VN_RS_LOOP(VN_RS_PRODUCT, NIB)                                                \
+        }                                                                                 \
+        (OUT) = (float)((a0_ + a1_) + (a2_ + a3_));                                       \
+    } while (0)
+
+/* The sum v of row s as query q's score: times scale[s], then for l2 (xn set)
+ * -max((qn[q] + xn[s]) - 2 v, 0). */
+static inline float vn_rs_score(float v, const float *scale, const float *xn,
+                                const float *qn, ptrdiff_t q, int64_t s) {
+    if (scale) v = scale[s] * v;
+    if (xn) {
+        const float tt = (qn[q] + xn[s]) - 2.0f * v;
+        v = -(tt > 0.0f ? tt : 0.0f);
+    }
+    return v;
+}
+
+/* topk._before: score descending, NaN last, then key ascending with -1 after every key */
+static inline int rs_before(float s1, int64_t k1, float s2, int64_t k2) {
+    const int n1 = s1 != s1, n2 = s2 != s2;
+    if (n1 != n2) return n2;
+    if (!n1 && s1 != s2) return s1 > s2;
+    const uint64_t u1 = k1 >= 0 ? (uint64_t)k1 : UINT64_MAX;
+    const uint64_t u2 = k2 >= 0 ? (uint64_t)k2 : UINT64_MAX;
+    return u1 < u2;
+}
+
+/* topk._select's step: (s, key) into the best-first list sc / sl of kf entries (*held of
+ * them real so far). */
+static inline void vn_rs_insert(float *sc, int64_t *sl, ptrdiff_t kf, ptrdiff_t *held,
+                                float s, int64_t key) {
+    if (*held == kf && !rs_before(s, key, sc[kf - 1], sl[kf - 1])) return;
+    ptrdiff_t j = *held < kf ? *held : kf - 1;
+    for (; j > 0 && rs_before(s, key, sc[j - 1], sl[j - 1]); j--) {
+        sc[j] = sc[j - 1];
+        sl[j] = sl[j - 1];
+    }
+    sc[j] = s;
+    sl[j] = key;
+    if (*held < kf) (*held)++;
+}
 
 #endif

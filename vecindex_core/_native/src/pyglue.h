@@ -9,7 +9,7 @@
 #include "native.h"
 
 /* Element types a buffer can be required to hold. */
-enum vn_kind { K_U64, K_I64, K_I32, K_BOOL, K_F32, K_U8, K_U16, K_I16, K_U32 };
+enum vn_kind { K_U64, K_I64, K_I32, K_BOOL, K_F32, K_U8, K_U16, K_I16, K_U32, K_I8, K_F64 };
 
 extern vn_cpu_t g_cpu;
 extern PyObject *g_err_arg;   /* vecindex_core.errors.InvalidArgumentError (ValueError) */
@@ -43,5 +43,6 @@ int vn_check_isa(int isa);
 extern PyMethodDef vn_lut_methods[]; /* lut.c */
 extern PyMethodDef vn_topk_methods[]; /* topk.c */
 extern PyMethodDef vn_tables_methods[]; /* tables.c */
+extern PyMethodDef vn_planes_methods[]; /* planes.c */
 
 #endif

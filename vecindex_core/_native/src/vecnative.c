@@ -24,7 +24,8 @@ static int isa_compiled(int isa) {
 
 /* ---------------------------------------------------------------- buffers */
 static const char *const KIND_NAMES[] = {"uint64", "int64", "int32", "bool", "float32",
-                                         "uint8", "uint16", "int16", "uint32"};
+                                         "uint8", "uint16", "int16", "uint32", "int8",
+                                         "float64"};
 
 static int native_order(const char *f, const char **rest) {
     const int little = (*(const unsigned char *)&(uint16_t){1}) == 1;
@@ -53,6 +54,8 @@ static int format_is(const Py_buffer *b, enum vn_kind kd) {
     case K_U16: return b->itemsize == 2 && f[0] == 'H';
     case K_I16: return b->itemsize == 2 && f[0] == 'h';
     case K_U32: return b->itemsize == 4 && (f[0] == 'I' || f[0] == 'L');
+    case K_I8: return b->itemsize == 1 && f[0] == 'b';
+    case K_F64: return b->itemsize == 8 && f[0] == 'd';
     }
     return 0;
 }
@@ -347,6 +350,7 @@ PyMODINIT_FUNC PyInit__vecnative(void) {
     if (PyModule_AddFunctions(m, vn_lut_methods) < 0) goto fail;
     if (PyModule_AddFunctions(m, vn_topk_methods) < 0) goto fail;
     if (PyModule_AddFunctions(m, vn_tables_methods) < 0) goto fail;
+    if (PyModule_AddFunctions(m, vn_planes_methods) < 0) goto fail;
     PyObject *names = PyTuple_New(VN_NUM_ISA);
     if (!names) goto fail;
     for (int i = 0; i < VN_NUM_ISA; i++) {
