@@ -241,22 +241,68 @@ def test_seed_never_changes_the_scan(isa, masked):
         L.lut_topk(luts, bias, delta, codes, n, k, seed=np.zeros(nq + 1, np.float32), isa=isa)
 
 
-def test_pruned_blocks_never_change_the_scan():
-    """Blocks skipped by their integer bound (positive thresholds) give the reference's
-    results: scales with zeros, huge and tiny values, negative and positive scores."""
-    rng = np.random.default_rng(11)
-    n, nb, nq = 4000, 4, 5
+@pytest.mark.parametrize("dot", [False, True])
+def test_pruned_blocks_never_change_the_scan(dot):
+    """Blocks skipped by their integer bound (batches of queries, positive thresholds) give
+    the reference's results: scales with zeros, huge and tiny values, loose bounds, negative
+    and positive scores, the dot mode's signed sums."""
+    rng = np.random.default_rng(11 + dot)
+    n, nb, nq = 4000, 4, 13
     codes = fs.pack_blocked(rng.integers(0, 256, (n, nb), dtype=np.uint8))
-    tables = (rng.standard_normal((nq, 2 * nb, 16)) + 0.3).astype(np.float32)
-    luts, bias, delta = fs.quantize_luts(tables)
+    if dot:
+        levels, cs = fs.dot_levels(lloyd_max_codebook(8, 4))
+        luts, delta = fs.dot_weights((rng.standard_normal((nq, 8)) + 0.2).astype(np.float32),
+                                     nb, cs)
+        bias = np.zeros(nq, np.float32)
+    else:
+        levels = None
+        tables = (rng.standard_normal((nq, 2 * nb, 16)) + 0.3).astype(np.float32)
+        tables[0] -= 5  # a query whose scores are all negative
+        luts, bias, delta = fs.quantize_luts(tables)
+        # and queries of tiny entries: sums a unit apart, new bests one above the threshold
+        luts[6:] = rng.integers(0, 4, luts[6:].shape, dtype=np.uint8)
+        bias[6:], delta[6:] = 0.0, 1.0
     for scale in (rng.random(n).astype(np.float32),
                   np.where(rng.random(n) < 0.3, 0, 1e30 * rng.random(n)).astype(np.float32),
                   (1e-30 * rng.random(n)).astype(np.float32), None):
         for k in (1, 10, 300):
-            ref = fs.fastscan_topk_ref(luts, bias, delta, codes, n, k, scale=scale)
+            ref = fs.fastscan_topk_ref(luts, bias, delta, codes, n, k, scale=scale,
+                                       levels=levels)
+            top = 1.0 if scale is None else float(scale.max())
             for isa in ISAS:
-                got = L.lut_topk(luts, bias, delta, codes, n, k, scale=scale, isa=isa)
-                assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+                for bound in (top, 4 * top + 1, None):
+                    got = L.lut_topk(luts, bias, delta, codes, n, k, scale=scale, isa=isa,
+                                     levels=levels, scale_max=bound)
+                    assert np.array_equal(got[0], ref[0]), (isa, bound)
+                    assert np.array_equal(got[1], ref[1]), (isa, bound)
+    scale = rng.random(n).astype(np.float32)
+    for bad in (float(scale.max()) / 2, float("nan"), float("inf")):
+        with pytest.raises(InvalidArgumentError, match="scale_max"):
+            L.lut_topk(luts, bias, delta, codes, n, 5, scale=scale, levels=levels,
+                       isa="portable", scale_max=bad)
+
+
+def test_merge_parts_is_a_stable_merge():
+    rng = np.random.default_rng(4)
+    parts, nq, k = 3, 5, 12
+    s = rng.integers(0, 4, (parts, nq, k)).astype(np.float32)
+    s[0, 1, 3] = np.nan
+    i = rng.permutation(parts * nq * k).reshape(parts, nq, k).astype(np.int64)
+    s[:, 2, 8:] = -np.inf
+    i[:, 2, 8:] = -1
+    for p in range(parts):  # each part sorted best first, as the scans return them
+        for q in range(nq):
+            o = np.lexsort((np.where(i[p, q] < 0, np.iinfo(np.int64).max, i[p, q]),
+                            -s[p, q]))
+            s[p, q], i[p, q] = s[p, q, o], i[p, q, o]
+    for kk in (1, 7, parts * k):
+        got_s, got_i = L.merge_parts(s, i, kk)
+        flat_s = s.transpose(1, 0, 2).reshape(nq, -1)
+        flat_i = i.transpose(1, 0, 2).reshape(nq, -1)
+        o = np.lexsort((np.where(flat_i < 0, np.iinfo(np.int64).max, flat_i), -flat_s),
+                       axis=-1)[:, :kk]
+        assert np.array_equal(got_i, np.take_along_axis(flat_i, o, axis=1))
+        assert np.array_equal(got_s, np.take_along_axis(flat_s, o, axis=1), equal_nan=True)
 
 
 # --------------------------------------------------------------------------- the index

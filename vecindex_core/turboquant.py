@@ -55,6 +55,7 @@ results report exact scores.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -341,7 +342,7 @@ class TurboQuantIndex(VectorIndex):
             m = float(self._scales[: self._n].max())
             lo = float(self._scales[: self._n].min())
             self._scale_max = m if np.isfinite(m) and lo >= 0 else np.nan
-        return None if self._scale_max is None or np.isnan(self._scale_max) else self._scale_max
+        return None if self._scale_max is None or math.isnan(self._scale_max) else self._scale_max
 
     def _relayout(self) -> None:
         """Bit planes from :data:`PLANES_MIN_ROWS` rows of 2- or 4-bit codes, the blocked

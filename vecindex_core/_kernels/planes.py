@@ -197,7 +197,7 @@ class PlaneCodes:
     ``bits``-bit rows; slots are int64 arrays of rows ``< len(self)``).
     """
 
-    __slots__ = ("_n", "_sample", "bits", "dim", "low", "nb1", "sign")
+    __slots__ = ("_n", "_sample", "_tail", "bits", "dim", "low", "nb1", "sign")
 
     def __init__(self, dim: int, bits: int) -> None:
         self.dim, self.bits = int(dim), int(bits)
@@ -206,6 +206,7 @@ class PlaneCodes:
         self.low: U8Array = np.zeros((0, (self.bits - 1) * self.nb1), dtype=np.uint8)
         self._n = 0
         self._sample: tuple[U8Array, SlotArray] | None = None
+        self._tail: tuple[U8Array | None] | None = None
 
     @classmethod
     def from_rows(cls, rows: U8Array, dim: int, bits: int) -> PlaneCodes:
@@ -252,7 +253,7 @@ class PlaneCodes:
         self.sign.append(sign)
         self.low[n0:n1] = low
         self._n = n1
-        self._sample = None
+        self._sample = self._tail = None
 
     def compact(self, src: SlotArray, dst: SlotArray, n: int) -> None:
         """Swap-remove: copy rows ``src`` to ``dst``, then keep the first ``n`` rows."""
@@ -260,7 +261,14 @@ class PlaneCodes:
         if src.size:
             self.low[dst] = self.low[src]
         self._n = int(n)
-        self._sample = None
+        self._sample = self._tail = None
+
+    def sign_tail(self) -> U8Array | None:
+        """The sign plane's :meth:`~.blocked.BlockedCodes.tail_block`, cached until the rows
+        change."""
+        if self._tail is None:
+            self._tail = (self.sign.tail_block(),)
+        return self._tail[0]
 
     def sample(self) -> tuple[U8Array, SlotArray]:
         """The seed's sample: :data:`SAMPLE_BLOCKS` complete blocks of the sign plane,
@@ -345,16 +353,34 @@ def rank_ref(cand: SlotArray, s1: FloatArray, low: U8Array, nb1: int, nplanes: i
     return out_i
 
 
+@numba.njit(nogil=True, cache=True)
+def _weights(rq: np.ndarray, w: np.ndarray, wsum: np.ndarray, u: np.ndarray) -> None:
+    for q in range(rq.shape[0]):
+        top = np.float32(0.0)
+        for t in range(rq.shape[1]):
+            a = abs(rq[q, t])
+            top = a if a > top else top
+        u[q] = top / np.float32(127.0)
+        inv = np.float32(127.0) / top if top > 0 else np.float32(0.0)
+        tot = np.int64(0)
+        for t in range(rq.shape[1]):
+            v = min(max(np.rint(rq[q, t] * inv), np.float32(-127.0)), np.float32(127.0))
+            w[q, t] = np.int8(v)
+            tot += np.int64(w[q, t])
+        wsum[q] = tot
+
+
 def query_weights(rq: FloatArray, width: int) -> tuple[npt.NDArray[np.int8], SlotArray,
                                                         FloatArray]:
     """The rank step's int8 weights ``(nq, width)`` (zero past ``d``), their sums (int64)
-    and units ``u = max |R q| / 127`` (float32) of rotated queries ``rq``."""
-    top = np.abs(rq).max(axis=1) if rq.shape[1] else np.zeros(rq.shape[0], np.float32)
-    u = (top / np.float32(127)).astype(np.float32)
-    inv = np.where(top > 0, np.float32(127) / np.where(top > 0, top, 1), 0).astype(np.float32)
-    w = np.zeros((rq.shape[0], width), dtype=np.int8)
-    w[:, : rq.shape[1]] = np.clip(np.rint(rq * inv[:, None]), -127, 127).astype(np.int8)
-    return w, w.sum(axis=1, dtype=np.int64), u
+    and units ``u = max |R q| / 127`` (float32) of rotated queries ``rq``: ``w =
+    round(R q * (127 / max |R q|))`` in float32, clipped to +-127 (0 for a zero query)."""
+    nq = rq.shape[0]
+    w = np.zeros((nq, width), dtype=np.int8)
+    wsum = np.empty(nq, dtype=np.int64)
+    u = np.empty(nq, dtype=np.float32)
+    _weights(np.ascontiguousarray(rq, dtype=np.float32), w, wsum, u)
+    return w, wsum, u
 
 
 # --------------------------------------------------------------------------- search
@@ -376,7 +402,7 @@ def planes_topk(
     native kernels when they are active (the same results). Returns ``(scores, slots,
     counts)`` as :func:`~.fastscan.rescore_shortlist`."""
     from .. import _native
-    from .._native.lut import planes_rank, planes_rescore
+    from .._native.lut import planes_rank, planes_rescore, scan_plan
     from .fastscan import fastscan_topk, nibble_luts, nibble_tables
 
     native = _native.active_isa() is not None
@@ -388,7 +414,9 @@ def planes_topk(
     seed = None
     if native and mask is None and n >= 4 * BLOCK * SAMPLE_BLOCKS:  # the reference: no seed
         codes, slots = store.sample()
-        r = seed_rank(size, slots.size, n)
+        threads, by_rows = scan_plan(rq.shape[0], n, nb1)
+        # rows split over threads: each share needs size rows at or above the seed
+        r = seed_rank(size, slots.size, n // threads if by_rows else n)
         ss, _ = fastscan_topk(luts, bias, delta, codes, slots.size, r, trusted=True,
                               scale=None if scale is None else scale[slots],
                               sq_norms=None if sq_norms is None else sq_norms[slots],
@@ -396,7 +424,7 @@ def planes_topk(
         seed = np.ascontiguousarray(ss[:, r - 1])
     s1, cand = fastscan_topk(luts, bias, delta, store.sign.blocks, n, size, scale=scale,
                              sq_norms=sq_norms, q_sq_norms=q_sq_norms, mask=mask,
-                             tail=store.sign.tail_block(), trusted=True, seed=seed,
+                             tail=store.sign_tail(), trusted=True, seed=seed,
                              scale_max=scale_max)
     w, wsum, u = query_weights(rq, -(-store.dim // 64) * 64)
     step = planes_rank if native else rank_ref
@@ -411,7 +439,7 @@ def planes_topk(
                            q_sq_norms=q_sq_norms)
     rt, rqs, rlv = ((None, *tables.arrays()) if isinstance(tables, Products)
                     else (np.ascontiguousarray(tables), None, None))
-    return planes_rescore(kept, store.sign.blocks, store.sign.tail_block(), n, store.low, nb1,
+    return planes_rescore(kept, store.sign.blocks, store.sign_tail(), n, store.low, nb1,
                           bits, k, rtables=rt, rqs=rqs, rlv=rlv, scale=scale,
                           sq_norms=sq_norms, q_sq_norms=q_sq_norms)
 

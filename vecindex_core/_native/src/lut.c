@@ -273,14 +273,17 @@ typedef struct {
     int has_lb;
 } vn_fsq;
 
-/* sums (nq, 32) of one block for nq <= VN_FS_MAXSUB queries, rows in natural order */
-typedef void (*vn_sums_fn)(const uint8_t *blk, const uint8_t *const *luts, int nq,
-                           ptrdiff_t nb, uint32_t *sums);
-/* scores of a block's 32 rows; bit r of the result: score r > thr. Block pruning: when no
- * sum (as int32) is above cut (fs_cut), no row can pass: 0 is returned at once, out not
- * written (cut INT32_MIN: every block scored). */
+/* sums (nq, 32) of one block for nq <= VN_FS_MAXSUB queries, rows in natural order. Block
+ * pruning: with cut (nq int32, fs_cut), bit q of the result is set when a sum of query q
+ * (as int32) is above cut[q]; a clear bit: no row of the block can pass, it is not scored.
+ * The kernels with the test in their registers (the VNNI and dot kernels) make it; the
+ * others, or cut NULL, return every bit set. */
+typedef unsigned (*vn_sums_fn)(const uint8_t *blk, const uint8_t *const *luts, int nq,
+                               ptrdiff_t nb, uint32_t *sums, const int32_t *cut);
+#define VN_ALL_LIVE(nq) ((1u << (nq)) - 1u)
+/* scores of a block's 32 rows; bit r of the result: score r > thr */
 typedef uint32_t (*vn_score_fn)(const uint32_t *sums, const vn_fsq *c, const float *scale,
-                                const float *xn, float thr, float *out, int32_t cut);
+                                const float *xn, float thr, float *out);
 
 /* The fixed-width specializations of a kernel (SPEC(N) for N = 1 .. 4 or 1 .. 8) and the
  * dispatch to fn##_N for nq queries (larger nq: the widest). */
@@ -292,6 +295,17 @@ typedef uint32_t (*vn_score_fn)(const uint32_t *sums, const vn_fsq *c, const flo
     case 2: fn##_2(__VA_ARGS__); break;                                                   \
     case 3: fn##_3(__VA_ARGS__); break;                                                   \
     default: fn##_4(__VA_ARGS__); break;                                                  \
+    }
+#define VN_RET_NQ8(nq, fn, ...)                                                           \
+    switch (nq) {                                                                         \
+    case 1: return fn##_1(__VA_ARGS__);                                                   \
+    case 2: return fn##_2(__VA_ARGS__);                                                   \
+    case 3: return fn##_3(__VA_ARGS__);                                                   \
+    case 4: return fn##_4(__VA_ARGS__);                                                   \
+    case 5: return fn##_5(__VA_ARGS__);                                                   \
+    case 6: return fn##_6(__VA_ARGS__);                                                   \
+    case 7: return fn##_7(__VA_ARGS__);                                                   \
+    default: return fn##_8(__VA_ARGS__);                                                  \
     }
 #define VN_CALL_NQ8(nq, fn, ...)                                                          \
     switch (nq) {                                                                         \
@@ -306,8 +320,9 @@ typedef uint32_t (*vn_score_fn)(const uint32_t *sums, const vn_fsq *c, const flo
     }
 
 /* ---------------------------------------------------------------- portable */
-static void sums_portable(const uint8_t *blk, const uint8_t *const *luts, int nq,
-                          ptrdiff_t nb, uint32_t *sums) {
+static unsigned sums_portable(const uint8_t *blk, const uint8_t *const *luts, int nq,
+                              ptrdiff_t nb, uint32_t *sums, const int32_t *cut) {
+    (void)cut;
     for (int q = 0; q < nq; q++) {
         uint32_t *o = sums + 32 * q;
         const uint8_t *L = luts[q];
@@ -322,6 +337,7 @@ static void sums_portable(const uint8_t *blk, const uint8_t *const *luts, int nq
             }
         }
     }
+    return VN_ALL_LIVE(nq);
 }
 
 static inline float fs_score1(uint32_t S, const vn_fsq *c, const float *scale,
@@ -337,12 +353,7 @@ static inline float fs_score1(uint32_t S, const vn_fsq *c, const float *scale,
 }
 
 static uint32_t score_portable(const uint32_t *sums, const vn_fsq *c, const float *scale,
-                               const float *xn, float thr, float *out, int32_t cut) {
-    if (cut > INT32_MIN) {
-        int any = 0;
-        for (int r = 0; r < 32; r++) any |= (int32_t)sums[r] > cut;
-        if (!any) return 0;
-    }
+                               const float *xn, float thr, float *out) {
     uint32_t m = 0;
     for (int r = 0; r < 32; r++) {
         const float s = fs_score1(sums[r], c, scale, xn, r);
@@ -458,26 +469,18 @@ __attribute__((target("avx2"))) static void sums_avx2_4(
     sums_avx2_2(blk, luts + 2, nb, sums + 64);
 }
 
-static void sums_avx2(const uint8_t *blk, const uint8_t *const *luts, int nq, ptrdiff_t nb,
-                      uint32_t *sums) {
+static unsigned sums_avx2(const uint8_t *blk, const uint8_t *const *luts, int nq,
+                          ptrdiff_t nb, uint32_t *sums, const int32_t *cut) {
+    (void)cut;
     VN_CALL_NQ4(nq, sums_avx2, blk, luts, nb, sums)
+    return VN_ALL_LIVE(nq);
 }
 
 __attribute__((target("avx2"))) static uint32_t score_avx2(const uint32_t *sums,
                                                            const vn_fsq *c,
                                                            const float *scale,
                                                            const float *xn, float thr,
-                                                           float *out, int32_t cut) {
-    if (cut > INT32_MIN) {
-        const __m256i cv = _mm256_set1_epi32(cut);
-        const __m256i *p = (const __m256i *)sums;
-        const __m256i g = _mm256_or_si256(
-            _mm256_or_si256(_mm256_cmpgt_epi32(_mm256_loadu_si256(p), cv),
-                            _mm256_cmpgt_epi32(_mm256_loadu_si256(p + 1), cv)),
-            _mm256_or_si256(_mm256_cmpgt_epi32(_mm256_loadu_si256(p + 2), cv),
-                            _mm256_cmpgt_epi32(_mm256_loadu_si256(p + 3), cv)));
-        if (_mm256_testz_si256(g, g)) return 0;
-    }
+                                                           float *out) {
     const __m256 bias = _mm256_set1_ps(c->bias), delta = _mm256_set1_ps(c->delta);
     const __m256 thrv = _mm256_set1_ps(thr), zero = _mm256_setzero_ps();
     const __m256 two = _mm256_set1_ps(2.0f), qn = _mm256_set1_ps(c->qn);
@@ -575,9 +578,11 @@ sums_avx512_impl(const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb,
     }
 VN_EACH_NQ4(VN_FS_AVX512_NQ)
 
-static void sums_avx512(const uint8_t *blk, const uint8_t *const *luts, int nq,
-                        ptrdiff_t nb, uint32_t *sums) {
+static unsigned sums_avx512(const uint8_t *blk, const uint8_t *const *luts, int nq,
+                            ptrdiff_t nb, uint32_t *sums, const int32_t *cut) {
+    (void)cut;
     VN_CALL_NQ4(nq, sums_avx512, blk, luts, nb, sums)
+    return VN_ALL_LIVE(nq);
 }
 #endif
 
@@ -589,12 +594,15 @@ static void sums_avx512(const uint8_t *blk, const uint8_t *const *luts, int nq,
 /* sums (nq, 32) of one block: sum of (levels[code] - 128) * w over the 2 nb sub-codes
  * (int32 stored in uint32); levels: the 16 levels repeated four times (64 bytes, one per
  * 128-bit lane); seed[q] = -128 * sum(w[q]) (used by the SIMD kernel only) */
-typedef void (*vn_dot_fn)(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
-                          const uint8_t *levels, int nq, ptrdiff_t nb, uint32_t *sums);
+typedef unsigned (*vn_dot_fn)(const uint8_t *blk, const int8_t *const *w,
+                              const int32_t *seed, const uint8_t *levels, int nq, ptrdiff_t nb,
+                              uint32_t *sums, const int32_t *cut);
 
-static void dot_portable(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
-                         const uint8_t *levels, int nq, ptrdiff_t nb, uint32_t *sums) {
+static unsigned dot_portable(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
+                             const uint8_t *levels, int nq, ptrdiff_t nb, uint32_t *sums,
+                             const int32_t *cut) {
     (void)seed;
+    (void)cut;
     int32_t lv[16];
     for (int c = 0; c < 16; c++) lv[c] = (int32_t)levels[c] - 128;
     for (int q = 0; q < nq; q++) {
@@ -611,6 +619,7 @@ static void dot_portable(const uint8_t *blk, const int8_t *const *w, const int32
         }
         for (int r = 0; r < 32; r++) sums[32 * q + r] = (uint32_t)o[r];
     }
+    return VN_ALL_LIVE(nq);
 }
 
 #if VN_X86
@@ -646,6 +655,11 @@ static const uint8_t vn_dot_transpose[64] = {
     if (NQ > q) {                                                                         \
         _mm512_storeu_si512((void *)(sums + 32 * q), d0_##q);                             \
         _mm512_storeu_si512((void *)(sums + 32 * q + 16), d1_##q);                        \
+        if (cut) {                                                                        \
+            const __m512i c_ = _mm512_set1_epi32(cut[q]);                                 \
+            live |= (unsigned)((_mm512_cmpgt_epi32_mask(d0_##q, c_) |                     \
+                                _mm512_cmpgt_epi32_mask(d1_##q, c_)) != 0) << q;          \
+        }                                                                                 \
     }
 /* one step: a 64-byte load c of two columns (sub-codes 2p .. 2p + 3); VN_DOT_W(q) gives
  * query q's four weights as a dword */
@@ -664,9 +678,11 @@ static inline int32_t dot_w4(const int8_t *w) { /* four weights as one dword */
     return v;
 }
 
-__attribute__((target(VN_TARGET_AVX512_DOT), always_inline)) static inline void dot_avx512_impl(
-    const uint8_t *blk, const int8_t *const *w, const int32_t *seed, const uint8_t *levels,
-    ptrdiff_t nb, uint32_t *sums, const int NQ) {
+__attribute__((target(VN_TARGET_AVX512_DOT), always_inline)) static inline unsigned
+dot_avx512_impl(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
+                const uint8_t *levels, ptrdiff_t nb, uint32_t *sums, const int32_t *cut,
+                const int NQ) {
+    unsigned live = 0;
     const __m512i lv = _mm512_loadu_si512((const void *)levels);
     const __m512i tr = _mm512_loadu_si512((const void *)vn_dot_transpose);
     const __m512i m4 = _mm512_set1_epi8(0x0f);
@@ -684,19 +700,21 @@ __attribute__((target(VN_TARGET_AVX512_DOT), always_inline)) static inline void 
 #undef VN_DOT_W
     }
     VN_DOT_EACH(VN_DOT_STORE)
+    return cut ? live : VN_ALL_LIVE(NQ);
 }
 
 #define VN_DOT_AVX512_NQ(N)                                                               \
-    __attribute__((target(VN_TARGET_AVX512_DOT))) static void dot_avx512_##N(            \
+    __attribute__((target(VN_TARGET_AVX512_DOT))) static unsigned dot_avx512_##N(        \
         const uint8_t *blk, const int8_t *const *w, const int32_t *seed,                  \
-        const uint8_t *levels, ptrdiff_t nb, uint32_t *sums) {                            \
-        dot_avx512_impl(blk, w, seed, levels, nb, sums, N);                               \
+        const uint8_t *levels, ptrdiff_t nb, uint32_t *sums, const int32_t *cut) {        \
+        return dot_avx512_impl(blk, w, seed, levels, nb, sums, cut, N);                   \
     }
 VN_EACH_NQ8(VN_DOT_AVX512_NQ)
 
-static void dot_avx512(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
-                       const uint8_t *levels, int nq, ptrdiff_t nb, uint32_t *sums) {
-    VN_CALL_NQ8(nq, dot_avx512, blk, w, seed, levels, nb, sums)
+static unsigned dot_avx512(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
+                           const uint8_t *levels, int nq, ptrdiff_t nb, uint32_t *sums,
+                           const int32_t *cut) {
+    VN_RET_NQ8(nq, dot_avx512, blk, w, seed, levels, nb, sums, cut)
 }
 
 /* The table mode on the same CPUs (VNNI + VBMI): the transposed codes' nibbles, offset by
@@ -732,9 +750,10 @@ static void dot_avx512(const uint8_t *blk, const int8_t *const *w, const int32_t
         VN_DOT_EACH(VN_VNNI_ADD)                                                          \
     } while (0)
 
-__attribute__((target(VN_TARGET_AVX512_DOT), always_inline)) static inline void
+__attribute__((target(VN_TARGET_AVX512_DOT), always_inline)) static inline unsigned
 sums_vnni_impl(const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb, uint32_t *sums,
-               const int NQ) {
+               const int32_t *cut, const int NQ) {
+    unsigned live = 0;
     const __m512i tr = _mm512_loadu_si512((const void *)vn_dot_transpose);
     const __m512i m4 = _mm512_set1_epi8(0x0f), ones = _mm512_set1_epi8(1);
     const __m512i kpos = _mm512_set1_epi32(0x30201000);
@@ -756,18 +775,20 @@ sums_vnni_impl(const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb, uin
 #undef VN_VNNI_LUT
     }
     VN_DOT_EACH(VN_DOT_STORE)
+    return cut ? live : VN_ALL_LIVE(NQ);
 }
 
 #define VN_VNNI_NQ(N)                                                                     \
-    __attribute__((target(VN_TARGET_AVX512_DOT))) static void sums_vnni_##N(              \
-        const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb, uint32_t *sums) {   \
-        sums_vnni_impl(blk, luts, nb, sums, N);                                           \
+    __attribute__((target(VN_TARGET_AVX512_DOT))) static unsigned sums_vnni_##N(          \
+        const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb, uint32_t *sums,     \
+        const int32_t *cut) {                                                             \
+        return sums_vnni_impl(blk, luts, nb, sums, cut, N);                               \
     }
 VN_EACH_NQ8(VN_VNNI_NQ)
 
-static void sums_vnni(const uint8_t *blk, const uint8_t *const *luts, int nq, ptrdiff_t nb,
-                      uint32_t *sums) {
-    VN_CALL_NQ8(nq, sums_vnni, blk, luts, nb, sums)
+static unsigned sums_vnni(const uint8_t *blk, const uint8_t *const *luts, int nq,
+                          ptrdiff_t nb, uint32_t *sums, const int32_t *cut) {
+    VN_RET_NQ8(nq, sums_vnni, blk, luts, nb, sums, cut)
 }
 #endif
 
@@ -861,7 +882,7 @@ static vn_fs_path fs_path(int isa) {
 __attribute__((always_inline)) static inline int fs_block_offer(
     vn_fheap *h, vn_fres *res, const uint32_t *sums, const vn_fsq *c, const float *scale,
     const float *xn, ptrdiff_t j0, int nv, const int32_t *slots, const uint8_t *mask,
-    ptrdiff_t mlen, vn_score_fn score_fn, int32_t cut, ptrdiff_t *bad) {
+    ptrdiff_t mlen, vn_score_fn score_fn, ptrdiff_t *bad) {
     float sc[32], pad_scale[32], pad_xn[32];
     const float *sp = scale ? scale + j0 : NULL, *xp = xn ? xn + j0 : NULL;
     if (nv < 32) { /* never read past the last row */
@@ -882,7 +903,7 @@ __attribute__((always_inline)) static inline int fs_block_offer(
         if (thr == -INFINITY) every = 1; /* (-inf, lower slot) may still enter */
         else thr = nextafterf(thr, -INFINITY); /* s > thr' <=> s >= thr (NaN: neither) */
     }
-    uint32_t cand = score_fn(sums, c, sp, xp, thr, sc, every ? INT32_MIN : cut);
+    uint32_t cand = score_fn(sums, c, sp, xp, thr, sc);
     if (every) cand = 0xffffffffu;
     cand &= nv == 32 ? 0xffffffffu : ((1u << nv) - 1u);
     while (cand) {
@@ -912,9 +933,10 @@ typedef struct {
     const uint8_t *lv64; /* the dot mode's levels, once a lane */
 } vn_flat;
 
-/* Fewest queries in a pass for block pruning: a single query's scan ran slower with it
- * (200,000 rows, 1-bit sign plane: p50 476 against 428 us; dev 2-bit: +5 us), a batch's
- * faster (500 queries: -15%; dev 2- and 4-bit: -4%). */
+/* Fewest queries in a pass (summed together over a block) for block pruning: a pass of one
+ * query ran slower with it (dev 2-bit, one query: 90 against 86 us; 200,000 rows, 1-bit
+ * sign plane: 476 against 428), a batch's faster (200,000 rows, 1-bit, 500 queries: -15%;
+ * dev 2- and 4-bit: -4%). */
 #define VN_PRUNE_MIN_PASS 4
 
 /* An integer cut for block pruning (vn_score_fn): every row whose sum S <= cut scores at most
@@ -941,7 +963,7 @@ static int32_t fs_cut(const vn_fsq *c, const vn_fres *r, float smax, int l2) {
  * tiles of blocks that stay in L2; within a tile, each sub-group of queries (whose tables
  * stay in L1) runs over every block before the next sub-group. A query's block with no sum
  * above its cut (fs_cut) is not scored. */
-static void fs_flat_scan(const vn_flat *f, ptrdiff_t g0, const int *ix, int nix, vn_fres *res,
+__attribute__((always_inline)) static inline void fs_flat_scan(const vn_flat *f, ptrdiff_t g0, const int *ix, int nix, vn_fres *res,
                          const vn_fsq *cq, const int32_t *dbase, ptrdiff_t r0, ptrdiff_t r1) {
     const vn_lut_args *a = f->a;
     const ptrdiff_t nb = a->nb;
@@ -962,23 +984,22 @@ static void fs_flat_scan(const vn_flat *f, ptrdiff_t g0, const int *ix, int nix,
                 wp[q] = (const int8_t *)lp[q];
                 db[q] = dbase[g];
                 at[q] = res[g].thr;
-                cut[q] = m >= VN_PRUNE_MIN_PASS ? fs_cut(&cq[g], &res[g], smax, a->xn != NULL)
-                                                : INT32_MIN;
+                cut[q] = fs_cut(&cq[g], &res[g], smax, a->xn != NULL);
             }
             for (ptrdiff_t j0 = t0; j0 < t1; j0 += 32) {
                 const uint8_t *blk = (a->tail && j0 / 32 == a->n / 32)
                                          ? a->tail : a->codes + (j0 / 32) * nb * 32;
                 const int nv = (int)((r1 - j0) < 32 ? (r1 - j0) : 32);
-                if (f->dot)
-                    f->dot(blk, wp, db, f->lv64, m, nb, sums);
-                else
-                    f->path.sums(blk, lp, m, nb, sums);
+                const int32_t *cp = m >= VN_PRUNE_MIN_PASS ? cut : NULL;
+                const unsigned live = f->dot ? f->dot(blk, wp, db, f->lv64, m, nb, sums, cp)
+                                             : f->path.sums(blk, lp, m, nb, sums, cp);
                 for (int q = 0; q < m; q++) {
+                    if (!(live >> q & 1u)) continue; /* no row can pass */
                     const int g = ix[s0 + q];
                     (void)fs_block_offer(NULL, &res[g], sums + 32 * q, &cq[g], a->scale,
                                          a->xn, j0, nv, NULL, a->mask, a->n, f->path.score,
-                                         cut[q], &bad); /* no slots: never fails */
-                    if (res[g].thr != at[q] && m >= VN_PRUNE_MIN_PASS) { /* a compaction */
+                                         &bad); /* no slots: never fails */
+                    if (res[g].thr != at[q]) { /* a compaction raised the threshold */
                         at[q] = res[g].thr;
                         cut[q] = fs_cut(&cq[g], &res[g], smax, a->xn != NULL);
                     }
@@ -1165,15 +1186,13 @@ int vn_lut_ivf_topk(vn_ivf_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa) {
             }
             for (int64_t j0 = lo; j0 < hi_e; j0 += 32) {
                 const int nv = (int)((hi_e - j0) < 32 ? (hi_e - j0) : 32);
-                path.sums(a->codes + (j0 / 32) * nb * 32, &lp, 1, nb, sums);
+                path.sums(a->codes + (j0 / 32) * nb * 32, &lp, 1, nb, sums, NULL);
                 /* two inlined copies: each collector's own code, no per-row test */
                 const int rc = use_res
                     ? fs_block_offer(NULL, &res, sums, &c, a->scale, a->xn, (ptrdiff_t)j0, nv,
-                                     a->row_slots, a->mask, a->mask_len, path.score, INT32_MIN,
-                                     &a->bad)
+                                     a->row_slots, a->mask, a->mask_len, path.score, &a->bad)
                     : fs_block_offer(&h, NULL, sums, &c, a->scale, a->xn, (ptrdiff_t)j0, nv,
-                                     a->row_slots, a->mask, a->mask_len, path.score, INT32_MIN,
-                                     &a->bad);
+                                     a->row_slots, a->mask, a->mask_len, path.score, &a->bad);
                 if (rc < 0) {
                     free(buf);
                     return -2;

@@ -168,8 +168,10 @@ __attribute__((target(VN_TARGET_AVX512_DOT))) static int rank_vnni(const vn_rank
         const int64_t *cq = a->cand + q * a->S;
         for (ptrdiff_t c = 0; c < a->S; c++) {
             const int64_t j = cq[c];
-            if (c + VN_RANK_AHEAD < a->S && cq[c + VN_RANK_AHEAD] >= 0) {
-                const char *nx = (const char *)(a->low + cq[c + VN_RANK_AHEAD] * a->L);
+            /* the candidate VN_RANK_AHEAD on, the next query's first ones included */
+            const ptrdiff_t ahead = q * a->S + c + VN_RANK_AHEAD;
+            if (ahead < q1 * a->S && a->cand[ahead] >= 0) {
+                const char *nx = (const char *)(a->low + a->cand[ahead] * a->L);
                 for (ptrdiff_t o = 0; o < a->L; o += 64) _mm_prefetch(nx + o, _MM_HINT_T0);
                 _mm_prefetch(nx + a->L - 1, _MM_HINT_T0);
             }
@@ -323,7 +325,8 @@ static int vn_planes_rescore(const vn_prs_args *a, ptrdiff_t q0, ptrdiff_t q1, i
         ptrdiff_t held = 0;
         for (ptrdiff_t c = 0; c < a->kk && a->k > 0; c++) {
             const int64_t j = a->kept[q * a->kk + c];
-            if (c + VN_RESCORE_AHEAD < a->kk) prs_prefetch(a, a->kept[q * a->kk + c + VN_RESCORE_AHEAD]);
+            const ptrdiff_t ahead = q * a->kk + c + VN_RESCORE_AHEAD; /* next query's too */
+            if (ahead < q1 * a->kk) prs_prefetch(a, a->kept[ahead]);
             float v = -INFINITY;
             if (j >= 0) {
                 prs_row(a, j, row);
