@@ -235,6 +235,12 @@ def test_seed_never_changes_the_scan(isa, masked):
         got = L.lut_topk(luts, bias, delta, codes, n, k, scale=scale, mask=mask, isa=isa,
                          seed=np.ascontiguousarray(seed, dtype=np.float32))
         assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+        # unsorted: the same rows, each with its score
+        us, ui = L.lut_topk(luts, bias, delta, codes, n, k, scale=scale, mask=mask, isa=isa,
+                            seed=np.ascontiguousarray(seed, dtype=np.float32), sort=False)
+        for q in range(nq):
+            o = np.lexsort((np.where(ui[q] < 0, n, ui[q]), -us[q]))
+            assert np.array_equal(ui[q, o], ref[1][q]) and np.array_equal(us[q, o], ref[0][q])
     with pytest.raises(InvalidDtypeError):
         L.lut_topk(luts, bias, delta, codes, n, k, seed=np.zeros(nq, np.float64), isa=isa)
     with pytest.raises(InvalidDtypeError):

@@ -768,17 +768,19 @@ def fastscan_topk(
     trusted: bool = False,
     seed: FloatArray | None = None,
     scale_max: float | None = None,
+    sort: bool = True,
 ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
     """:func:`fastscan_topk_ref` on the active native path when there is one (identical
     results), else the reference. ``trusted``: the arguments come from this package's own
     search code (the native path skips the Python-side checks, as
-    :func:`~vecindex_core._native.lut.lut_topk` documents); ``seed`` and ``scale_max``: the
-    native scan's per-query starting score and bound on ``scale`` (costs, never results: the
-    reference ignores them)."""
+    :func:`~vecindex_core._native.lut.lut_topk` documents); ``seed``, ``scale_max`` and
+    ``sort``: the native scan's per-query starting score, bound on ``scale`` and whether the
+    rows must come best first (costs, never the rows: the reference ignores them)."""
     if _native.active_isa() is not None:
         return _native_lut_topk(luts, bias, delta, codes, n, k, scale=scale,
                                 sq_norms=sq_norms, q_sq_norms=q_sq_norms, mask=mask, tail=tail,
-                                levels=levels, trusted=trusted, seed=seed, scale_max=scale_max)
+                                levels=levels, trusted=trusted, seed=seed, scale_max=scale_max,
+                                sort=sort)
     return fastscan_topk_ref(luts, bias, delta, codes, n, k, scale=scale, sq_norms=sq_norms,
                              q_sq_norms=q_sq_norms, mask=mask, tail=tail, levels=levels)
 

@@ -425,7 +425,7 @@ def planes_topk(
     s1, cand = fastscan_topk(luts, bias, delta, store.sign.blocks, n, size, scale=scale,
                              sq_norms=sq_norms, q_sq_norms=q_sq_norms, mask=mask,
                              tail=store.sign_tail(), trusted=True, seed=seed,
-                             scale_max=scale_max)
+                             scale_max=scale_max, sort=False)  # the rank step re-orders
     w, wsum, u = query_weights(rq, -(-store.dim // 64) * 64)
     step = planes_rank if native else rank_ref
     kept = step(cand, s1, store.low, nb1, bits - 1, w, wsum, u, beta, kk, scale=scale,

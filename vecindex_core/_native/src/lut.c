@@ -242,20 +242,21 @@ static void fs_sort(vn_fcand *a, ptrdiff_t n) {
     fs_insertion_sort(a, n);
 }
 
-/* Select the k best of the reservoir and sort them best first; returns their count. */
-static ptrdiff_t fs_res_best(vn_fres *r, ptrdiff_t k) {
+/* Select the k best of the reservoir and (sorted) sort them best first; returns their
+ * count. */
+static ptrdiff_t fs_res_best(vn_fres *r, ptrdiff_t k, int sorted) {
     ptrdiff_t m = r->held;
     if (m > k) {
         fs_select(r->c, m, k);
         m = k;
     }
-    fs_sort(r->c, m);
+    if (sorted) fs_sort(r->c, m);
     return m;
 }
 
 /* The k best, best first, into out (padded with -inf / -1). */
-static void fs_res_finish(vn_fres *r, ptrdiff_t k, float *out_s, int64_t *out_i) {
-    const ptrdiff_t m = fs_res_best(r, k);
+static void fs_res_finish(vn_fres *r, ptrdiff_t k, float *out_s, int64_t *out_i, int sorted) {
+    const ptrdiff_t m = fs_res_best(r, k, sorted);
     for (ptrdiff_t t = 0; t < m; t++) {
         out_s[t] = r->c[t].s;
         out_i[t] = r->c[t].i;
@@ -1080,7 +1081,8 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
             if (nre) fs_flat_scan(&f, g0, ix, nre, res, cq, dbase, r0, r1);
         }
         for (int g = 0; g < ng; g++) {
-            fs_res_finish(&res[g], k, a->out_s + (g0 + g) * k, a->out_i + (g0 + g) * k);
+            fs_res_finish(&res[g], k, a->out_s + (g0 + g) * k, a->out_i + (g0 + g) * k,
+                          !a->unsorted);
             if (a->rtables || a->rqs) vn_rescore(a, g0 + g, a->out_i + (g0 + g) * k);
         }
     }
@@ -1227,11 +1229,13 @@ static PyObject *py_lut_topk(PyObject *self, PyObject *args) {
     PyObject *ort = Py_None, *orq = Py_None, *orl = Py_None, *ofs = Py_None, *ofi = Py_None,
              *ofn = Py_None, *osd = Py_None;
     double smax = NAN;
+    int unsorted = 0;
     Py_ssize_t n, k, q0, q1, r0, r1;
     int isa, nqsub;
-    if (!PyArg_ParseTuple(args, "OOOOOOnOOOnnnnnOOii|OOOOOOOOd:lut_topk", &ol, &ob, &od, &oqn,
+    if (!PyArg_ParseTuple(args, "OOOOOOnOOOnnnnnOOii|OOOOOOOOdp:lut_topk", &ol, &ob, &od, &oqn,
                           &oc, &ot, &n, &osc, &oxn, &om, &k, &q0, &q1, &r0, &r1, &oos, &ooi,
-                          &isa, &nqsub, &olv, &ort, &orq, &orl, &ofs, &ofi, &ofn, &osd, &smax))
+                          &isa, &nqsub, &olv, &ort, &orq, &orl, &ofs, &ofi, &ofn, &osd, &smax,
+                          &unsorted))
         return NULL;
     if (vn_check_isa(isa) < 0) return NULL;
     enum { NBUF = 19 };
@@ -1385,7 +1389,12 @@ static PyObject *py_lut_topk(PyObject *self, PyObject *args) {
         la.out_s = (float *)b[BOS].buf;
         la.out_i = (int64_t *)b[BOI].buf;
         la.seed = have[BSD] ? (const float *)b[BSD].buf : NULL;
+        if (unsorted && (have[BRT] || have[BRQ])) {
+            PyErr_SetString(g_err_arg, "the fused rescore needs the sorted shortlist");
+            goto done;
+        }
         la.scale_max = (float)smax;
+        la.unsorted = unsorted;
         la.rtables = la.rqs = la.rlv = NULL;
         la.kf = 0;
         la.fin_s = NULL;

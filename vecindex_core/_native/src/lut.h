@@ -27,6 +27,7 @@ typedef struct {
     const uint8_t *mask;  /* (>= n,) allowed rows, or NULL */
     ptrdiff_t nb, n, k;
     int nqsub;            /* queries summed together per pass over a block (1..4; 0: default) */
+    int unsorted;         /* each query's k rows in no particular order (the k best still) */
     float scale_max;      /* at least every scale[i] (a finite number >= 0), or NaN: unknown
                            * (no block pruning); unused without scale */
     const float *seed;    /* (nq,) or NULL: the collection starts at each query's seed (rows
