@@ -11,7 +11,9 @@ coordinate's standard deviation; exact ground truth recomputed). For each thread
 child process (so turbovec's rayon pool starts with ``RAYON_NUM_THREADS`` set; every other
 pool pinned with ``pinned_threads``) builds, per ``--bits``:
 
-- ``ours``: ``TurboQuantIndex(dim, "ip", bits=b)`` on the active native path;
+- ``ours``: ``TurboQuantIndex(dim, "ip", bits=b)`` on the active native path (the fast
+  scan of the blocked codes on the dataset; from ``turboquant.PLANES_MIN_ROWS`` rows, so on
+  the resample, the staged search over bit planes of ``_kernels/planes.py``);
 - ``ours-off``: the same index searched with the native kernels off (the numba reference,
   as under ``VECINDEX_NATIVE=off``; identical results, checked);
 - ``turbovec``: ``turbovec.TurboQuantIndex(dim, bit_width=b)`` (``prepare()`` called).
@@ -58,8 +60,8 @@ from vecindex_core.bench.timing import (
 )
 from vecindex_core.datasets import load_dataset
 
-SOURCES = ["_native/lut.py", "_native/src/lut.c", "_native/src/lut.h", "_kernels/fastscan.py",
-           "turboquant.py"]
+SOURCES = ["_native/lut.py", "_native/src/lut.c", "_native/src/lut.h", "_native/src/planes.c",
+           "_kernels/fastscan.py", "_kernels/planes.py", "turboquant.py"]
 HERE = Path(__file__).resolve().parent
 DEV = HERE.parents[1] / "shared" / "data" / "dev"
 RECALL_SLACK = 0.002
@@ -265,8 +267,11 @@ def to_markdown(res: dict[str, Any]) -> str:
         f"k={a['k']})", "",
         f"Native path: `{res['native']['isa']}` (usable: "
         f"{', '.join(res['native']['usable_isas'])}). Ours: `turboquant(bits=B)`, codes only "
-        "(no rerank): uint8-table fast scan for a shortlist of max(2k, k+10) rows, rescored by "
-        "the float code estimate. `off`: the same "
+        "(no rerank): on the dataset, the uint8-table fast scan for a shortlist of "
+        "max(2k, k+10) rows, rescored by the float code estimate; on the resample (from "
+        f"{tq.PLANES_MIN_ROWS:,} rows) the staged search over bit planes: a sign-plane fast "
+        "scan keeping max(256, 20k) rows, ranked by the low planes, rescored by the float code "
+        "estimate. `off`: the same "
         "index with the native kernels off (numba reference; results identical). turbovec: "
         "`TurboQuantIndex(dim, bit_width=B)` after `prepare()`. Batched QPS: all queries in one "
         f"call, best of {a['repeats']} (alternated). p50: median of {a['latency_queries']} "
