@@ -29,10 +29,15 @@ bits). Scores: ``cosine`` and ``ip`` report the estimate; ``l2`` reports
 Search
 ------
 The query is rotated once; its per-code tables ``tables[j, c] = (R q)_j * codebook_[c]``
-make the estimate additive over codes. Small batches scan the codes with byte lookup
-tables (:func:`~._kernels.codes.lut_topk`; 3-bit codes straddle bytes and use per-code
-tables, :func:`~._kernels.codes.coord_lut_topk`); larger batches decode blocks of rows and
-use BLAS (:func:`~._kernels.codes.decoded_topk`), chosen by
+make the estimate additive over codes. 1-, 2- and 4-bit codes are kept in blocks of 32 rows
+and searched by the uint8-table fast scan (:func:`~._kernels.blocked.fast_topk`: a
+shortlist rescored by the float tables); from :data:`PLANES_MIN_ROWS` rows 2- and 4-bit
+codes are kept as bit planes and searched in stages (:func:`~._kernels.planes.planes_topk`:
+a sign-plane scan, a rank by the low planes, the same float rescore; see
+``docs/native.md``). 3- and 8-bit codes stay row-major: small batches scan them with byte
+lookup tables (:func:`~._kernels.codes.lut_topk`; 3-bit codes straddle bytes and use
+per-code tables, :func:`~._kernels.codes.coord_lut_topk`), larger batches decode blocks of
+rows and use BLAS (:func:`~._kernels.codes.decoded_topk`), chosen by
 :func:`~._kernels.codes.prefer_decoded` (measured; see ``docs/quantization.md``). Masks are
 applied inside the scan (a mask allowing under 1/8 of the rows gathers those rows first);
 with ``keep_vectors`` a mask allowing at most ``max(EXACT_MASK_ROWS, ntotal / 64)`` rows is
