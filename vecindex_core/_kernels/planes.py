@@ -61,6 +61,7 @@ import numpy.typing as npt
 from .blocked import BlockedCodes
 from .codes import pack_codes, unpack_codes
 from .fastscan import BLOCK, Products, pack_blocked, rescore_shortlist
+from .topk import _insert
 
 __all__ = [
     "PLANE_BITS",
@@ -286,28 +287,14 @@ class PlaneCodes:
 
 # --------------------------------------------------------------------------- rank
 @numba.njit(nogil=True, cache=True)
-def _before(s1: float, j1: int, s2: float, j2: int) -> bool:
-    """(s1, j1) ranks before (s2, j2): higher score, NaN last, then lower slot."""
-    n1 = s1 != s1
-    n2 = s2 != s2
-    if n1 != n2:
-        return n2
-    if not n1 and s1 != s2:
-        return s1 > s2
-    return j1 < j2
-
-
-@numba.njit(nogil=True, cache=True)
 def _rank(cand: np.ndarray, s1: np.ndarray, low: np.ndarray, nb1: int, nplanes: int,
           w: np.ndarray, wsum: np.ndarray, u: np.ndarray, beta: np.ndarray, scale: np.ndarray,
           use_scale: bool, mul: float, out_e: np.ndarray, out_i: np.ndarray) -> None:
     nq, size = cand.shape
-    kk = out_i.shape[1]
     dim = w.shape[1]
     for q in range(nq):
-        for t in range(kk):
-            out_e[q, t] = -np.inf
-            out_i[q, t] = -1
+        out_e[q] = -np.inf
+        out_i[q] = -1
         held = 0
         for c in range(size):
             j = cand[q, c]
@@ -323,17 +310,7 @@ def _rank(cand: np.ndarray, s1: np.ndarray, low: np.ndarray, nb1: int, nplanes: 
                 acc += beta[p] * np.float64(2 * tot - wsum[q])
             sc = np.float64(scale[j]) if use_scale else 1.0
             e = np.float64(s1[q, c]) + mul * (sc * (np.float64(u[q]) * acc))
-            if held == kk and not _before(e, j, out_e[q, kk - 1], out_i[q, kk - 1]):
-                continue
-            t = held if held < kk else kk - 1
-            while t > 0 and _before(e, j, out_e[q, t - 1], out_i[q, t - 1]):
-                out_e[q, t] = out_e[q, t - 1]
-                out_i[q, t] = out_i[q, t - 1]
-                t -= 1
-            out_e[q, t] = e
-            out_i[q, t] = j
-            if held < kk:
-                held += 1
+            held = _insert(out_e[q], out_i[q], held, e, j)
 
 
 def rank_ref(cand: SlotArray, s1: FloatArray, low: U8Array, nb1: int, nplanes: int,

@@ -229,6 +229,24 @@ def _before(s1: float, k1: int, s2: float, k2: int) -> bool:
     return u1 < u2
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _insert(scores: np.ndarray, slots: np.ndarray, held: int, s: float, key: int) -> int:
+    """Insert ``(s, key)`` into the :func:`_before`-sorted list ``scores``/``slots`` of
+    ``len(scores)`` entries, ``held`` of them filled (an entry that sorts after a full list's
+    last is dropped); returns the new ``held``."""
+    k = scores.shape[0]
+    if held == k and not _before(s, key, scores[k - 1], slots[k - 1]):
+        return held
+    j = held if held < k else k - 1
+    while j > 0 and _before(s, key, scores[j - 1], slots[j - 1]):
+        scores[j] = scores[j - 1]
+        slots[j] = slots[j - 1]
+        j -= 1
+    scores[j] = s
+    slots[j] = key
+    return held + 1 if held < k else held
+
+
 @numba.njit(nogil=True, cache=True)
 def _select(out: np.ndarray, keys: np.ndarray, scores: np.ndarray, slots: np.ndarray,
             counts: np.ndarray) -> None:
@@ -242,19 +260,7 @@ def _select(out: np.ndarray, keys: np.ndarray, scores: np.ndarray, slots: np.nda
             slots[q, j] = -1
         held = 0
         for c in range(out.shape[1]):
-            s = out[q, c]
-            key = keys[q, c]
-            if held == k and not _before(s, key, scores[q, k - 1], slots[q, k - 1]):
-                continue
-            j = held if held < k else k - 1
-            while j > 0 and _before(s, key, scores[q, j - 1], slots[q, j - 1]):
-                scores[q, j] = scores[q, j - 1]
-                slots[q, j] = slots[q, j - 1]
-                j -= 1
-            scores[q, j] = s
-            slots[q, j] = key
-            if held < k:
-                held += 1
+            held = _insert(scores[q], slots[q], held, out[q, c], keys[q, c])
         n = 0
         for j in range(held):
             if slots[q, j] >= 0:

@@ -398,25 +398,15 @@ static PyObject *py_planes_rank(PyObject *self, PyObject *args) {
                          "nb1 = %zd, nplanes = %zd, W = %zd)", nq, S, n, nb1, nplanes, W);
             goto done;
         }
-        if (kk < 1 || q0 < 0 || q1 < q0 || q1 > nq) {
-            PyErr_Format(g_err_arg, "planes_rank needs kk >= 1 and 0 <= q0 <= q1 <= nq = %zd, "
-                         "got kk = %zd, [%zd, %zd)", nq, kk, q0, q1);
+        if (kk < 1) {
+            PyErr_Format(g_err_arg, "planes_rank needs kk >= 1, got %zd", kk);
             goto done;
         }
         const int64_t *cand = (const int64_t *)b[BC].buf;
-        for (Py_ssize_t t = q0 * S; t < q1 * S; t++)
-            if (cand[t] < -1 || cand[t] >= n) {
-                PyErr_Format(g_err_arg, "cand holds row %lld outside [-1, %zd)",
-                             (long long)cand[t], n);
-                goto done;
-            }
-        for (int x = BE; x <= BI; x++)
-            for (int y = 0; y < NBUF; y++)
-                if (y != x && have[y] && vn_overlap(&b[x], &b[y])) {
-                    PyErr_SetString(g_err_arg, "out_e and out_i must not share memory with "
-                                    "each other or with the inputs");
-                    goto done;
-                }
+        if (vn_query_range(q0, q1, nq) < 0 || vn_rows_in(cand, q0 * S, q1 * S, n, "cand") < 0 ||
+            vn_apart(b, have, NBUF, BE, BI, "out_e and out_i must not share memory with each "
+                     "other or with the inputs") < 0)
+            goto done;
         vn_rank_args a = {cand, (const float *)b[BS].buf, (const uint8_t *)b[BL].buf, S, L,
                           nb1, nplanes, n, (const int8_t *)b[BW].buf, W,
                           (const int64_t *)b[BWS].buf, (const float *)b[BU].buf,
@@ -491,24 +481,11 @@ static PyObject *py_planes_rescore(PyObject *self, PyObject *args) {
                          "%zd, %zd sub-codes for nb1 = %zd)", nq, kk, k, m, nb1);
             goto done;
         }
-        if (q0 < 0 || q1 < q0 || q1 > nq) {
-            PyErr_Format(g_err_arg, "query range [%zd, %zd) is not within [0, %zd]", q0, q1, nq);
-            goto done;
-        }
         const int64_t *kept = (const int64_t *)b[BK].buf;
-        for (Py_ssize_t t = q0 * kk; t < q1 * kk; t++)
-            if (kept[t] < -1 || kept[t] >= n) {
-                PyErr_Format(g_err_arg, "kept holds row %lld outside [-1, %zd)",
-                             (long long)kept[t], n);
-                goto done;
-            }
-        for (int x = BFS; x <= BFN; x++)
-            for (int y = 0; y < NBUF; y++)
-                if (y != x && have[y] && vn_overlap(&b[x], &b[y])) {
-                    PyErr_SetString(g_err_arg, "fin_s, fin_i and fin_n must not share memory "
-                                    "with each other or with the inputs");
-                    goto done;
-                }
+        if (vn_query_range(q0, q1, nq) < 0 || vn_rows_in(kept, q0 * kk, q1 * kk, n, "kept") < 0 ||
+            vn_apart(b, have, NBUF, BFS, BFN, "fin_s, fin_i and fin_n must not share memory "
+                     "with each other or with the inputs") < 0)
+            goto done;
         vn_prs_args a = {kept, kk, (const uint8_t *)b[BSG].buf,
                          have[BT] ? (const uint8_t *)b[BT].buf : NULL, n, nb1, bits,
                          (const uint8_t *)b[BL].buf,

@@ -33,6 +33,14 @@ int vn_get_buffers(PyObject *const *objs, const vn_buf_spec *spec, int n, Py_buf
                    int *have);
 /* 1 when the byte ranges of two (non-empty) buffers intersect. */
 int vn_overlap(const Py_buffer *a, const Py_buffer *b);
+/* 0 when each held output buffer b[x0..x1] shares no memory with another held buffer; else
+ * raises with msg. */
+int vn_apart(const Py_buffer *b, const int *have, int nbuf, int x0, int x1, const char *msg);
+/* 0 when 0 <= q0 <= q1 <= nq; else raises. */
+int vn_query_range(Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t nq);
+/* 0 when every row of rows[from .. to) lies in [-1, n) (-1: none); else raises naming it. */
+int vn_rows_in(const int64_t *rows, Py_ssize_t from, Py_ssize_t to, Py_ssize_t n,
+               const char *name);
 /* Release the held buffers b[t] (have[t] set) of a call, last first, and return its
  * result: NULL when rc < 0 (an error is set), else None. */
 PyObject *vn_finish(Py_buffer *b, const int *have, int n, int rc);

@@ -296,14 +296,6 @@ static void vn_pq_nibble(const vn_pq_args *a, float *s, ptrdiff_t q0, ptrdiff_t 
 }
 
 /* ---------------------------------------------------------------- Python */
-static int tb_range(Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t nq) {
-    if (q0 < 0 || q1 < q0 || q1 > nq) {
-        PyErr_Format(g_err_arg, "query range [%zd, %zd) is not within [0, %zd]", q0, q1, nq);
-        return -1;
-    }
-    return 0;
-}
-
 /* luts (nq, m / 2, 32), bias and delta (nq,): checked; raises. */
 static int tb_check_luts(const Py_buffer *bl, const Py_buffer *bb, const Py_buffer *bd,
                          Py_ssize_t nq, Py_ssize_t m) {
@@ -314,19 +306,6 @@ static int tb_check_luts(const Py_buffer *bl, const Py_buffer *bb, const Py_buff
                  "%zd, %zd), (%zd,), (%zd,)", nq, m / 2, nq, bl->shape[0], bl->shape[1],
                  bl->shape[2], bb->shape[0], bd->shape[0]);
     return -1;
-}
-
-/* 0 when each held output buffer b[x0..x1] shares no memory with another held buffer;
- * else raises with msg. */
-static int tb_apart(const Py_buffer *b, const int *have, int nbuf, int x0, int x1,
-                    const char *msg) {
-    for (int x = x0; x <= x1; x++)
-        for (int y = 0; y < nbuf; y++)
-            if (y != x && have[x] && have[y] && vn_overlap(&b[x], &b[y])) {
-                PyErr_SetString(g_err_arg, msg);
-                return -1;
-            }
-    return 0;
 }
 
 PyDoc_STRVAR(quantize_luts_doc,
@@ -365,7 +344,7 @@ static PyObject *py_quantize_luts(PyObject *self, PyObject *args) {
                                     "memory");
                     goto rel_d;
                 }
-        if (tb_range(q0, q1, nq) < 0) goto rel_d;
+        if (vn_query_range(q0, q1, nq) < 0) goto rel_d;
         Py_BEGIN_ALLOW_THREADS
         vn_quantize_luts((const float *)bt.buf, m, (uint8_t *)bl.buf, (float *)bb.buf,
                          (float *)bd.buf, q0, q1, isa);
@@ -439,10 +418,10 @@ static PyObject *py_pq_nibble(PyObject *self, PyObject *args) {
             goto done;
         }
         if (quantize && tb_check_luts(&b[BL], &b[BB], &b[BD], nq, a.nsub) < 0) goto done;
-        if (tb_apart(b, have, NBUF, BO, BD, "out, luts, bias and delta must not share memory "
+        if (vn_apart(b, have, NBUF, BO, BD, "out, luts, bias and delta must not share memory "
                      "with each other or with q or books_t") < 0)
             goto done;
-        if (tb_range(q0, q1, nq) < 0) goto done;
+        if (vn_query_range(q0, q1, nq) < 0) goto done;
         a.q = (const float *)b[BQ].buf;
         a.books_t = (const float *)b[BK].buf;
         a.out = (float *)b[BO].buf;
@@ -726,10 +705,10 @@ static PyObject *py_tq_luts(PyObject *self, PyObject *args) {
         }
         if (tb_check_luts(&b[BL], &b[BB], &b[BD], nq, m) < 0) goto done;
         if (have[BS] && rt_check(&b[BS], &b[BP], d, p) < 0) goto done;
-        if (tb_apart(b, have, NBUF, BT, BD, "tables, luts, bias and delta must not share "
+        if (vn_apart(b, have, NBUF, BT, BD, "tables, luts, bias and delta must not share "
                      "memory with each other or with the inputs") < 0)
             goto done;
-        if (tb_range(q0, q1, nq) < 0) goto done;
+        if (vn_query_range(q0, q1, nq) < 0) goto done;
         vn_rot rot = {NULL, NULL, 0, p, norm};
         if (have[BS]) {
             rot.signs = (const float *)b[BS].buf;

@@ -111,6 +111,35 @@ int vn_overlap(const Py_buffer *a, const Py_buffer *b) {
     return a0 < b0 + (uintptr_t)b->len && b0 < a0 + (uintptr_t)a->len;
 }
 
+int vn_apart(const Py_buffer *b, const int *have, int nbuf, int x0, int x1, const char *msg) {
+    for (int x = x0; x <= x1; x++)
+        for (int y = 0; y < nbuf; y++)
+            if (y != x && have[x] && have[y] && vn_overlap(&b[x], &b[y])) {
+                PyErr_SetString(g_err_arg, msg);
+                return -1;
+            }
+    return 0;
+}
+
+int vn_query_range(Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t nq) {
+    if (q0 < 0 || q1 < q0 || q1 > nq) {
+        PyErr_Format(g_err_arg, "query range [%zd, %zd) is not within [0, %zd]", q0, q1, nq);
+        return -1;
+    }
+    return 0;
+}
+
+int vn_rows_in(const int64_t *rows, Py_ssize_t from, Py_ssize_t to, Py_ssize_t n,
+               const char *name) {
+    for (Py_ssize_t t = from; t < to; t++)
+        if (rows[t] < -1 || rows[t] >= n) {
+            PyErr_Format(g_err_arg, "%s holds row %lld outside [-1, %zd)", name,
+                         (long long)rows[t], n);
+            return -1;
+        }
+    return 0;
+}
+
 PyObject *vn_finish(Py_buffer *b, const int *have, int n, int rc) {
     for (int t = n - 1; t >= 0; t--)
         if (have[t]) PyBuffer_Release(&b[t]);
