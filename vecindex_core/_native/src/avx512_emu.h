@@ -23,6 +23,7 @@
 #include <simde/x86/avx512.h>
 
 #define __m512i simde__m512i
+#define __m512 simde__m512
 #define __mmask64 simde__mmask64
 
 #define _mm512_add_epi8 simde_mm512_add_epi8
@@ -50,6 +51,33 @@
 #define _mm512_maskz_loadu_epi8 vn_emu_maskz_loadu_epi8
 #define _mm512_cmplt_epu64_mask vn_emu_cmplt_epu64_mask
 #define _mm512_cvtepu16_epi32 vn_emu_cvtepu16_epi32
+#define _mm512_cmpgt_epi32_mask simde_mm512_cmpgt_epi32_mask
+#define _mm512_maskz_mov_epi8 simde_mm512_maskz_mov_epi8
+#define _mm512_loadu_ps simde_mm512_loadu_ps
+#define _mm512_permutexvar_ps simde_mm512_permutexvar_ps
+#define _mm512_reduce_add_epi32 vn_emu_reduce_add_epi32
+#define _mm512_castsi128_si512 vn_emu_castsi128_si512
+#define _mm512_castps512_ps128 vn_emu_castps512_ps128
+
+/* the sum of the 16 int32 lanes (wrapping) */
+static inline int vn_emu_reduce_add_epi32(simde__m512i a) {
+    int32_t x[16];
+    memcpy(x, &a, sizeof x);
+    uint32_t s = 0;
+    for (int j = 0; j < 16; j++) s += (uint32_t)x[j];
+    return (int)s;
+}
+/* GCC's own 128-bit vectors into / out of the emulated 512-bit ones (upper lanes 0) */
+static inline simde__m512i vn_emu_castsi128_si512(__m128i a) {
+    simde__m512i r = simde_mm512_setzero_si512();
+    memcpy(&r, &a, sizeof a);
+    return r;
+}
+static inline __m128 vn_emu_castps512_ps128(simde__m512 a) {
+    __m128 r;
+    memcpy(&r, &a, sizeof r);
+    return r;
+}
 
 /* 256-bit halves as GCC's own __m256i (the kernels mix them with AVX2 intrinsics) */
 static inline __m256i vn_emu_half(simde__m512i a, int hi) {
