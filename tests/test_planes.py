@@ -190,6 +190,19 @@ def test_rank_and_rescore_reject_bad_input():
     rng = np.random.default_rng(0)
     st, codebook, rq, cand, s1, scale, beta, w, ws, u = _rank_case(rng, 4, 40, 100, False)
     args = (cand, s1, st.low, st.nb1, 3, w, ws, u, beta, 5)
+    with pytest.raises(InvalidDtypeError):
+        L.planes_rank(cand.tolist(), *args[1:], isa="portable")
+    for kk in (-1, 0, 2.5, True):
+        with pytest.raises(InvalidArgumentError):
+            L.planes_rank(*args[:9], kk, isa="portable")
+    with pytest.raises(InvalidArgumentError):
+        L.planes_rank(cand, s1, st.low, 6.0, *args[4:], isa="portable")
+    # weights past the plane bytes' coordinates are not read, by either path
+    wide = np.concatenate([w, np.full((w.shape[0], 64), 9, np.int8)], axis=1)
+    ws2 = wide.sum(axis=1, dtype=np.int64)
+    assert np.array_equal(P.rank_ref(cand, s1, st.low, st.nb1, 3, wide, ws2, u, beta, 5),
+                          L.planes_rank(cand, s1, st.low, st.nb1, 3, wide, ws2, u, beta, 5,
+                                        isa="portable"))
     bad = cand.copy()
     bad[0, 0] = 100
     with pytest.raises(InvalidArgumentError, match="100"):
@@ -243,7 +256,7 @@ def test_seed_never_changes_the_scan(isa, masked):
             assert np.array_equal(ui[q, o], ref[1][q]) and np.array_equal(us[q, o], ref[0][q])
     with pytest.raises(InvalidDtypeError):
         L.lut_topk(luts, bias, delta, codes, n, k, seed=np.zeros(nq, np.float64), isa=isa)
-    with pytest.raises(InvalidDtypeError):
+    with pytest.raises(DimensionMismatchError):
         L.lut_topk(luts, bias, delta, codes, n, k, seed=np.zeros(nq + 1, np.float32), isa=isa)
 
 
@@ -282,13 +295,18 @@ def test_pruned_blocks_never_change_the_scan(dot):
                     assert np.array_equal(got[0], ref[0]), (isa, bound)
                     assert np.array_equal(got[1], ref[1]), (isa, bound)
     scale = rng.random(n).astype(np.float32)
-    for bad in (float(scale.max()) / 2, float("nan"), float("inf")):
+    for bad in (float(scale.max()) / 2, float("nan"), float("inf"), "x", True):
         with pytest.raises(InvalidArgumentError, match="scale_max"):
             L.lut_topk(luts, bias, delta, codes, n, 5, scale=scale, levels=levels,
                        isa="portable", scale_max=bad)
+    with pytest.raises(InvalidArgumentError, match="scale_max"):  # the bound needs scales >= 0
+        L.lut_topk(luts, bias, delta, codes, n, 5, scale=-scale, levels=levels,
+                   isa="portable", scale_max=1.0)
 
 
 def test_merge_parts_is_a_stable_merge():
+    with pytest.raises(InvalidArgumentError):
+        L.merge_parts(np.zeros((2, 1, 3), np.float32), np.zeros((2, 1, 3), np.int64), 7)
     rng = np.random.default_rng(4)
     parts, nq, k = 3, 5, 12
     s = rng.integers(0, 4, (parts, nq, k)).astype(np.float32)
@@ -349,6 +367,51 @@ def test_index_planes_equal_reference_and_blocked_recall(low_threshold, bits, me
     assert np.array_equal(got[0][both], full[0][both])
 
 
+def test_index_planes_after_adds_and_removes(monkeypatch):
+    """The native staged search with its seed (from 8,192 rows), after rows are added and
+    removed (the planes' spare capacity), equals the reference path."""
+    monkeypatch.setattr(tqmod, "PLANES_MIN_ROWS", 64)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((9000, 16)).astype(np.float32)
+    x[:4000] += 3 * x[0]
+    q = rng.standard_normal((6, 16)).astype(np.float32)
+    for bits in P.PLANE_BITS:
+        idx = TurboQuantIndex(16, "ip", bits=bits)
+        idx.add(x[:8500])
+        for step in ("start", "add", "remove", "remove more"):
+            if step == "add":
+                idx.add(x[8500:])
+            elif step == "remove":
+                idx.remove(rng.choice(len(idx), 300, replace=False))
+            elif step == "remove more":
+                idx.remove(np.arange(10))
+            assert isinstance(idx._store, P.PlaneCodes)
+            got = idx.search(q, 10)
+            with _native._use(None):
+                ref = idx.search(q, 10)
+            for a, b in zip(got, ref, strict=True):
+                assert np.array_equal(a, b), step
+
+
+def test_index_planes_parameter_and_reload(low_threshold):
+    x, q = _data(300)
+    off = TurboQuantIndex(48, "ip", bits=4, planes=False)
+    off.add(x)
+    assert isinstance(off._store, BlockedCodes)
+    idx = TurboQuantIndex(48, "ip", bits=4)
+    idx.add(x)
+    idx.remove(np.arange(250, 300))
+    assert isinstance(idx._store, P.PlaneCodes)
+    idx.remove(np.arange(40, 250))  # below the threshold: back to blocks
+    assert isinstance(idx._store, BlockedCodes)
+    idx.add(x[:30])  # 70 rows: planes again (the layout follows the row count alone)
+    assert isinstance(idx._store, P.PlaneCodes)
+    again = TurboQuantIndex.from_bytes(idx.to_bytes())
+    assert isinstance(again._store, P.PlaneCodes)
+    for a, b in zip(idx.search(q, 7), again.search(q, 7), strict=True):
+        assert np.array_equal(a, b)
+
+
 def test_index_switches_layout_with_size(low_threshold):
     x, q = _data(200)
     idx = TurboQuantIndex(48, "ip", bits=2)
@@ -357,9 +420,9 @@ def test_index_switches_layout_with_size(low_threshold):
     idx.add(x[63:80])
     assert isinstance(idx._store, P.PlaneCodes)
     codes = idx.codes
-    idx.remove(np.arange(40, 80))
-    assert isinstance(idx._store, P.PlaneCodes)  # 40 rows: above half the threshold
-    idx.remove(np.arange(31, 40))  # 31 rows: below half of it
+    idx.remove(np.arange(64, 80))
+    assert isinstance(idx._store, P.PlaneCodes)  # 64 rows: at the threshold
+    idx.remove(np.arange(31, 64))
     assert isinstance(idx._store, BlockedCodes)
     assert np.array_equal(idx.codes, codes[:31])
     idx.add(x[80:200])

@@ -120,10 +120,10 @@ __all__ = ["FAST_SCAN_BITS", "GATHER_FRACTION", "IVFTQIndex", "TurboQuantIndex",
 #: Bytes of byte lookup tables built at once by the LUT route (queries go in chunks).
 _LUT_BYTES = 32 << 20
 #: From this many rows 2- and 4-bit codes are kept as bit planes and searched in stages
-#: (:mod:`._kernels.planes`); below half of it they go back to the blocked layout. Measured
-#: on the 200,000-row resample (``benchmarks/native_lut.py``): the staged search is the
-#: faster from about this size, where the sign pass's fixed costs (a sample scan, the rank
-#: and rescore of a few hundred rows) are small beside the full scan it replaces.
+#: (:mod:`._kernels.planes`; parameter ``planes``), below it in the blocked layout. Measured
+#: (``docs/native.md``): from about this size the staged search is at par with the full scan
+#: batched and faster from 60,000 rows, where the sign pass's fixed costs (a sample scan,
+#: the rank and rescore of a few hundred rows) are small beside the full scan it replaces.
 PLANES_MIN_ROWS = 32768
 #: Calibration: at most this many sample vectors act as queries, and each contributes the
 #: pairs with its top ``_CALIBRATION_K`` estimated neighbours.
@@ -163,6 +163,10 @@ def _dot_levels(codebook: bytes) -> tuple[npt.NDArray[np.uint8], float]:
         Param("bits", int, 4, "bits per coordinate", choices=(1, 2, 3, 4, 8)),
         SEED,
         KEEP_VECTORS,
+        Param("planes", bool, True,
+              "from PLANES_MIN_ROWS rows keep 2- and 4-bit codes as bit planes and search them "
+              "in stages (faster at that size; on clustered embeddings 99.9% of the full "
+              "scan's ids, on isotropic data fewer: set false to always scan every code)"),
         Param("calibrate", bool, False,
               "fit score' = a * score + b to exact scores on train_size sample vectors "
               "(needs training); changes reported scores, not the ranking"),
@@ -350,14 +354,16 @@ class TurboQuantIndex(VectorIndex):
         return None if self._scale_max is None or math.isnan(self._scale_max) else self._scale_max
 
     def _relayout(self) -> None:
-        """Bit planes from :data:`PLANES_MIN_ROWS` rows of 2- or 4-bit codes, the blocked
-        layout below half of that (the same codes either way)."""
+        """Bit planes from :data:`PLANES_MIN_ROWS` rows of 2- or 4-bit codes (with the
+        ``planes`` parameter), the blocked layout below: a function of the row count alone,
+        so a reloaded index searches as the saved one did (the same codes either way)."""
         store = self._store
         if not self.fast_scan or self.bits not in PLANE_BITS:
             return
-        if isinstance(store, BlockedCodes) and self._n >= PLANES_MIN_ROWS:
+        want = bool(self.params["planes"]) and self._n >= PLANES_MIN_ROWS
+        if want and isinstance(store, BlockedCodes):
             self._store = PlaneCodes.from_rows(store.to_rows(), self.dim, self.bits)
-        elif isinstance(store, PlaneCodes) and self._n < PLANES_MIN_ROWS // 2:
+        elif not want and isinstance(store, PlaneCodes):
             self._store = BlockedCodes.from_rows(store.to_rows())
 
     def _remove(self, slots: SlotArray, moves: Moves) -> None:

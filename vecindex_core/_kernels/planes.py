@@ -222,6 +222,8 @@ class PlaneCodes:
     def memory_bytes(self) -> int:
         """Bytes of both regions (capacity included) and the seed's sample."""
         extra = 0 if self._sample is None else self._sample[0].nbytes + self._sample[1].nbytes
+        if self._tail is not None and self._tail[0] is not None:
+            extra += self._tail[0].nbytes
         return int(self.sign.memory_bytes() + self.low.nbytes + extra)
 
     def get_rows(self, slots: SlotArray) -> U8Array:
@@ -291,7 +293,7 @@ def _rank(cand: np.ndarray, s1: np.ndarray, low: np.ndarray, nb1: int, nplanes: 
           w: np.ndarray, wsum: np.ndarray, u: np.ndarray, beta: np.ndarray, scale: np.ndarray,
           use_scale: bool, mul: float, out_e: np.ndarray, out_i: np.ndarray) -> None:
     nq, size = cand.shape
-    dim = w.shape[1]
+    dim = min(w.shape[1], 8 * nb1)  # the plane bytes' coordinates
     for q in range(nq):
         out_e[q] = -np.inf
         out_i[q] = -1
@@ -405,7 +407,7 @@ def planes_topk(
                              scale_max=scale_max, sort=False)  # the rank step re-orders
     w, wsum, u = query_weights(rq, -(-store.dim // 64) * 64)
     step = planes_rank if native else rank_ref
-    kept = step(cand, s1, store.low, nb1, bits - 1, w, wsum, u, beta, kk, scale=scale,
+    kept = step(cand, s1, store.low[:n], nb1, bits - 1, w, wsum, u, beta, kk, scale=scale,
                 l2=sq_norms is not None)
     tables: FloatArray | Products = (
         Products(rq, np.asarray(codebook, dtype=np.float32), (store.dim * bits + 7) // 8)

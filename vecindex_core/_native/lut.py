@@ -137,7 +137,9 @@ def merge_parts(ps: npt.NDArray[np.float32], pi: npt.NDArray[np.int64], k: int
     ``k <= parts * kk`` best ``(nq, k)``: score descending (NaN last), then slot ascending;
     padding (slot -1) last. A merge of the sorted lists (numpy's lexsort of the
     concatenation took ~50 us a query for two lists of 256)."""
-    nq = ps.shape[1]
+    parts, nq, kk = ps.shape
+    if not 0 <= k <= parts * kk:
+        raise InvalidArgumentError(f"k must be in [0, {parts * kk}] (parts x their k), got {k}")
     out_s = np.empty((nq, k), dtype=np.float32)
     out_i = np.empty((nq, k), dtype=np.int64)
     if nq and k:
@@ -336,19 +338,16 @@ def lut_topk(
         nb = check_scan_args(luts, bias, delta, codes, n, k, scale, sq_norms, q_sq_norms, mask,
                              tail, levels)
         n, k, nqsub = int(n), int(k), int(nqsub)
-        if scale_max is not None and scale is not None and not (
-                isinstance(scale_max, (int, float, np.floating)) and np.isfinite(scale_max)
-                and (n == 0 or float(scale_max) >= float(scale[:n].max()))):
-            raise InvalidArgumentError(
-                f"scale_max must be a finite bound on scale[:n], got {scale_max!r}")
-        if seed is not None and (not isinstance(seed, np.ndarray) or seed.dtype != np.float32
-                                 or seed.shape != (luts.shape[0],)
-                                 or not seed.flags.c_contiguous):
-            from ..errors import InvalidDtypeError
+        _check_scale_max(scale_max, scale, n)
+        if seed is not None:
+            from ..errors import DimensionMismatchError, InvalidDtypeError
 
-            raise InvalidDtypeError(
-                f"seed must be a C-contiguous float32 array of shape ({luts.shape[0]},), got "
-                f"{getattr(seed, 'dtype', type(seed).__name__)} {getattr(seed, 'shape', '')}")
+            if not isinstance(seed, np.ndarray) or seed.dtype != np.float32:
+                raise InvalidDtypeError(f"seed must be a float32 array, got "
+                                        f"{getattr(seed, 'dtype', type(seed).__name__)}")
+            if seed.shape != (luts.shape[0],) or not seed.flags.c_contiguous:
+                raise DimensionMismatchError(
+                    f"seed must be C-contiguous of shape ({luts.shape[0]},), got {seed.shape}")
     tables = luts if levels is None else luts.view(np.uint8)
     unsorted = not sort and not scan_plan(luts.shape[0], n, nb)[1]
 
@@ -359,6 +358,24 @@ def lut_topk(
                      None, None, None, seed, _bound(scale_max), unsorted)
 
     return run_split(kernel, luts.shape[0], n, k, nb)
+
+
+def _check_scale_max(scale_max: object, scale: npt.NDArray[np.float32] | None, n: int) -> None:
+    """``scale_max`` must be None or a finite real number at least every ``scale[:n]``, which
+    must all be >= 0 (the block pruning's premise)."""
+    if scale_max is None:
+        return
+    ok = False
+    if isinstance(scale_max, (int, float, np.integer, np.floating)) and not isinstance(
+            scale_max, bool):
+        bound = float(scale_max)
+        ok = bool(np.isfinite(bound))
+        if ok and scale is not None and n:
+            head = scale[:n]
+            ok = bound >= float(head.max()) and float(head.min()) >= 0
+    if not ok:
+        raise InvalidArgumentError(
+            f"scale_max must be a finite bound on scale[:n], all >= 0, got {scale_max!r}")
 
 
 def _bound(scale_max: float | None) -> float:
@@ -574,6 +591,24 @@ q_sq_norms, mask, trusted
 
 
 # --------------------------------------------------------------------------- planes
+def _check_rows_arg(name: str, rows: object, k: object, least: int) -> None:
+    """The planes steps' row lists must be 2-D int64 arrays and their result counts integers
+    >= least (the kernels check the rest)."""
+    from ..errors import InvalidDtypeError
+
+    if not isinstance(rows, np.ndarray) or rows.dtype != np.int64 or rows.ndim != 2:
+        raise InvalidDtypeError(f"{name} must be a 2-D int64 array, got "
+                                f"{getattr(rows, 'dtype', type(rows).__name__)}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < least:
+        raise InvalidArgumentError(f"the result count must be an integer >= {least}, got {k!r}")
+
+
+def _check_ints(**values: object) -> None:
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise InvalidArgumentError(f"{name} must be an integer, got {v!r}")
+
+
 def planes_rank(
     cand: npt.NDArray[np.int64], s1: npt.NDArray[np.float32], low: npt.NDArray[np.uint8],
     nb1: int, nplanes: int, w: npt.NDArray[np.int8], wsum: npt.NDArray[np.int64],
@@ -584,6 +619,8 @@ def planes_rank(
     bit for bit); queries split over the threads. The kernel checks every buffer (dtype,
     shape, contiguity, rows within ``low``) with typed errors."""
     ext, isa_id = _resolve(isa)
+    _check_rows_arg("cand", cand, kk, 1)
+    _check_ints(nb1=nb1, nplanes=nplanes)
     nq = cand.shape[0]
     out_e = np.empty((nq, kk), dtype=np.float64)
     out_i = np.empty((nq, kk), dtype=np.int64)
@@ -608,6 +645,8 @@ def planes_rescore(
     """Native :func:`vecindex_core._kernels.planes.rescore_ref` (the same results bit for
     bit); queries split over the threads. Returns ``(scores, slots, counts)``."""
     ext, isa_id = _resolve(isa)
+    _check_rows_arg("kept", kept, k, 0)
+    _check_ints(n=n, nb1=nb1, bits=bits)
     nq = kept.shape[0]
     out = (np.empty((nq, k), dtype=np.float32), np.empty((nq, k), dtype=np.int64),
            np.empty(nq, dtype=np.int64))

@@ -932,6 +932,7 @@ typedef struct {
     int nsub;
     ptrdiff_t lstride, tile;
     const uint8_t *lv64; /* the dot mode's levels, once a lane */
+    double sabs;         /* a bound on |sum|: 2 nb x 127 (tables) or 2 nb x 128 x 128 (dot) */
 } vn_flat;
 
 /* Fewest queries in a pass (summed together over a block) for block pruning: a pass of one
@@ -940,22 +941,22 @@ typedef struct {
  * dev 2- and 4-bit: -4%). */
 #define VN_PRUNE_MIN_PASS 4
 
-/* An integer cut for block pruning (vn_score_fn): every row whose sum S <= cut scores at most
- * thr, for scales in [0, smax] (the caller's bound, vn_lut_args.scale_max; 1 without scales)
- * -- so a block with no sum above it offers nothing. With
- * thr > 0: fl(bias + fl(delta S)) is within 2^-21 |bias| + 8 delta of bias + delta S (|S| <
- * 2^24, each rounding 2^-24), so S <= (x - bias - 2^-21 |bias|) / delta - 9 keeps it at most
- * x = thr / smax (1 - 2^-20), and then fl(scale * u) <= thr (1 - 2^-20)(1 + 2^-24) < thr
- * (u < 0: the score is at most 0). Inner product scores of a primed reservoir and a finite
- * bound only; else INT32_MIN (every block scored). */
-static int32_t fs_cut(const vn_fsq *c, const vn_fres *r, float smax, int l2) {
+/* An integer cut for block pruning (the kernels' cut): every row whose sum S <= cut scores at
+ * most thr, for scales in [0, smax] (the caller's bound, vn_lut_args.scale_max; 1 without
+ * scales) -- so a block with no sum above it offers nothing. With thr > 0 and |S| <= sabs:
+ * fl(bias + fl(delta fl(S))) is within 2^-22 (|bias| + 2 delta sabs) of bias + delta S (three
+ * roundings of 2^-24 relative), so S <= (x - bias - 2^-20 (|bias| + delta sabs)) / delta - 1
+ * keeps it at most x = thr / smax (1 - 2^-20), and then fl(scale * u) <= thr (1 - 2^-20)
+ * (1 + 2^-24) < thr (u < 0: the score is at most 0). Inner product scores of a primed
+ * reservoir and a finite bound only; else INT32_MIN (every block scored). */
+static int32_t fs_cut(const vn_fsq *c, const vn_fres *r, float smax, double sabs, int l2) {
     const double thr = r->thr, delta = c->delta, bias = c->bias;
     if (!r->primed || l2 || c->has_lb || !(thr > 0.0 && thr <= FLT_MAX) ||
         !(delta > 0.0 && delta <= FLT_MAX) || !(fabs(bias) <= FLT_MAX) ||
         !(smax > 0.0f && smax <= FLT_MAX))
         return INT32_MIN;
     const double x = thr / smax * (1.0 - 0x1p-20);
-    const double cut = floor((x - bias - 0x1p-21 * fabs(bias)) / delta) - 9.0;
+    const double cut = floor((x - bias - 0x1p-20 * (fabs(bias) + delta * sabs)) / delta) - 1.0;
     if (cut < (double)INT32_MIN) return INT32_MIN;
     return cut > (double)(INT32_MAX - 1) ? INT32_MAX - 1 : (int32_t)cut;
 }
@@ -985,7 +986,7 @@ __attribute__((always_inline)) static inline void fs_flat_scan(const vn_flat *f,
                 wp[q] = (const int8_t *)lp[q];
                 db[q] = dbase[g];
                 at[q] = res[g].thr;
-                cut[q] = fs_cut(&cq[g], &res[g], smax, a->xn != NULL);
+                cut[q] = fs_cut(&cq[g], &res[g], smax, f->sabs, a->xn != NULL);
             }
             for (ptrdiff_t j0 = t0; j0 < t1; j0 += 32) {
                 const uint8_t *blk = (a->tail && j0 / 32 == a->n / 32)
@@ -1002,7 +1003,7 @@ __attribute__((always_inline)) static inline void fs_flat_scan(const vn_flat *f,
                                          &bad); /* no slots: never fails */
                     if (res[g].thr != at[q]) { /* a compaction raised the threshold */
                         at[q] = res[g].thr;
-                        cut[q] = fs_cut(&cq[g], &res[g], smax, a->xn != NULL);
+                        cut[q] = fs_cut(&cq[g], &res[g], smax, f->sabs, a->xn != NULL);
                     }
                 }
             }
@@ -1035,6 +1036,7 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
     const ptrdiff_t nb = a->nb, k = a->k;
     /* per-query stride of luts: tables, or the dot mode's 2 nb weights */
     f.lstride = f.dot ? 2 * nb : 32 * nb;
+    f.sabs = (double)(2 * nb) * (f.dot ? 128.0 * 128.0 : (double)VN_FS_LUTMAX);
     const ptrdiff_t rows = r1 > r0 ? r1 - r0 : 0;
     const ptrdiff_t cap = fs_res_cap(k, rows); /* one reservoir per query of a group */
     const ptrdiff_t group = (q1 - q0) < VN_FS_QGROUP ? (q1 - q0) : VN_FS_QGROUP;

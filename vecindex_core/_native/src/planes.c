@@ -193,7 +193,8 @@ __attribute__((target(VN_TARGET_AVX512_DOT))) static int rank_vnni(const vn_rank
 
 static int vn_planes_rank(const vn_rank_args *a, ptrdiff_t q0, ptrdiff_t q1, int isa) {
 #if VN_X86
-    if (isa == VN_AVX512 && g_cpu.avx512vnni) return rank_vnni(a, q0, q1);
+    if (isa == VN_AVX512 && g_cpu.avx512vnni && g_cpu.avx512vbmi) /* its target's features */
+        return rank_vnni(a, q0, q1);
 #else
     (void)isa;
 #endif
