@@ -260,6 +260,35 @@ def test_seed_never_changes_the_scan(isa, masked):
         L.lut_topk(luts, bias, delta, codes, n, k, seed=np.zeros(nq + 1, np.float32), isa=isa)
 
 
+def test_seeded_scan_split_over_threads(monkeypatch):
+    """A few queries split the rows over two threads (the calling thread's lead share): each
+    share's seeded collection, its rescan when the share has too few rows at the seed, the
+    bound and the merge give the reference's rows; unsorted output is sorted then."""
+    from vecindex_core._threads import get_num_threads, set_num_threads
+
+    rng = np.random.default_rng(21)
+    n, nb, nq, k = 20_000, 6, 3, 50
+    codes = fs.pack_blocked(rng.integers(0, 256, (n, nb), dtype=np.uint8))
+    luts, bias, delta = fs.quantize_luts(rng.standard_normal((nq, 2 * nb, 16)).astype(np.float32))
+    scale = rng.random(n).astype(np.float32)
+    ref = fs.fastscan_topk_ref(luts, bias, delta, codes, n, k, scale=scale)
+    top = fs.fastscan_topk_ref(luts, bias, delta, codes, n, 600, scale=scale)[0]
+    monkeypatch.setattr(L, "MIN_WORK_PER_THREAD", 1)
+    monkeypatch.setattr(L, "MIN_ROWS_WORK_PER_THREAD", 1)
+    before = get_num_threads()
+    set_num_threads(2)
+    try:
+        assert L.scan_plan(nq, n, nb) == (2, True)
+        for seed in (top[:, k - 1], top[:, 80], top[:, 599], top[:, 0]):
+            for sort in (True, False):
+                got = L.lut_topk(luts, bias, delta, codes, n, k, scale=scale,
+                                 seed=np.ascontiguousarray(seed), scale_max=1.0, sort=sort,
+                                 isa=ISAS[-1])
+                assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+    finally:
+        set_num_threads(before)
+
+
 @pytest.mark.parametrize("dot", [False, True])
 def test_pruned_blocks_never_change_the_scan(dot):
     """Blocks skipped by their integer bound (batches of queries, positive thresholds) give
