@@ -58,9 +58,19 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from .. import _native
+from .._native.lut import planes_rank, planes_rescore, scan_plan
 from .blocked import BlockedCodes
 from .codes import pack_codes, unpack_codes
-from .fastscan import BLOCK, Products, pack_blocked, rescore_shortlist
+from .fastscan import (
+    BLOCK,
+    Products,
+    fastscan_topk,
+    nibble_luts,
+    nibble_tables,
+    pack_blocked,
+    rescore_shortlist,
+)
 from .topk import _insert
 
 __all__ = [
@@ -380,10 +390,6 @@ def planes_topk(
     ``scale`` for the sign pass's block pruning (:func:`~.fastscan.fastscan_topk`). On the
     native kernels when they are active (the same results). Returns ``(scores, slots,
     counts)`` as :func:`~.fastscan.rescore_shortlist`."""
-    from .. import _native
-    from .._native.lut import planes_rank, planes_rescore, scan_plan
-    from .fastscan import fastscan_topk, nibble_luts, nibble_tables
-
     native = _native.active_isa() is not None
     n, bits, nb1 = len(store), store.bits, store.nb1
     alpha, beta = plane_model(codebook, store.dim)

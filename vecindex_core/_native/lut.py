@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _native as _package
+from .._kernels.topk import _before
 from .._threads import map_chunks, run_chunks, split_plan, thread_count
 from ..errors import InvalidArgumentError
 from . import ENV_VAR, _isa_id
@@ -98,21 +99,6 @@ def dot_cpu() -> bool:
     return bool(f.get("avx512vnni") and f.get("avx512vbmi"))
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
-def _ahead(s1: float, i1: int, s2: float, i2: int) -> bool:
-    """(s1, i1) before (s2, i2): score descending (NaN last), then slot ascending with the
-    padding slot -1 after every slot."""
-    if s1 != s1:
-        if s2 == s2:
-            return False
-    elif s2 != s2:
-        return True
-    elif s1 != s2:
-        return s1 > s2
-    big = np.iinfo(np.int64).max
-    return (i1 if i1 >= 0 else big) < (i2 if i2 >= 0 else big)
-
-
 @numba.njit(nogil=True, cache=True)
 def _merge_sorted(ps: np.ndarray, pi: np.ndarray, out_s: np.ndarray, out_i: np.ndarray) -> None:
     parts, nq, kk = ps.shape
@@ -122,9 +108,9 @@ def _merge_sorted(ps: np.ndarray, pi: np.ndarray, out_s: np.ndarray, out_i: np.n
         for t in range(out_s.shape[1]):
             best = -1
             for p in range(parts):
-                if pos[p] < kk and (best < 0 or _ahead(ps[p, q, pos[p]], pi[p, q, pos[p]],
-                                                       ps[best, q, pos[best]],
-                                                       pi[best, q, pos[best]])):
+                if pos[p] < kk and (best < 0 or _before(ps[p, q, pos[p]], pi[p, q, pos[p]],
+                                                        ps[best, q, pos[best]],
+                                                        pi[best, q, pos[best]])):
                     best = p
             out_s[q, t] = ps[best, q, pos[best]]
             out_i[q, t] = pi[best, q, pos[best]]
