@@ -65,6 +65,7 @@ from .codes import pack_codes, unpack_codes
 from .fastscan import (
     BLOCK,
     Products,
+    aligned_empty,
     fastscan_topk,
     nibble_luts,
     nibble_tables,
@@ -365,7 +366,8 @@ def query_weights(rq: FloatArray, width: int) -> tuple[npt.NDArray[np.int8], Slo
     and units ``u = max |R q| / 127`` (float32) of rotated queries ``rq``: ``w =
     round(R q * (127 / max |R q|))`` in float32, clipped to +-127 (0 for a zero query)."""
     nq = rq.shape[0]
-    w = np.zeros((nq, width), dtype=np.int8)
+    w = aligned_empty((nq, width), np.int8)
+    w.fill(0)
     wsum = np.empty(nq, dtype=np.int64)
     u = np.empty(nq, dtype=np.float32)
     _weights(np.ascontiguousarray(rq, dtype=np.float32), w, wsum, u)
