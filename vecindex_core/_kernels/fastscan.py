@@ -41,6 +41,7 @@ it with :func:`rescore_shortlist` (float, per coordinate) before the final top-k
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -412,25 +413,31 @@ def _native_luts(x: FloatArray, seed: int | None, levels: FloatArray, bits: int,
 
 
 SIMD_ALIGN = 64
-"""Byte alignment of the arrays the kernels read 64 bytes at a time (a query's uint8 tables,
-the rank step's int8 weights). From numpy's 16-byte alignment every such load splits two
-cache lines (Zen 4, dev 2-bit, 500 queries, one thread: 50 against 45 us a query, and which
-of the two a process got depended on where the allocator put the tables)."""
+"""Byte alignment of the arrays the kernels read 64 bytes at a time for many queries (the
+uint8 tables, the rank step's int8 weights). From numpy's 16-byte alignment every such load
+splits two cache lines (Zen 4, dev 2-bit, 500 queries, one thread: 50 against 45 us a query,
+and which of the two a process got depended on where the allocator put the tables)."""
+
+SIMD_ALIGN_MIN_BYTES = 8192
+"""Smaller arrays keep numpy's alignment: finding an array's address costs ~1 us, more than
+the split loads cost one or two queries (a single query's scan is bound by its shuffles)."""
 
 
-def aligned_empty(shape: tuple[int, ...], dtype: npt.DTypeLike) -> np.ndarray:
-    """An uninitialized C-contiguous array starting on a :data:`SIMD_ALIGN` boundary."""
+def simd_empty(shape: tuple[int, ...], dtype: npt.DTypeLike) -> np.ndarray:
+    """An uninitialized C-contiguous array, starting on a :data:`SIMD_ALIGN` boundary from
+    :data:`SIMD_ALIGN_MIN_BYTES` on."""
     dt = np.dtype(dtype)
-    size = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    size = math.prod(shape) * dt.itemsize
+    if size < SIMD_ALIGN_MIN_BYTES:
+        return np.empty(shape, dtype=dt)
     buf = np.empty(size + SIMD_ALIGN, dtype=np.uint8)
-    at = -buf.ctypes.data % SIMD_ALIGN
-    return buf[at:at + size].view(dt).reshape(shape)
+    return np.ndarray(shape, dt, buf, -buf.ctypes.data % SIMD_ALIGN)
 
 
 def _new_luts(nq: int, m: int) -> tuple[FloatArray, U8Array, FloatArray, FloatArray]:
     """``(tables, luts, bias, delta)`` of ``nq`` queries' ``m`` nibble tables for a kernel to
     fill; bias and delta start as :func:`quantize_luts`' constants for no tables."""
-    return (np.empty((nq, m, 16), dtype=np.float32), aligned_empty((nq, m // 2, 32), np.uint8),
+    return (np.empty((nq, m, 16), dtype=np.float32), simd_empty((nq, m // 2, 32), np.uint8),
             np.zeros(nq, dtype=np.float32), np.ones(nq, dtype=np.float32))
 
 
@@ -553,7 +560,7 @@ def quantize_luts(tables: FloatArray) -> tuple[U8Array, FloatArray, FloatArray]:
     if tables.ndim != 3 or tables.shape[2] != 16 or tables.shape[1] % 2:
         raise ValueError(f"tables must be (nq, 2 * nb, 16), got shape {tables.shape}")
     nq, m, _ = tables.shape
-    luts = aligned_empty((nq, m // 2, 32), np.uint8)
+    luts = simd_empty((nq, m // 2, 32), np.uint8)
     bias = np.zeros(nq, dtype=np.float32)
     delta = np.ones(nq, dtype=np.float32)
     if not (nq and m):

@@ -65,12 +65,12 @@ from .codes import pack_codes, unpack_codes
 from .fastscan import (
     BLOCK,
     Products,
-    aligned_empty,
     fastscan_topk,
     nibble_luts,
     nibble_tables,
     pack_blocked,
     rescore_shortlist,
+    simd_empty,
 )
 from .topk import _insert
 
@@ -366,7 +366,7 @@ def query_weights(rq: FloatArray, width: int) -> tuple[npt.NDArray[np.int8], Slo
     and units ``u = max |R q| / 127`` (float32) of rotated queries ``rq``: ``w =
     round(R q * (127 / max |R q|))`` in float32, clipped to +-127 (0 for a zero query)."""
     nq = rq.shape[0]
-    w = aligned_empty((nq, width), np.int8)
+    w = simd_empty((nq, width), np.int8)
     w.fill(0)
     wsum = np.empty(nq, dtype=np.int64)
     u = np.empty(nq, dtype=np.float32)
