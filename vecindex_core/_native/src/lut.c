@@ -342,13 +342,25 @@ typedef struct {
     int has_lb;
 } vn_fsq;
 
-/* sums (nq, 32) of one block for nq <= VN_FS_MAXSUB queries, rows in natural order. Block
- * pruning: with cut (nq int32, fs_cut), bit q of the result is set when a sum of query q
- * (as int32) is above cut[q]; a clear bit: no row of the block can pass, it is not scored.
- * The kernels with the test in their registers (the VNNI and dot kernels) make it; the
- * others, or cut NULL, return every bit set. */
+/* What the kernels with the tests in their registers (the VNNI and dot kernels,
+ * vn_fs_path.kscore) do with a block's sums besides storing them; the others ignore it. */
+typedef struct {
+    /* Block pruning (nq int32, fs_cut): bit q of the result is set when a sum of query q (as
+     * int32) is above cut[q]; a clear bit: no row of the block can pass, it is not scored. */
+    const int32_t *cut;
+    /* Or, with rows (cut NULL), the scores themselves: per query of the pass bias, delta and
+     * thr, the block's 32 row scales (NULL: none); query q's 32 sums are replaced by its
+     * float32 scores scale * (bias + delta * S) (score_fn's arithmetic, no l2, no list
+     * constant), rows[q] gets bit r for score r > thr[q] and bit q of the result is set when
+     * rows[q] is not 0. */
+    const float *bias, *delta, *thr, *scale;
+    uint32_t *rows;
+} vn_gate;
+
+/* sums (nq, 32) of one block for nq <= VN_FS_MAXSUB queries, rows in natural order; gate:
+ * see vn_gate (NULL, or a kernel without the tests: every bit of the result set). */
 typedef unsigned (*vn_sums_fn)(const uint8_t *blk, const uint8_t *const *luts, int nq,
-                               ptrdiff_t nb, uint32_t *sums, const int32_t *cut);
+                               ptrdiff_t nb, uint32_t *sums, const vn_gate *gate);
 #define VN_ALL_LIVE(nq) ((1u << (nq)) - 1u)
 /* scores of a block's 32 rows; bit r of the result: score r > thr */
 typedef uint32_t (*vn_score_fn)(const uint32_t *sums, const vn_fsq *c, const float *scale,
@@ -390,8 +402,8 @@ typedef uint32_t (*vn_score_fn)(const uint32_t *sums, const vn_fsq *c, const flo
 
 /* ---------------------------------------------------------------- portable */
 static unsigned sums_portable(const uint8_t *blk, const uint8_t *const *luts, int nq,
-                              ptrdiff_t nb, uint32_t *sums, const int32_t *cut) {
-    (void)cut;
+                              ptrdiff_t nb, uint32_t *sums, const vn_gate *gate) {
+    (void)gate;
     for (int q = 0; q < nq; q++) {
         uint32_t *o = sums + 32 * q;
         const uint8_t *L = luts[q];
@@ -539,8 +551,8 @@ __attribute__((target("avx2"))) static void sums_avx2_4(
 }
 
 static unsigned sums_avx2(const uint8_t *blk, const uint8_t *const *luts, int nq,
-                          ptrdiff_t nb, uint32_t *sums, const int32_t *cut) {
-    (void)cut;
+                          ptrdiff_t nb, uint32_t *sums, const vn_gate *gate) {
+    (void)gate;
     VN_CALL_NQ4(nq, sums_avx2, blk, luts, nb, sums)
     return VN_ALL_LIVE(nq);
 }
@@ -648,8 +660,8 @@ sums_avx512_impl(const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb,
 VN_EACH_NQ4(VN_FS_AVX512_NQ)
 
 static unsigned sums_avx512(const uint8_t *blk, const uint8_t *const *luts, int nq,
-                            ptrdiff_t nb, uint32_t *sums, const int32_t *cut) {
-    (void)cut;
+                            ptrdiff_t nb, uint32_t *sums, const vn_gate *gate) {
+    (void)gate;
     VN_CALL_NQ4(nq, sums_avx512, blk, luts, nb, sums)
     return VN_ALL_LIVE(nq);
 }
@@ -665,13 +677,13 @@ static unsigned sums_avx512(const uint8_t *blk, const uint8_t *const *luts, int 
  * 128-bit lane); seed[q] = -128 * sum(w[q]) (used by the SIMD kernel only) */
 typedef unsigned (*vn_dot_fn)(const uint8_t *blk, const int8_t *const *w,
                               const int32_t *seed, const uint8_t *levels, int nq, ptrdiff_t nb,
-                              uint32_t *sums, const int32_t *cut);
+                              uint32_t *sums, const vn_gate *gate);
 
 static unsigned dot_portable(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
                              const uint8_t *levels, int nq, ptrdiff_t nb, uint32_t *sums,
-                             const int32_t *cut) {
+                             const vn_gate *gate) {
     (void)seed;
-    (void)cut;
+    (void)gate;
     int32_t lv[16];
     for (int c = 0; c < 16; c++) lv[c] = (int32_t)levels[c] - 128;
     for (int q = 0; q < nq; q++) {
@@ -722,14 +734,42 @@ static const uint8_t vn_dot_transpose[64] = {
     }
 #define VN_DOT_STORE(q)                                                                   \
     if (NQ > q) {                                                                         \
-        _mm512_storeu_si512((void *)(sums + 32 * q), d0_##q);                             \
-        _mm512_storeu_si512((void *)(sums + 32 * q + 16), d1_##q);                        \
-        if (cut) {                                                                        \
-            const __m512i c_ = _mm512_set1_epi32(cut[q]);                                 \
-            live |= (unsigned)((_mm512_cmpgt_epi32_mask(d0_##q, c_) |                     \
-                                _mm512_cmpgt_epi32_mask(d1_##q, c_)) != 0) << q;          \
+        if (ks) { /* score_fn's float32 operations, in the same order */                  \
+            const __m512 dl_ = _mm512_set1_ps(ks->delta[q]);                              \
+            const __m512 b_ = _mm512_set1_ps(ks->bias[q]);                                \
+            __m512 s0_ = _mm512_add_ps(b_, _mm512_mul_ps(dl_, _mm512_cvtepi32_ps(d0_##q)));  \
+            __m512 s1_ = _mm512_add_ps(b_, _mm512_mul_ps(dl_, _mm512_cvtepi32_ps(d1_##q)));  \
+            if (ks->scale) {                                                              \
+                s0_ = _mm512_mul_ps(sc0_, s0_);                                           \
+                s1_ = _mm512_mul_ps(sc1_, s1_);                                           \
+            }                                                                             \
+            _mm512_storeu_ps((void *)(sums + 32 * q), s0_);                               \
+            _mm512_storeu_ps((void *)(sums + 32 * q + 16), s1_);                          \
+            const __m512 t_ = _mm512_set1_ps(ks->thr[q]);                                 \
+            const uint32_t r_ = (uint32_t)_mm512_cmp_ps_mask(s0_, t_, _CMP_GT_OQ) |       \
+                                (uint32_t)_mm512_cmp_ps_mask(s1_, t_, _CMP_GT_OQ) << 16;  \
+            ks->rows[q] = r_;                                                             \
+            live |= (unsigned)(r_ != 0) << q;                                             \
+        } else {                                                                          \
+            _mm512_storeu_si512((void *)(sums + 32 * q), d0_##q);                         \
+            _mm512_storeu_si512((void *)(sums + 32 * q + 16), d1_##q);                    \
+            if (cut) {                                                                    \
+                const __m512i c_ = _mm512_set1_epi32(cut[q]);                             \
+                live |= (unsigned)((_mm512_cmpgt_epi32_mask(d0_##q, c_) |                 \
+                                    _mm512_cmpgt_epi32_mask(d1_##q, c_)) != 0) << q;      \
+            }                                                                             \
         }                                                                                 \
     }
+/* before VN_DOT_EACH(VN_DOT_STORE): the gate's parts and the block's row scales */
+#define VN_GATE_SETUP                                                                     \
+    const int32_t *cut = gate ? gate->cut : NULL;                                         \
+    const vn_gate *ks = gate && gate->rows ? gate : NULL;                                 \
+    __m512 sc0_ = _mm512_setzero_ps(), sc1_ = sc0_;                                       \
+    if (ks && ks->scale) {                                                                \
+        sc0_ = _mm512_loadu_ps(ks->scale);                                                \
+        sc1_ = _mm512_loadu_ps(ks->scale + 16);                                           \
+    }
+#define VN_GATE_RESULT(NQ) (cut || ks ? live : VN_ALL_LIVE(NQ))
 /* one step: a 64-byte load c of two columns (sub-codes 2p .. 2p + 3); VN_DOT_W(q) gives
  * query q's four weights as a dword */
 #define VN_DOT_STEP(c)                                                                    \
@@ -749,7 +789,7 @@ static inline int32_t dot_w4(const int8_t *w) { /* four weights as one dword */
 
 __attribute__((target(VN_TARGET_AVX512_DOT), always_inline)) static inline unsigned
 dot_avx512_impl(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
-                const uint8_t *levels, ptrdiff_t nb, uint32_t *sums, const int32_t *cut,
+                const uint8_t *levels, ptrdiff_t nb, uint32_t *sums, const vn_gate *gate,
                 const int NQ) {
     unsigned live = 0;
     const __m512i lv = _mm512_loadu_si512((const void *)levels);
@@ -768,22 +808,23 @@ dot_avx512_impl(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
         VN_DOT_STEP(_mm512_maskz_loadu_epi8((__mmask64)0xffffffffu, blk + 32 * p));
 #undef VN_DOT_W
     }
+    VN_GATE_SETUP
     VN_DOT_EACH(VN_DOT_STORE)
-    return cut ? live : VN_ALL_LIVE(NQ);
+    return VN_GATE_RESULT(NQ);
 }
 
 #define VN_DOT_AVX512_NQ(N)                                                               \
     __attribute__((target(VN_TARGET_AVX512_DOT))) static unsigned dot_avx512_##N(        \
         const uint8_t *blk, const int8_t *const *w, const int32_t *seed,                  \
-        const uint8_t *levels, ptrdiff_t nb, uint32_t *sums, const int32_t *cut) {        \
-        return dot_avx512_impl(blk, w, seed, levels, nb, sums, cut, N);                   \
+        const uint8_t *levels, ptrdiff_t nb, uint32_t *sums, const vn_gate *gate) {       \
+        return dot_avx512_impl(blk, w, seed, levels, nb, sums, gate, N);                  \
     }
 VN_EACH_NQ8(VN_DOT_AVX512_NQ)
 
 static unsigned dot_avx512(const uint8_t *blk, const int8_t *const *w, const int32_t *seed,
                            const uint8_t *levels, int nq, ptrdiff_t nb, uint32_t *sums,
-                           const int32_t *cut) {
-    VN_RET_NQ8(nq, dot_avx512, blk, w, seed, levels, nb, sums, cut)
+                           const vn_gate *gate) {
+    VN_RET_NQ8(nq, dot_avx512, blk, w, seed, levels, nb, sums, gate)
 }
 
 /* The table mode on the same CPUs (VNNI + VBMI): the transposed codes' nibbles, offset by
@@ -821,7 +862,7 @@ static unsigned dot_avx512(const uint8_t *blk, const int8_t *const *w, const int
 
 __attribute__((target(VN_TARGET_AVX512_DOT), always_inline)) static inline unsigned
 sums_vnni_impl(const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb, uint32_t *sums,
-               const int32_t *cut, const int NQ) {
+               const vn_gate *gate, const int NQ) {
     unsigned live = 0;
     const __m512i tr = _mm512_loadu_si512((const void *)vn_dot_transpose);
     const __m512i m4 = _mm512_set1_epi8(0x0f), ones = _mm512_set1_epi8(1);
@@ -843,21 +884,22 @@ sums_vnni_impl(const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb, uin
         VN_VNNI_STEP(_mm512_maskz_loadu_epi8(half, blk + 32 * p));
 #undef VN_VNNI_LUT
     }
+    VN_GATE_SETUP
     VN_DOT_EACH(VN_DOT_STORE)
-    return cut ? live : VN_ALL_LIVE(NQ);
+    return VN_GATE_RESULT(NQ);
 }
 
 #define VN_VNNI_NQ(N)                                                                     \
     __attribute__((target(VN_TARGET_AVX512_DOT))) static unsigned sums_vnni_##N(          \
         const uint8_t *blk, const uint8_t *const *luts, ptrdiff_t nb, uint32_t *sums,     \
-        const int32_t *cut) {                                                             \
-        return sums_vnni_impl(blk, luts, nb, sums, cut, N);                               \
+        const vn_gate *gate) {                                                            \
+        return sums_vnni_impl(blk, luts, nb, sums, gate, N);                              \
     }
 VN_EACH_NQ8(VN_VNNI_NQ)
 
 static unsigned sums_vnni(const uint8_t *blk, const uint8_t *const *luts, int nq,
-                          ptrdiff_t nb, uint32_t *sums, const int32_t *cut) {
-    VN_RET_NQ8(nq, sums_vnni, blk, luts, nb, sums, cut)
+                          ptrdiff_t nb, uint32_t *sums, const vn_gate *gate) {
+    VN_RET_NQ8(nq, sums_vnni, blk, luts, nb, sums, gate)
 }
 #endif
 
@@ -911,10 +953,11 @@ typedef struct {
     vn_score_fn score;
     int nsub;   /* default queries summed together per pass over a block */
     int maxsub; /* most of them */
+    int kscore; /* sums and dot score in their registers (vn_gate's rows) */
 } vn_fs_path;
 
 static vn_fs_path fs_path(int isa) {
-    vn_fs_path p = {sums_portable, dot_portable, score_portable, 1, VN_FS_MAXSUB};
+    vn_fs_path p = {sums_portable, dot_portable, score_portable, 1, VN_FS_MAXSUB, 0};
 #if VN_X86
     if (isa == VN_AVX2) {
         p.sums = sums_avx2;
@@ -930,6 +973,7 @@ static vn_fs_path fs_path(int isa) {
             p.sums = sums_vnni;
             p.dot = dot_avx512;
             p.nsub = p.maxsub = VN_DOT_MAXSUB;
+            p.kscore = 1;
         }
     }
 #else
@@ -948,6 +992,10 @@ static vn_fs_path fs_path(int isa) {
  * every row while thr is -inf ((-inf, lower slot) may enter). NaN never enters;
  * fs_select or fs_heap_offer decides the rest exactly.
  * Returns 0, or -2 (a slot outside [0, mlen) with a mask; *bad = its row) and stops. */
+__attribute__((always_inline)) static inline int fs_block_take(
+    vn_fheap *h, vn_fres *res, const float *sc, uint32_t cand, ptrdiff_t j0,
+    const int32_t *slots, const uint8_t *mask, ptrdiff_t mlen, ptrdiff_t *bad);
+
 __attribute__((always_inline)) static inline int fs_block_offer(
     vn_fheap *h, vn_fres *res, const uint32_t *sums, const vn_fsq *c, const float *scale,
     const float *xn, ptrdiff_t j0, int nv, const int32_t *slots, const uint8_t *mask,
@@ -975,6 +1023,14 @@ __attribute__((always_inline)) static inline int fs_block_offer(
     uint32_t cand = score_fn(sums, c, sp, xp, thr, sc);
     if (every) cand = 0xffffffffu;
     cand &= nv == 32 ? 0xffffffffu : ((1u << nv) - 1u);
+    return fs_block_take(h, res, sc, cand, j0, slots, mask, mlen, bad);
+}
+
+/* Hand the rows of cand (bit r: row j0 + r, score sc[r]) to the collector, lowest row first
+ * (fs_block_offer's second half). */
+__attribute__((always_inline)) static inline int fs_block_take(
+    vn_fheap *h, vn_fres *res, const float *sc, uint32_t cand, ptrdiff_t j0,
+    const int32_t *slots, const uint8_t *mask, ptrdiff_t mlen, ptrdiff_t *bad) {
     while (cand) {
         const int r = __builtin_ctz(cand);
         cand &= cand - 1;
@@ -1033,11 +1089,34 @@ static int32_t fs_cut(const vn_fsq *c, const vn_fres *r, float smax, double sabs
  * tiles of blocks that stay in L2; within a tile, each sub-group of queries (whose tables
  * stay in L1) runs over every block before the next sub-group. A query's block with no sum
  * above its cut (fs_cut) is not scored. */
+/* kscore: the rows of a block (j0, nv rows) that its kernel call scored into sums (float32,
+ * 32 a query) and flagged in rows, for the queries of pend (bit q: query ix[q]): a query's
+ * reservoir not yet primed takes every row, else the flagged ones (scored against a
+ * threshold at most the current one: a superset of the rows that can still enter, so the
+ * same results). Then each query's threshold for later kernel calls. */
+__attribute__((always_inline)) static inline void fs_flat_take(
+    const vn_lut_args *a, const int *ix, vn_fres *res, const uint32_t *sums,
+    const uint32_t *rows, unsigned pend, ptrdiff_t j0, int nv, float *kt, unsigned *every) {
+    const uint32_t all = nv == 32 ? 0xffffffffu : ((1u << nv) - 1u);
+    ptrdiff_t bad = 0;
+    for (; pend; pend &= pend - 1) {
+        const int q = __builtin_ctz(pend);
+        vn_fres *r = &res[ix[q]];
+        const uint32_t cand = r->primed ? rows[q] & all : all;
+        (void)fs_block_take(NULL, r, (const float *)(const void *)(sums + 32 * q), cand, j0,
+                            NULL, a->mask, a->n, &bad); /* no slots: never fails */
+        kt[q] = r->primed ? r->thr : -INFINITY;
+        *every = (*every & ~(1u << q)) | (unsigned)!r->primed << q;
+    }
+}
+
 __attribute__((always_inline)) static inline void fs_flat_scan(const vn_flat *f, ptrdiff_t g0, const int *ix, int nix, vn_fres *res,
                          const vn_fsq *cq, const int32_t *dbase, ptrdiff_t r0, ptrdiff_t r1) {
     const vn_lut_args *a = f->a;
     const ptrdiff_t nb = a->nb;
-    uint32_t sums[32 * VN_DOT_MAXSUB];
+    /* the kernel scores the rows (inner product scores; the l2 transform takes score_fn) */
+    const int kscore = f->path.kscore && a->xn == NULL;
+    uint32_t sbuf[2][32 * VN_DOT_MAXSUB], rbuf[2][VN_DOT_MAXSUB];
     ptrdiff_t bad = 0;
     for (ptrdiff_t t0 = r0; t0 < r1; t0 += f->tile) {
         const ptrdiff_t t1 = (t0 + f->tile < r1) ? t0 + f->tile : r1;
@@ -1048,6 +1127,15 @@ __attribute__((always_inline)) static inline void fs_flat_scan(const vn_flat *f,
             const int8_t *wp[VN_DOT_MAXSUB]; /* the dot mode's weights */
             int32_t db[VN_DOT_MAXSUB], cut[VN_DOT_MAXSUB];
             float at[VN_DOT_MAXSUB]; /* the threshold each cut was made for */
+            float kb[VN_DOT_MAXSUB], kd[VN_DOT_MAXSUB], kt[VN_DOT_MAXSUB], pad[32];
+            unsigned every = 0; /* kscore: queries whose reservoir takes every row */
+            vn_gate gate = {NULL, kb, kd, kt, NULL, NULL};
+            /* kscore: the block scanned before (its rows are taken after the next block's
+             * kernel call, so that the branches on its result do not wait for the kernel's
+             * last sums: a single 2-bit dev query 59 -> xx us) */
+            unsigned pend = 0;
+            ptrdiff_t pj0 = 0;
+            int pnv = 0, cur = 0;
             for (int q = 0; q < m; q++) {
                 const int g = ix[s0 + q];
                 lp[q] = a->luts + (g0 + g) * f->lstride;
@@ -1055,16 +1143,41 @@ __attribute__((always_inline)) static inline void fs_flat_scan(const vn_flat *f,
                 db[q] = dbase[g];
                 at[q] = res[g].thr;
                 cut[q] = fs_cut(&cq[g], &res[g], smax, f->sabs, a->xn != NULL);
+                kb[q] = cq[g].bias;
+                kd[q] = cq[g].delta;
+                kt[q] = res[g].primed ? res[g].thr : -INFINITY;
+                every |= (unsigned)!res[g].primed << q;
             }
+            if (!kscore) gate = (vn_gate){m >= VN_PRUNE_MIN_PASS ? cut : NULL, 0, 0, 0, 0, 0};
             for (ptrdiff_t j0 = t0; j0 < t1; j0 += 32) {
                 const uint8_t *blk = (a->tail && j0 / 32 == a->n / 32)
                                          ? a->tail : a->codes + (j0 / 32) * nb * 32;
                 const int nv = (int)((r1 - j0) < 32 ? (r1 - j0) : 32);
-                const int32_t *cp = m >= VN_PRUNE_MIN_PASS ? cut : NULL;
-                const unsigned live = f->dot ? f->dot(blk, wp, db, f->lv64, m, nb, sums, cp)
-                                             : f->path.sums(blk, lp, m, nb, sums, cp);
-                for (int q = 0; q < m; q++) {
-                    if (!(live >> q & 1u)) continue; /* no row can pass */
+                if (kscore && a->scale) {
+                    gate.scale = a->scale + j0;
+                    if (nv < 32) { /* never read past the last row */
+                        memset(pad, 0, sizeof pad);
+                        memcpy(pad, a->scale + j0, sizeof(float) * (size_t)nv);
+                        gate.scale = pad;
+                    }
+                }
+                const vn_gate *gp = kscore || gate.cut ? &gate : NULL;
+                uint32_t *sums = sbuf[cur];
+                if (kscore) gate.rows = rbuf[cur];
+                const unsigned live = f->dot ? f->dot(blk, wp, db, f->lv64, m, nb, sums, gp)
+                                             : f->path.sums(blk, lp, m, nb, sums, gp);
+                if (kscore) {
+                    if (pend)
+                        fs_flat_take(a, ix + s0, res, sbuf[cur ^ 1], rbuf[cur ^ 1], pend, pj0,
+                                     pnv, kt, &every);
+                    pend = live | every;
+                    pj0 = j0;
+                    pnv = nv;
+                    cur ^= 1;
+                    continue;
+                }
+                for (unsigned lq = live; lq; lq &= lq - 1) { /* blocks a row may pass */
+                    const int q = __builtin_ctz(lq);
                     const int g = ix[s0 + q];
                     (void)fs_block_offer(NULL, &res[g], sums + 32 * q, &cq[g], a->scale,
                                          a->xn, j0, nv, NULL, a->mask, a->n, f->path.score,
@@ -1075,6 +1188,9 @@ __attribute__((always_inline)) static inline void fs_flat_scan(const vn_flat *f,
                     }
                 }
             }
+            if (pend)
+                fs_flat_take(a, ix + s0, res, sbuf[cur ^ 1], rbuf[cur ^ 1], pend, pj0, pnv, kt,
+                             &every);
         }
     }
 }
