@@ -67,11 +67,16 @@ def _same(a, b):
 
 def _flat_patterns(rng, n):
     """Per-row scale factors: scores increasing along the rows (every row a candidate: a
-    compaction every few blocks), decreasing, random, and three values (exact ties)."""
+    compaction every few blocks), decreasing, random, three values (exact ties), both signs
+    (the compaction's keys on both sides of the sign), +0 and -0 among a few positives
+    (ties between signed zeros, by slot) and many magnitudes (keys that share few bits)."""
     yield "increasing", np.arange(1, n + 1, dtype=np.float32)
     yield "decreasing", np.arange(n, 0, -1).astype(np.float32)
     yield "random", rng.random(n).astype(np.float32)
     yield "ties", rng.integers(1, 4, n).astype(np.float32)
+    yield "signs", (rng.random(n) * 2 - 1).astype(np.float32)
+    yield "zeros", rng.choice(np.array([0.0, -0.0, 0.0, -0.0, 1.0], np.float32), n)
+    yield "magnitudes", (10.0 ** rng.uniform(-30, 30, n)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- flat

@@ -50,10 +50,18 @@
 #define _mm512_extracti64x4_epi64 vn_emu_extracti64x4_epi64
 #define _mm512_maskz_loadu_epi8 vn_emu_maskz_loadu_epi8
 #define _mm512_cmplt_epu64_mask vn_emu_cmplt_epu64_mask
+#define _mm512_cmplt_epu32_mask vn_emu_cmplt_epu32_mask
 #define _mm512_cvtepu16_epi32 vn_emu_cvtepu16_epi32
 #define _mm512_cmpgt_epi32_mask simde_mm512_cmpgt_epi32_mask
 #define _mm512_maskz_mov_epi8 simde_mm512_maskz_mov_epi8
 #define _mm512_loadu_ps simde_mm512_loadu_ps
+#define _mm512_setzero_ps simde_mm512_setzero_ps
+#define _mm512_set1_ps simde_mm512_set1_ps
+#define _mm512_add_ps simde_mm512_add_ps
+#define _mm512_mul_ps simde_mm512_mul_ps
+#define _mm512_cvtepi32_ps simde_mm512_cvtepi32_ps
+#define _mm512_cmp_ps_mask simde_mm512_cmp_ps_mask
+#define _mm512_storeu_ps simde_mm512_storeu_ps
 #define _mm512_permutexvar_ps simde_mm512_permutexvar_ps
 #define _mm512_reduce_add_epi32 vn_emu_reduce_add_epi32
 #define _mm512_castsi128_si512 vn_emu_castsi128_si512
@@ -104,6 +112,16 @@ static inline uint8_t vn_emu_cmplt_epu64_mask(simde__m512i a, simde__m512i b) {
     memcpy(y, &b, sizeof y);
     uint8_t k = 0;
     for (int j = 0; j < 8; j++) k |= (uint8_t)((x[j] < y[j]) << j);
+    return k;
+}
+
+/* k[j] = a.u32[j] < b.u32[j] */
+static inline uint16_t vn_emu_cmplt_epu32_mask(simde__m512i a, simde__m512i b) {
+    uint32_t x[16], y[16];
+    memcpy(x, &a, sizeof x);
+    memcpy(y, &b, sizeof y);
+    uint16_t k = 0;
+    for (int j = 0; j < 16; j++) k |= (uint16_t)((x[j] < y[j]) << j);
     return k;
 }
 

@@ -140,7 +140,7 @@ typedef struct {
 typedef struct {
     uint32_t *keys;
     vn_fcand *ties;
-    int simd; /* count with AVX2 (the same counts) */
+    int simd; /* count with AVX2 (1) or AVX-512 (2): the same counts */
 } vn_fscratch;
 
 typedef struct {
@@ -240,38 +240,64 @@ static ptrdiff_t fs_count_below(const uint32_t *key, ptrdiff_t m, uint32_t t) {
 }
 
 #if VN_X86
+/* m a multiple of 16 (fs_keep pads the keys with UINT32_MAX, never below) */
 __attribute__((target("avx2,popcnt"))) static ptrdiff_t fs_count_below_avx2(
     const uint32_t *key, ptrdiff_t m, uint32_t t) {
     const __m256i flip = _mm256_set1_epi32((int)0x80000000u); /* unsigned as signed order */
     const __m256i tv = _mm256_set1_epi32((int)(t ^ 0x80000000u));
-    ptrdiff_t n = 0, i = 0;
-    for (; i + 8 <= m; i += 8) {
+    ptrdiff_t n = 0;
+    for (ptrdiff_t i = 0; i < m; i += 8) {
         const __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(key + i)), flip);
         n += __builtin_popcount((unsigned)_mm256_movemask_ps(
             _mm256_castsi256_ps(_mm256_cmpgt_epi32(tv, v))));
     }
-    return n + fs_count_below(key + i, m - i, t);
+    return n;
+}
+
+__attribute__((target(VN_TARGET_AVX512))) static ptrdiff_t fs_count_below_avx512(
+    const uint32_t *key, ptrdiff_t m, uint32_t t) {
+    const __m512i tv = _mm512_set1_epi32((int)t);
+    ptrdiff_t n = 0;
+    for (ptrdiff_t i = 0; i < m; i += 16)
+        n += __builtin_popcount(
+            (unsigned)_mm512_cmplt_epu32_mask(_mm512_loadu_si512((const void *)(key + i)), tv));
+    return n;
 }
 #endif
 
 /* Keep the k best of c[0 .. m) (1 <= k <= m, no NaN) in c[0 .. k), in their order, and
  * return the k-th best score. The k-th best key is found bit by bit (the largest t with at
- * least k keys >= t: 32 counts, branch-free), then one pass keeps the keys above it and,
- * of those equal to it, the lowest slots. A quickselect of the 16-byte entries (mispredicted
- * swaps) cost ~6x as much: ~0.9 us a compaction of 92 rows, 3.6 us a dev 2-bit query. */
+ * least k keys >= t, branch-free counts; the bits the smallest and largest keys share are
+ * its own, so about 20 counts of a reservoir's scores, not 32), then one pass keeps the keys
+ * above it and, of those equal to it, the lowest slots. A quickselect of the 16-byte entries
+ * (mispredicted swaps) cost ~6x as much: ~0.9 us a compaction of 92 rows, 3.6 us a dev 2-bit
+ * query. */
 static float fs_keep(vn_fcand *c, ptrdiff_t m, ptrdiff_t k, const vn_fscratch *x) {
     uint32_t *key = x->keys;
-    for (ptrdiff_t t = 0; t < m; t++) key[t] = fs_key(c[t].s);
-    uint32_t kc = 0;
-    for (int b = 31; b >= 0; b--) {
-        const uint32_t t = kc | (1u << b);
+    uint32_t lo = UINT32_MAX, hi = 0;
+    for (ptrdiff_t t = 0; t < m; t++) {
+        const uint32_t v = fs_key(c[t].s);
+        key[t] = v;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    const ptrdiff_t m16 = (m + 15) & ~(ptrdiff_t)15;
+    for (ptrdiff_t t = m; t < m16; t++) key[t] = UINT32_MAX; /* never below a threshold */
+    uint32_t kc = lo; /* every key is >= lo, the k-th best <= hi */
+    if (lo != hi) {
+        const int top = 31 - __builtin_clz(lo ^ hi); /* the highest bit they differ in */
+        kc = lo & ~((2u << top) - 1u); /* (2u << 31 wraps to 0: nothing kept) */
+        for (int b = top; b >= 0; b--) {
+            const uint32_t t = kc | (1u << b);
 #if VN_X86
-        const ptrdiff_t below = x->simd ? fs_count_below_avx2(key, m, t)
-                                        : fs_count_below(key, m, t);
+            const ptrdiff_t below = x->simd == 2 ? fs_count_below_avx512(key, m16, t)
+                                    : x->simd ? fs_count_below_avx2(key, m16, t)
+                                              : fs_count_below(key, m, t);
 #else
-        const ptrdiff_t below = fs_count_below(key, m, t);
+            const ptrdiff_t below = fs_count_below(key, m, t);
 #endif
-        if (m - below >= k) kc = t;
+            if (m - below >= k) kc = t;
+        }
     }
     ptrdiff_t w = 0, nt = 0;
     for (ptrdiff_t t = 0; t < m; t++) {
@@ -1199,11 +1225,11 @@ __attribute__((always_inline)) static inline void fs_flat_scan(const vn_flat *f,
  * (x); free the returned pointer. NULL when out of memory. */
 static vn_fcand *fs_res_alloc(ptrdiff_t nres, ptrdiff_t cap, int isa, vn_fscratch *x) {
     vn_fcand *buf = (vn_fcand *)malloc(sizeof(vn_fcand) * (size_t)(nres + 1) * (size_t)cap +
-                                       sizeof(uint32_t) * (size_t)cap);
+                                       sizeof(uint32_t) * (size_t)(cap + 16));
     if (!buf) return NULL;
     x->ties = buf + nres * cap;
     x->keys = (uint32_t *)(void *)(buf + (nres + 1) * cap);
-    x->simd = isa != VN_PORTABLE;
+    x->simd = isa == VN_AVX512 ? 2 : isa != VN_PORTABLE;
     return buf;
 }
 
