@@ -4,8 +4,8 @@
  *
  * The intrinsics come from SIMDe (Debian libsimde-dev, "SIMD Everywhere": portable
  * implementations, checked against real hardware by their own tests), renamed here because
- * its native aliases clash with the types GCC's <immintrin.h> already declares. The three
- * that SIMDe 0.7.4 lacks are written below from Intel's pseudo-code. The functions then
+ * its native aliases clash with the types GCC's <immintrin.h> already declares. Those
+ * that SIMDe 0.7.4 lacks (vn_emu_*) are written below from Intel's pseudo-code. The functions then
  * compile for plain AVX2 (VN_TARGET_AVX512 in native.h) and cpu.c reports AVX-512 where
  * the CPU has AVX2. An intrinsic used by the kernels but missing from this list is a
  * compile error ("target specific option mismatch"), never a silent native call.
@@ -59,7 +59,7 @@
 #define _mm512_set1_ps simde_mm512_set1_ps
 #define _mm512_add_ps simde_mm512_add_ps
 #define _mm512_mul_ps simde_mm512_mul_ps
-#define _mm512_cvtepi32_ps simde_mm512_cvtepi32_ps
+#define _mm512_cvtepi32_ps vn_emu_cvtepi32_ps
 #define _mm512_cmp_ps_mask simde_mm512_cmp_ps_mask
 #define _mm512_storeu_ps simde_mm512_storeu_ps
 #define _mm512_permutexvar_ps simde_mm512_permutexvar_ps
@@ -113,6 +113,17 @@ static inline uint8_t vn_emu_cmplt_epu64_mask(simde__m512i a, simde__m512i b) {
     uint8_t k = 0;
     for (int j = 0; j < 8; j++) k |= (uint8_t)((x[j] < y[j]) << j);
     return k;
+}
+
+/* dst.f32[j] = (float)a.i32[j] (rounded to nearest), j < 16 */
+static inline simde__m512 vn_emu_cvtepi32_ps(simde__m512i a) {
+    int32_t x[16];
+    float y[16];
+    memcpy(x, &a, sizeof x);
+    for (int j = 0; j < 16; j++) y[j] = (float)x[j];
+    simde__m512 r;
+    memcpy(&r, y, sizeof r);
+    return r;
 }
 
 /* k[j] = a.u32[j] < b.u32[j] */
