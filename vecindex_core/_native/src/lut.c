@@ -939,7 +939,7 @@ static unsigned sums_vnni(const uint8_t *blk, const uint8_t *const *luts, int nq
  * (score desc, NaN last, row asc, -1 last), inserted in candidate order, padded with -inf
  * / -1; fin_n: the real rows kept. Fused into the scan call, it saves a single query the
  * Python round trip of a second kernel (~6 us). */
-static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s) {
+static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s, const double *td) {
     if (s < 0) return -INFINITY;
     const ptrdiff_t nb = a->nb;
     const uint8_t *blk = (a->tail && s / 32 == a->n / 32) ? a->tail : a->codes + (s / 32) * nb * 32;
@@ -948,6 +948,22 @@ static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s) {
     if (i >= 16) i -= 16;
     const vn_rs_tabs tb = {a->rtables, a->rqs, a->rlv, nb};
     float v;
+    if (td) { /* VN_RS_SUM over the tables as double (the same values, no conversions) */
+        double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+        const uint8_t *b = blk + i;
+        for (ptrdiff_t t = 0; t < nb >> 1; t++, b += 64, td += 64) {
+            a0 += td[(b[0] >> shift) & 15u];
+            a1 += td[16 + ((b[16] >> shift) & 15u)];
+            a2 += td[32 + ((b[32] >> shift) & 15u)];
+            a3 += td[48 + ((b[48] >> shift) & 15u)];
+        }
+        if (nb & 1) {
+            a0 += td[(b[0] >> shift) & 15u];
+            a1 += td[16 + ((b[16] >> shift) & 15u)];
+        }
+        v = (float)((a0 + a1) + (a2 + a3));
+        return vn_rs_score(v, a->scale, a->xn, a->qn, q, s);
+    }
     /* sub-code x of the row: column x / 2, half x % 2 of it, nibble `shift` of its byte */
 #define RS_NIB(x) ((blk[i + 32 * ((x) >> 1) + 16 * ((x) & 1)] >> shift) & 15u)
     VN_RS_SUM(&tb, q, RS_NIB, v);
@@ -955,9 +971,16 @@ static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s) {
     return vn_rs_score(v, a->scale, a->xn, a->qn, q, s);
 }
 
-/* Query q's shortlist cand (k rows) rescored into its kf final entries. */
-static void vn_rescore(const vn_lut_args *a, ptrdiff_t q, const int64_t *cand) {
+/* Query q's shortlist cand (k rows) rescored into its kf final entries; td: scratch for its
+ * float tables as double (2 nb x 16), or NULL. */
+static void vn_rescore(const vn_lut_args *a, ptrdiff_t q, const int64_t *cand, double *td) {
     const ptrdiff_t kf = a->kf;
+    if (td && a->rtables) { /* 20 rows of 96 bytes: 3.1 -> 2.4 us */
+        const float *tq = a->rtables + q * 2 * a->nb * 16;
+        for (ptrdiff_t j = 0; j < 2 * a->nb * 16; j++) td[j] = (double)tq[j];
+    } else {
+        td = NULL;
+    }
     float *sc = a->fin_s + q * kf;
     int64_t *sl = a->fin_i + q * kf;
     for (ptrdiff_t j = 0; j < kf; j++) {
@@ -966,7 +989,7 @@ static void vn_rescore(const vn_lut_args *a, ptrdiff_t q, const int64_t *cand) {
     }
     ptrdiff_t held = 0;
     for (ptrdiff_t c = 0; c < a->k && kf > 0; c++)
-        vn_rs_insert(sc, sl, kf, &held, rs_estimate(a, q, cand[c]), cand[c]);
+        vn_rs_insert(sc, sl, kf, &held, rs_estimate(a, q, cand[c], td), cand[c]);
     int64_t real = 0;
     for (ptrdiff_t j = 0; j < held; j++) real += sl[j] >= 0;
     a->fin_n[q] = real;
@@ -1271,6 +1294,9 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
         buf = fs_res_alloc(group, cap, isa, &x);
         if (!buf) return -1;
     }
+    /* the rescore's tables as double, up to 1024 byte columns (256 KiB) */
+    double *td = a->rtables && nb <= 1024 ? (double *)malloc(sizeof(double) * 32 * (size_t)nb)
+                                          : NULL;
     vn_fres res[VN_FS_QGROUP];
     vn_fsq cq[VN_FS_QGROUP];
     int32_t dbase[VN_FS_QGROUP];
@@ -1309,9 +1335,10 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
         for (int g = 0; g < ng; g++) {
             fs_res_finish(&res[g], k, a->out_s + (g0 + g) * k, a->out_i + (g0 + g) * k,
                           !a->unsorted);
-            if (a->rtables || a->rqs) vn_rescore(a, g0 + g, a->out_i + (g0 + g) * k);
+            if (a->rtables || a->rqs) vn_rescore(a, g0 + g, a->out_i + (g0 + g) * k, td);
         }
     }
+    free(td);
     free(buf);
     return 0;
 }
