@@ -22,7 +22,10 @@
  * Two drivers share the sums, the scores and the block step (fs_block_offer): vn_lut_topk
  * (flat: rows r0..r1, fresh heaps, groups of queries over tiles of codes) and
  * vn_lut_ivf_topk (inverted lists: per query, entry ranges of a blocked arena, the caller's
- * full heaps continued in place, entry -> slot through row_slots).
+ * full heaps continued in place, entry -> slot through row_slots). On the VNNI and dot
+ * kernels the flat driver's inner-product scores are computed in the kernels' registers
+ * instead (vn_gate, the same float32 operations) and a block's rows are taken after the next
+ * block's kernel call (fs_flat_take).
  *
  * Paths: portable C (no intrinsics), AVX2, AVX-512 (AVX512BW; two byte columns a step;
  * with VNNI and VBMI the vpermb + vpdpbusd kernel of the dot-mode section).
