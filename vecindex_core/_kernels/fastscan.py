@@ -122,6 +122,8 @@ def _by_queries(fn: Callable[[int, int], None], nq: int, work: int) -> None:
 def _native_runner(nq: int, work: int) -> Callable[[Callable[[int, int], None], int], None]:
     """The query split of a native per-query kernel (about 8x the numba speed: 8x the work
     a thread)."""
+    if nq < 2:
+        return _native_tables.serial
     threads = thread_count(nq, work, 8 * _MIN_SPLIT_WORK)
     if threads == 1:
         return _native_tables.serial
@@ -440,9 +442,13 @@ def simd_empty(shape: tuple[int, ...], dtype: npt.DTypeLike) -> np.ndarray:
 
 def _new_luts(nq: int, m: int) -> tuple[FloatArray, U8Array, FloatArray, FloatArray]:
     """``(tables, luts, bias, delta)`` of ``nq`` queries' ``m`` nibble tables for a kernel to
-    fill; bias and delta start as :func:`quantize_luts`' constants for no tables."""
+    fill (every query's bias and delta too); for no tables (``m`` 0, which no kernel fills)
+    bias and delta are :func:`quantize_luts`' constants."""
+    if not m:
+        return (np.empty((nq, 0, 16), dtype=np.float32), np.empty((nq, 0, 32), dtype=np.uint8),
+                np.zeros(nq, dtype=np.float32), np.ones(nq, dtype=np.float32))
     return (np.empty((nq, m, 16), dtype=np.float32), simd_empty((nq, m // 2, 32), np.uint8),
-            np.zeros(nq, dtype=np.float32), np.ones(nq, dtype=np.float32))
+            np.empty(nq, dtype=np.float32), np.empty(nq, dtype=np.float32))
 
 
 def _table_args(rq: FloatArray, levels: FloatArray, bits: int, nb: int
