@@ -319,7 +319,7 @@ static inline void fs_res_add(vn_fres *r, float s, int64_t j) {
     r->added++;
     r->c[r->held].s = s;
     r->c[r->held].i = j;
-    if (++r->held == r->cap && r->cap > r->k) { /* compaction: keep the k best */
+    if (++r->held == r->cap && r->cap > r->k && r->k > 0) { /* compaction: the k best */
         r->thr = fs_keep(r->c, r->held, r->k, r->x);
         r->held = r->k;
         r->primed = 1;
@@ -344,7 +344,7 @@ static void fs_sort(vn_fcand *a, ptrdiff_t n) {
 static ptrdiff_t fs_res_best(vn_fres *r, ptrdiff_t k, int sorted) {
     ptrdiff_t m = r->held;
     if (m > k) {
-        (void)fs_keep(r->c, m, k, r->x);
+        if (k > 0) (void)fs_keep(r->c, m, k, r->x); /* fs_keep needs k >= 1 */
         m = k;
     }
     if (sorted) fs_sort(r->c, m);
@@ -363,6 +363,10 @@ static void fs_res_finish(vn_fres *r, ptrdiff_t k, float *out_s, int64_t *out_i,
         out_i[t] = -1;
     }
 }
+
+/* float that may alias other types: the VNNI and dot kernels store a block's float scores
+ * into its uint32 sums buffer (vn_gate), read back as floats */
+typedef float vn_f32a __attribute__((may_alias));
 
 /* ---------------------------------------------------------------- per-query constants */
 typedef struct {
@@ -1045,7 +1049,7 @@ static vn_fs_path fs_path(int isa) {
  * fs_select or fs_heap_offer decides the rest exactly.
  * Returns 0, or -2 (a slot outside [0, mlen) with a mask; *bad = its row) and stops. */
 __attribute__((always_inline)) static inline int fs_block_take(
-    vn_fheap *h, vn_fres *res, const float *sc, uint32_t cand, ptrdiff_t j0,
+    vn_fheap *h, vn_fres *res, const vn_f32a *sc, uint32_t cand, ptrdiff_t j0,
     const int32_t *slots, const uint8_t *mask, ptrdiff_t mlen, ptrdiff_t *bad);
 
 __attribute__((always_inline)) static inline int fs_block_offer(
@@ -1081,7 +1085,7 @@ __attribute__((always_inline)) static inline int fs_block_offer(
 /* Hand the rows of cand (bit r: row j0 + r, score sc[r]) to the collector, lowest row first
  * (fs_block_offer's second half). */
 __attribute__((always_inline)) static inline int fs_block_take(
-    vn_fheap *h, vn_fres *res, const float *sc, uint32_t cand, ptrdiff_t j0,
+    vn_fheap *h, vn_fres *res, const vn_f32a *sc, uint32_t cand, ptrdiff_t j0,
     const int32_t *slots, const uint8_t *mask, ptrdiff_t mlen, ptrdiff_t *bad) {
     while (cand) {
         const int r = __builtin_ctz(cand);
@@ -1155,7 +1159,7 @@ __attribute__((always_inline)) static inline void fs_flat_take(
         const int q = __builtin_ctz(pend);
         vn_fres *r = &res[ix[q]];
         const uint32_t cand = r->primed ? rows[q] & all : all;
-        (void)fs_block_take(NULL, r, (const float *)(const void *)(sums + 32 * q), cand, j0,
+        (void)fs_block_take(NULL, r, (const vn_f32a *)(const void *)(sums + 32 * q), cand, j0,
                             NULL, a->mask, a->n, &bad); /* no slots: never fails */
         kt[q] = r->primed ? r->thr : -INFINITY;
         *every = (*every & ~(1u << q)) | (unsigned)!r->primed << q;
@@ -1184,7 +1188,7 @@ __attribute__((always_inline)) static inline void fs_flat_scan(const vn_flat *f,
             vn_gate gate = {NULL, kb, kd, kt, NULL, NULL};
             /* kscore: the block scanned before (its rows are taken after the next block's
              * kernel call, so that the branches on its result do not wait for the kernel's
-             * last sums: a single 2-bit dev query 59 -> xx us) */
+             * last sums: a single 2-bit dev query's scan 59 -> 54 us) */
             unsigned pend = 0;
             ptrdiff_t pj0 = 0;
             int pnv = 0, cur = 0;
