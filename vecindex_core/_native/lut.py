@@ -23,6 +23,7 @@ from .. import _native as _package
 from .._kernels.topk import _before
 from .._threads import map_chunks, run_chunks, split_plan, thread_count
 from ..errors import InvalidArgumentError
+from ..validation import check_int
 from . import ENV_VAR, _isa_id
 from . import active_isa as _active_isa
 
@@ -585,14 +586,7 @@ def _check_rows_arg(name: str, rows: object, k: object, least: int) -> None:
     if not isinstance(rows, np.ndarray) or rows.dtype != np.int64 or rows.ndim != 2:
         raise InvalidDtypeError(f"{name} must be a 2-D int64 array, got "
                                 f"{getattr(rows, 'dtype', type(rows).__name__)}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < least:
-        raise InvalidArgumentError(f"the result count must be an integer >= {least}, got {k!r}")
-
-
-def _check_ints(**values: object) -> None:
-    for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise InvalidArgumentError(f"{name} must be an integer, got {v!r}")
+    check_int(k, "the result count", least)
 
 
 def planes_rank(
@@ -606,7 +600,8 @@ def planes_rank(
     shape, contiguity, rows within ``low``) with typed errors."""
     ext, isa_id = _resolve(isa)
     _check_rows_arg("cand", cand, kk, 1)
-    _check_ints(nb1=nb1, nplanes=nplanes)
+    check_int(nb1, "nb1", 0)
+    check_int(nplanes, "nplanes", 0)
     nq = cand.shape[0]
     out_e = np.empty((nq, kk), dtype=np.float64)
     out_i = np.empty((nq, kk), dtype=np.int64)
@@ -632,7 +627,8 @@ def planes_rescore(
     bit); queries split over the threads. Returns ``(scores, slots, counts)``."""
     ext, isa_id = _resolve(isa)
     _check_rows_arg("kept", kept, k, 0)
-    _check_ints(n=n, nb1=nb1, bits=bits)
+    for name, v in (("n", n), ("nb1", nb1), ("bits", bits)):
+        check_int(v, name, 0)
     nq = kept.shape[0]
     out = (np.empty((nq, k), dtype=np.float32), np.empty((nq, k), dtype=np.int64),
            np.empty(nq, dtype=np.int64))

@@ -49,8 +49,9 @@
 #define _mm512_castsi512_si256 vn_emu_castsi512_si256
 #define _mm512_extracti64x4_epi64 vn_emu_extracti64x4_epi64
 #define _mm512_maskz_loadu_epi8 vn_emu_maskz_loadu_epi8
-#define _mm512_cmplt_epu64_mask vn_emu_cmplt_epu64_mask
-#define _mm512_cmplt_epu32_mask vn_emu_cmplt_epu32_mask
+/* a < b exactly when not b <= a */
+#define _mm512_cmplt_epu64_mask(a, b) ((simde__mmask8)~simde_mm512_cmple_epu64_mask((b), (a)))
+#define _mm512_cmplt_epu32_mask(a, b) ((simde__mmask16)~simde_mm512_cmple_epu32_mask((b), (a)))
 #define _mm512_cvtepu16_epi32 vn_emu_cvtepu16_epi32
 #define _mm512_cmpgt_epi32_mask simde_mm512_cmpgt_epi32_mask
 #define _mm512_maskz_mov_epi8 simde_mm512_maskz_mov_epi8
@@ -105,16 +106,6 @@ static inline simde__m512i vn_emu_maskz_loadu_epi8(simde__mmask64 k, const void 
     return r;
 }
 
-/* k[j] = a.u64[j] < b.u64[j] */
-static inline uint8_t vn_emu_cmplt_epu64_mask(simde__m512i a, simde__m512i b) {
-    uint64_t x[8], y[8];
-    memcpy(x, &a, sizeof x);
-    memcpy(y, &b, sizeof y);
-    uint8_t k = 0;
-    for (int j = 0; j < 8; j++) k |= (uint8_t)((x[j] < y[j]) << j);
-    return k;
-}
-
 /* dst.f32[j] = (float)a.i32[j] (rounded to nearest), j < 16 */
 static inline simde__m512 vn_emu_cvtepi32_ps(simde__m512i a) {
     int32_t x[16];
@@ -124,16 +115,6 @@ static inline simde__m512 vn_emu_cvtepi32_ps(simde__m512i a) {
     simde__m512 r;
     memcpy(&r, y, sizeof r);
     return r;
-}
-
-/* k[j] = a.u32[j] < b.u32[j] */
-static inline uint16_t vn_emu_cmplt_epu32_mask(simde__m512i a, simde__m512i b) {
-    uint32_t x[16], y[16];
-    memcpy(x, &a, sizeof x);
-    memcpy(y, &b, sizeof y);
-    uint16_t k = 0;
-    for (int j = 0; j < 16; j++) k |= (uint16_t)((x[j] < y[j]) << j);
-    return k;
 }
 
 /* dst.u32[j] = a.u16[j] (zero extension), j < 16 */
