@@ -262,8 +262,8 @@ def test_luts_start_on_a_simd_boundary(isa):
 def test_native_turboquant_luts_raise_typed_errors():
     from vecindex_core._native.tables import tq_luts
 
-    def call(rq, lv, bits, t, luts, bias, delta):
-        tq_luts(rq, lv, bits, t, luts, bias, delta, isa="portable")
+    def call(rq, lv, bits, t, luts, bias, delta, additive=False):
+        tq_luts(rq, lv, bits, t, luts, bias, delta, additive=additive, isa="portable")
 
     rq, lv = np.ones((2, 10), np.float32), np.ones(4, np.float32)
     t, luts = np.zeros((2, 6, 16), np.float32), np.zeros((2, 3, 32), np.uint8)
@@ -272,6 +272,8 @@ def test_native_turboquant_luts_raise_typed_errors():
     assert (t[:, :5] == 2).all() and (t[:, 5] == 0).all()  # 10 coordinates, 12 places
     with pytest.raises(InvalidArgumentError, match="bits must be 1, 2 or 4, got 3"):
         call(rq, lv, 3, t, luts, bias, delta)
+    with pytest.raises(InvalidArgumentError, match="additive tables need 2-bit codes, got bits=4"):
+        call(rq, np.zeros(16, np.float32), 4, t, luts, bias, delta, additive=True)
     with pytest.raises(DimensionMismatchError, match="levels must have 16 entries, got 4"):
         call(rq, lv, 4, t, luts, bias, delta)
     with pytest.raises(DimensionMismatchError, match="d = 13"):
@@ -285,7 +287,7 @@ def test_native_turboquant_luts_raise_typed_errors():
     with pytest.raises(InvalidArgumentError, match="share memory"):
         call(rq, lv, 2, t, luts, bias, bias)
     with pytest.raises(InvalidArgumentError, match="query range"):
-        _native._ext.tq_luts(rq, lv, 2, t, luts, bias, delta, 0, 3,
+        _native._ext.tq_luts(rq, lv, 2, False, t, luts, bias, delta, 0, 3,
                              _native._isa_id("portable"))
     # the rotation's arguments, checked as rotate checks them
     from vecindex_core._kernels.rotation import _transform
@@ -294,7 +296,7 @@ def test_native_turboquant_luts_raise_typed_errors():
     rot = (signs, perms, p, float(norm))
     tq_luts(rq, lv, 2, t, luts, bias, delta, rotation=rot, isa="portable")
     with pytest.raises(InvalidArgumentError, match="needs signs and perms"):
-        _native._ext.tq_luts(rq, lv, 2, t, luts, bias, delta, 0, 2,
+        _native._ext.tq_luts(rq, lv, 2, False, t, luts, bias, delta, 0, 2,
                              _native._isa_id("portable"), signs)
     with pytest.raises(InvalidArgumentError, match="largest power of two <= dim = 10"):
         tq_luts(rq, lv, 2, t, luts, bias, delta, rotation=(signs, perms, 4, 0.5),

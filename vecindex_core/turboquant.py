@@ -485,10 +485,13 @@ class TurboQuantIndex(VectorIndex):
         shortlist of :func:`shortlist_size` rows by the uint8-table score (native when
         built), rescored by the float code estimate. 4-bit codes on a CPU with AVX-512 VNNI
         and VBMI (:func:`~._native.lut.dot_cpu`) are shortlisted by the dot mode: int8
-        levels times int8 query weights, exact integer sums."""
+        levels times int8 query weights, exact integer sums. 2-bit tables are quantized per
+        coordinate (additive: :func:`~._kernels.fastscan.quantize_parts`), which lets the
+        VBMI kernel regroup the coordinates by three for batches of queries."""
 
         def tables(a: int, b: int) -> Tables:  # the queries rotated in the same call
-            return rotated_luts(q[a:b], self.seed, self.codebook_, self.bits, self.nbytes)
+            return rotated_luts(q[a:b], self.seed, self.codebook_, self.bits, self.nbytes,
+                                additive=self.bits == 2)
 
         dot = None
         if self.bits == 4 and dot_cpu():

@@ -55,6 +55,7 @@ from .._native.lut import (
     BLOCK,
     LUT_MAX,
     MAX_COLUMNS,
+    PART_MAX,
     MIN_WORK_PER_THREAD,
     check_ivf_args,
     check_scan_args,
@@ -74,6 +75,7 @@ __all__ = [
     "BooksT",
     "FAST_SCAN_BITS",
     "LUT_MAX",
+    "PART_MAX",
     "fastscan_ivf_ref",
     "fastscan_ivf_topk",
     "fastscan_search",
@@ -88,6 +90,7 @@ __all__ = [
     "pq_tables",
     "pack_blocked",
     "quantize_luts",
+    "quantize_parts",
     "rescore_shortlist",
     "rotated_luts",
     "scatter_rows",
@@ -358,6 +361,79 @@ def _quantize(tables: np.ndarray, lut_max: int, luts: np.ndarray, bias: np.ndarr
                 lq[16 * t + c] = np.uint8(np.int32(v))  # truncation of v >= 0: floor
 
 
+@numba.njit(nogil=True, cache=True)
+def _quantize_parts(rq: np.ndarray, levels: np.ndarray, nb: int, part_max: int,
+                    luts: np.ndarray, bias: np.ndarray, delta: np.ndarray) -> None:
+    # 2-bit codes, per coordinate: P[j, c] = rq[j] * levels[c] (+0 past d), lo_j its
+    # minimum, E[j, c] = q(P[j, c] - lo_j) <= part_max; the pair table of sub-code t is
+    # E[2t, c & 3] + E[2t + 1, c >> 2]
+    nq, d = rq.shape
+    ncoord = 4 * nb
+    lo = np.empty(ncoord, dtype=np.float32)
+    top = np.float32(part_max)
+    half = np.float32(0.5)
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    tiny = np.float32(2.0**-100)
+    big = np.float32(2.0**100)
+    e = np.empty((ncoord, 4), dtype=np.uint8)
+    for q in range(nq):
+        span = np.float32(0.0)
+        part = np.zeros(4, dtype=np.float64)  # the minima summed by j mod 4
+        for j in range(ncoord):
+            r = rq[q, j] if j < d else zero
+            low = r * levels[0]
+            high = low
+            for c in range(1, 4):
+                v = r * levels[c]
+                low = min(low, v)
+                high = max(high, v)
+            lo[j] = low
+            part[j & 3] += np.float64(low)
+            span = max(span, high - low)
+        mult = big if zero < span < tiny else one
+        dl = (span * mult) / top
+        if not dl > zero:
+            dl = one
+        delta[q] = dl / mult
+        bias[q] = np.float32((part[0] + part[1]) + (part[2] + part[3]))
+        inv = one / dl
+        for j in range(ncoord):
+            r = rq[q, j] if j < d else zero
+            for c in range(4):
+                v = min(max(((r * levels[c] - lo[j]) * mult) * inv + half, zero), top)
+                e[j, c] = np.uint8(np.int32(v))  # truncation of v >= 0: floor
+        lq = luts[q].ravel()
+        for t in range(2 * nb):
+            for c in range(16):
+                lq[16 * t + c] = e[2 * t, c & 3] + e[2 * t + 1, c >> 2]
+
+
+def quantize_parts(rq: FloatArray, levels: FloatArray, nb: int
+                   ) -> tuple[U8Array, FloatArray, FloatArray]:
+    """uint8 tables for the fast scan of 2-bit codes quantized coordinate by coordinate:
+    each pair table is the exact sum of its two coordinates' tables (*additive* tables).
+
+    Per coordinate ``j`` (``4 nb`` of them, +0 past ``d``) the products ``P[j, c] = rq[j] *
+    levels[c]`` (float32) and their minimum ``lo_j``; ``delta = max_j (max_c P[j] - lo_j) /``
+    :data:`PART_MAX` (the span rules of :func:`quantize_luts`), ``E[j, c] = floor((P[j, c] -
+    lo_j) * (1 / delta) + 1/2)`` clipped to ``0..PART_MAX``, ``luts[t, c] = E[2t, c & 3] +
+    E[2t + 1, c >> 2]`` and ``bias = sum_j lo_j`` (four float64 partial sums by ``j mod 4``,
+    ``(s0 + s1) + (s2 + s3)``). Three coordinates' entries add up to at most
+    :data:`LUT_MAX`, so the kernels may regroup the codes' coordinates by three
+    (``src/lut.c``) and get the same integer sums.
+    """
+    rq, lv = _table_args(rq, levels, 2, nb)
+    nq = rq.shape[0]
+    luts = simd_empty((nq, nb, 32), np.uint8)
+    bias = np.zeros(nq, dtype=np.float32)
+    delta = np.ones(nq, dtype=np.float32)
+    if nq and nb:
+        _by_queries(lambda a, b: _quantize_parts(rq[a:b], lv, nb, PART_MAX, luts[a:b],
+                                                 bias[a:b], delta[a:b]), nq, nq * nb * 32)
+    return luts, bias, delta
+
+
 def nibble_tables(rq: FloatArray, levels: FloatArray, bits: int, nb: int) -> FloatArray:
     """Per sub-code float tables, float32 ``(nq, 2 * nb, 16)``.
 
@@ -375,29 +451,32 @@ def nibble_tables(rq: FloatArray, levels: FloatArray, bits: int, nb: int) -> Flo
     return out
 
 
-def nibble_luts(rq: FloatArray, levels: FloatArray, bits: int, nb: int
-                ) -> tuple[FloatArray, U8Array, FloatArray, FloatArray]:
-    """:func:`nibble_tables` and their :func:`quantize_luts`: ``(tables, luts, bias,
-    delta)``, the same values, in one native call when the kernels are built (a single
-    query's two steps cost ~11 us through Python, ~4 us as one call)."""
+def nibble_luts(rq: FloatArray, levels: FloatArray, bits: int, nb: int, *,
+                additive: bool = False) -> tuple[FloatArray, U8Array, FloatArray, FloatArray]:
+    """:func:`nibble_tables` and their :func:`quantize_luts` (with ``additive`` and 2-bit
+    codes, :func:`quantize_parts`): ``(tables, luts, bias, delta)``, the same values, in one
+    native call when the kernels are built (a single query's two steps cost ~11 us through
+    Python, ~4 us as one call)."""
     if _native.active_isa() is None:
         tables = nibble_tables(rq, levels, bits, nb)
+        if additive and bits == 2:
+            return (tables, *quantize_parts(rq, levels, nb))
         return (tables, *quantize_luts(tables))
-    return _native_luts(rq, None, levels, bits, nb)
+    return _native_luts(rq, None, levels, bits, nb, additive)
 
 
-def rotated_luts(q: FloatArray, seed: int, levels: FloatArray, bits: int, nb: int
-                 ) -> tuple[FloatArray, U8Array, FloatArray, FloatArray]:
+def rotated_luts(q: FloatArray, seed: int, levels: FloatArray, bits: int, nb: int, *,
+                 additive: bool = False) -> tuple[FloatArray, U8Array, FloatArray, FloatArray]:
     """:func:`nibble_luts` of ``rotate(q, seed)`` (:func:`~.rotation.rotate`): the same
     values, the rotation in the same native call when the kernels are built (a single
     query's two calls cost ~3 us more)."""
     if _native.active_isa() is None:
-        return nibble_luts(rotate(q, seed), levels, bits, nb)
-    return _native_luts(q, int(seed), levels, bits, nb)
+        return nibble_luts(rotate(q, seed), levels, bits, nb, additive=additive)
+    return _native_luts(q, int(seed), levels, bits, nb, additive)
 
 
-def _native_luts(x: FloatArray, seed: int | None, levels: FloatArray, bits: int, nb: int
-                 ) -> tuple[FloatArray, U8Array, FloatArray, FloatArray]:
+def _native_luts(x: FloatArray, seed: int | None, levels: FloatArray, bits: int, nb: int,
+                 additive: bool) -> tuple[FloatArray, U8Array, FloatArray, FloatArray]:
     """The native ``tq_luts`` of :func:`nibble_luts` (``seed`` None) and
     :func:`rotated_luts` (``x`` rotated by ``seed`` first)."""
     x, lv = _table_args(x, levels, bits, nb)
@@ -414,7 +493,7 @@ def _native_luts(x: FloatArray, seed: int | None, levels: FloatArray, bits: int,
         # 2.9 us a query); without it, 500 queries' tables ran on one thread of two
         work += 16 * x.shape[1]
     _native_tables.tq_luts(x, lv, bits, tables, luts, bias, delta, rotation=rotation,
-                           run=_native_runner(nq, nq * work))
+                           additive=additive and bits == 2, run=_native_runner(nq, nq * work))
     return out
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_COLUMNS",
     "MIN_ROWS_WORK_PER_THREAD",
     "MIN_WORK_PER_THREAD",
+    "PART_MAX",
     "check_ivf_args",
     "check_scan_args",
     "dot_cpu",
@@ -52,6 +53,10 @@ BLOCK = 32
 #: Largest uint8 table entry the kernels accept (``VN_FS_LUTMAX`` in ``src/lut.c``): the SIMD
 #: paths add two entries in one byte.
 LUT_MAX = 127
+#: Largest per-coordinate entry of additive 2-bit tables
+#: (:func:`~vecindex_core._kernels.fastscan.quantize_parts`): three coordinates' entries add
+#: up to at most :data:`LUT_MAX`, so the VBMI kernel may regroup the coordinates by three.
+PART_MAX = 42
 #: Most queries summed together per pass over a block (``nqsub``; ``VN_DOT_MAXSUB``): the
 #: VNNI kernels take up to 8, the other paths clamp to 4 (``VN_FS_MAXSUB``).
 MAX_SUB = 8

@@ -62,11 +62,13 @@ def tq_luts(rq: npt.NDArray[np.float32], levels: npt.NDArray[np.float32], bits: 
             tables: npt.NDArray[np.float32], luts: npt.NDArray[np.uint8],
             bias: npt.NDArray[np.float32], delta: npt.NDArray[np.float32], *,
             rotation: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], int, float]
-            | None = None, run: Runner = serial, isa: str | None = None) -> None:
+            | None = None, additive: bool = False, run: Runner = serial,
+            isa: str | None = None) -> None:
     """Fill ``tables`` float32 ``(nq, m, 16)`` with turboquant's nibble tables of rotated
     queries ``rq`` float32 ``(nq, d)`` (``levels`` float32 ``(2**bits,)``), and ``luts``,
     ``bias``, ``delta`` with their quantization, in place (the native ``_tables`` and
-    ``_quantize`` in one call). With ``rotation`` = ``(signs, perms, p, norm)`` of
+    ``_quantize`` in one call; with ``additive``, 2-bit codes only, ``_quantize_parts``).
+    With ``rotation`` = ``(signs, perms, p, norm)`` of
     :func:`~vecindex_core._kernels.rotation.rotate`, ``rq`` are the queries themselves,
     rotated in the same call."""
     ext, isa_id = _resolve(isa)
@@ -74,7 +76,8 @@ def tq_luts(rq: npt.NDArray[np.float32], levels: npt.NDArray[np.float32], bits: 
     def kernel(*args: Any) -> None:
         ext.tq_luts(*args, *(rotation or ()))
 
-    _call(kernel, (rq, levels, bits, tables, luts, bias, delta), rq, run, isa_id)
+    _call(kernel, (rq, levels, bits, int(additive), tables, luts, bias, delta), rq, run,
+          isa_id)
 
 
 def pq_nibble(q: npt.NDArray[np.float32], books_t: npt.NDArray[np.float32], l2: bool,

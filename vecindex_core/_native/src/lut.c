@@ -936,6 +936,356 @@ static unsigned sums_vnni(const uint8_t *blk, const uint8_t *const *luts, int nq
 }
 #endif
 
+/* ---------------------------------------------------------------- triple route
+ * Additive 2-bit tables (fastscan.quantize_parts): every pair table is the exact sum
+ * L_t[c0 + 4 c1] = A_t[c0] + B_t[c1] + K_t of tables of its two coordinates (2t, 2t + 1),
+ * A and B at most 42 (t3_tables recovers them from L and checks all of it). The
+ * coordinates are then regrouped by three: triple g's 64-entry table T_g[c0 + 4 c1 + 16 c2]
+ * = P_3g[c0] + P_3g+1[c1] + P_3g+2[c2] <= 126 (P_2t = A_t, P_2t+1 = B_t, 0 past 4 nb),
+ * indexed by the row's three 2-bit codes, and S = sum_g T_g + sum_t K_t is the pair
+ * route's integer sum. One vpermi2b looks up two triples (128 entries) for 32 rows, six
+ * coordinates a byte against two for a pair-table vpermb: a step (4 triples, 12
+ * coordinates, 3 byte columns) costs a block and query two vpermi2b, a byte add, vpmaddubsw
+ * and a 16-bit add (Zen 4, dev 2-bit, the sums alone: 25 -> 19 us a query). The indices
+ * come from the codes' nibbles (t3_expand, once a tile for a whole group of queries); the
+ * kernel takes units of 4 blocks, so that each table load serves 128 rows, and passes of 2
+ * queries, whose tables (2 x 8 KiB at 384 dimensions) stay in L1. */
+#define VN_T3_UNIT 128
+/* uint16 sums: at most 4 x 126 a step, exact up to 130 steps (1560 coordinates) */
+#define VN_T3_MAX_STEPS 130
+
+#if VN_X86
+static const uint8_t vn_t3_pat[][64] = {
+    /* 0 pc0: L_t[c0] at every c1 */
+    {
+     0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3,
+     16, 17, 18, 19, 16, 17, 18, 19, 16, 17, 18, 19, 16, 17, 18, 19,
+     32, 33, 34, 35, 32, 33, 34, 35, 32, 33, 34, 35, 32, 33, 34, 35,
+     48, 49, 50, 51, 48, 49, 50, 51, 48, 49, 50, 51, 48, 49, 50, 51},
+    /* 1 pc1: L_t[4 c1] at every c0 */
+    {
+     0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12,
+     16, 16, 16, 16, 20, 20, 20, 20, 24, 24, 24, 24, 28, 28, 28, 28,
+     32, 32, 32, 32, 36, 36, 36, 36, 40, 40, 40, 40, 44, 44, 44, 44,
+     48, 48, 48, 48, 52, 52, 52, 52, 56, 56, 56, 56, 60, 60, 60, 60},
+    /* 2 p00: L_t[0] */
+    {
+     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+     16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16,
+     32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32,
+     48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48},
+    /* 3 x1: in-lane partner e ^ 1 */
+    {
+     1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14,
+     1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14,
+     1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14,
+     1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14},
+    /* 4 x2: e ^ 2 */
+    {
+     2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13,
+     2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13,
+     2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13,
+     2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13},
+    /* 5 x4: e ^ 4 */
+    {
+     4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11,
+     4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11,
+     4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11,
+     4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11},
+    /* 6 x8: e ^ 8 */
+    {
+     8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7,
+     8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7,
+     8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7,
+     8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7},
+    /* 7 gat: coordinate tables: A_t (byte 16u + c of A), then B_t (16u + 4c of B) */
+    {
+     0, 1, 2, 3, 64, 68, 72, 76, 16, 17, 18, 19, 80, 84, 88, 92,
+     32, 33, 34, 35, 96, 100, 104, 108, 48, 49, 50, 51, 112, 116, 120, 124,
+     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    /* 8 i0: a triple's entry e: P_3g[e & 3] */
+    {
+     0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3,
+     0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3,
+     0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3,
+     0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3},
+    /* 9 i1: P_3g+1[e >> 2 & 3] (bytes 4..7) */
+    {
+     4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7,
+     4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7,
+     4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7,
+     4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7},
+    /* 10 i2: P_3g+2[e >> 4] (bytes 8..11) */
+    {
+     8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
+     9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
+     10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10,
+     11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11},
+    /* 11 ex1: expansion, word r: bytes r & 15, 32 + (r & 15) of a load */
+    {
+     0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+     8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47,
+     0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+     8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47},
+    /* 12 ex2: bytes 16 + (r & 15), 48 + (r & 15) */
+    {
+     16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+     24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63,
+     16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+     24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63},
+    /* 13 ex3: byte 32 + (r & 15) (twice) */
+    {
+     32, 32, 33, 33, 34, 34, 35, 35, 36, 36, 37, 37, 38, 38, 39, 39,
+     40, 40, 41, 41, 42, 42, 43, 43, 44, 44, 45, 45, 46, 46, 47, 47,
+     32, 32, 33, 33, 34, 34, 35, 35, 36, 36, 37, 37, 38, 38, 39, 39,
+     40, 40, 41, 41, 42, 42, 43, 43, 44, 44, 45, 45, 46, 46, 47, 47},
+    /* 14 ms: vpmultishiftqb: byte 2w of a qword from bit 16w, byte 2w + 1 from bit 16w + 6 */
+    {
+     0, 6, 16, 22, 32, 38, 48, 54, 0, 6, 16, 22, 32, 38, 48, 54,
+     0, 6, 16, 22, 32, 38, 48, 54, 0, 6, 16, 22, 32, 38, 48, 54,
+     0, 6, 16, 22, 32, 38, 48, 54, 0, 6, 16, 22, 32, 38, 48, 54,
+     0, 6, 16, 22, 32, 38, 48, 54, 0, 6, 16, 22, 32, 38, 48, 54}
+};
+enum { VN_T3_PC0, VN_T3_PC1, VN_T3_P00, VN_T3_X1, VN_T3_X2, VN_T3_X4, VN_T3_X8, VN_T3_GAT, VN_T3_I0, VN_T3_I1, VN_T3_I2, VN_T3_EX1, VN_T3_EX2, VN_T3_EX3, VN_T3_MS };
+
+#define t3_pat(i) _mm512_loadu_si512((const void *)vn_t3_pat[i])
+
+/* One query's triple tables out (nstep x 256 bytes, 64-byte aligned; step s: T_4s ..
+ * T_4s+3, 64 bytes each) and *corr = sum_t K_t, from its pair tables lq (2 nb of 16).
+ * Returns 0, or -1 (out not usable) when an entry is above 127, a table is not additive
+ * or a coordinate table spans more than 42. P: scratch, 48 nstep + 64 bytes. */
+__attribute__((target(VN_TARGET_AVX512_DOT))) static int t3_tables(const uint8_t *lq,
+                                                                   ptrdiff_t nb,
+                                                                   ptrdiff_t nstep,
+                                                                   uint8_t *P, uint8_t *out,
+                                                                   int32_t *corr) {
+    const ptrdiff_t m = 2 * nb;
+    const __m512i pc0 = t3_pat(VN_T3_PC0), pc1 = t3_pat(VN_T3_PC1), p00 = t3_pat(VN_T3_P00);
+    const __m512i x1 = t3_pat(VN_T3_X1), x2 = t3_pat(VN_T3_X2), x4 = t3_pat(VN_T3_X4);
+    const __m512i x8 = t3_pat(VN_T3_X8), gat = t3_pat(VN_T3_GAT);
+    const __m512i top = _mm512_set1_epi8(42), zero = _mm512_setzero_si512();
+    const __mmask64 first = (__mmask64)0x0001000100010001ull; /* byte 0 of each table */
+    __m512i sk = zero, sl = zero; /* sums of the minima, of L_t[0] (qwords) */
+    __mmask64 bad = 0;
+    for (ptrdiff_t t = 0; t < m; t += 4) {
+        const ptrdiff_t nt = m - t < 4 ? m - t : 4;
+        const __mmask64 km = nt == 4 ? ~(__mmask64)0 : ((__mmask64)1 << (16 * nt)) - 1;
+        const __m512i L = _mm512_maskz_loadu_epi8(km, lq + 16 * t);
+        const __m512i U = _mm512_permutexvar_epi8(pc0, L), V = _mm512_permutexvar_epi8(pc1, L);
+        const __m512i W = _mm512_permutexvar_epi8(p00, L);
+        __m512i mA = _mm512_min_epu8(U, _mm512_shuffle_epi8(U, x1));
+        mA = _mm512_min_epu8(mA, _mm512_shuffle_epi8(mA, x2));
+        __m512i mB = _mm512_min_epu8(V, _mm512_shuffle_epi8(V, x4));
+        mB = _mm512_min_epu8(mB, _mm512_shuffle_epi8(mB, x8));
+        const __m512i A = _mm512_sub_epi8(U, mA), B = _mm512_sub_epi8(V, mB);
+        /* entries <= 127 (so the byte sums below do not wrap), additive, spans <= 42 */
+        bad |= _mm512_movepi8_mask(L);
+        bad |= ~_mm512_cmpeq_epi8_mask(_mm512_add_epi8(U, V), _mm512_add_epi8(L, W));
+        bad |= _mm512_cmpgt_epu8_mask(_mm512_max_epu8(A, B), top);
+        /* 64 bytes written, the first 8 nt of them P's (later tables and the zeros below
+         * overwrite the rest) */
+        _mm512_storeu_si512((void *)(P + 8 * t), _mm512_permutex2var_epi8(A, gat, B));
+        sk = _mm512_add_epi64(sk, _mm512_sad_epu8(_mm512_maskz_mov_epi8(first & km, mA), zero));
+        sk = _mm512_add_epi64(sk, _mm512_sad_epu8(_mm512_maskz_mov_epi8(first & km, mB), zero));
+        sl = _mm512_add_epi64(sl, _mm512_sad_epu8(_mm512_maskz_mov_epi8(first & km, L), zero));
+    }
+    if (bad) return -1;
+    int64_t s[8], l[8], k = 0;
+    _mm512_storeu_si512((void *)s, sk);
+    _mm512_storeu_si512((void *)l, sl);
+    for (int u = 0; u < 8; u++) k += s[u] - l[u];
+    *corr = (int32_t)k;
+    memset(P + 8 * m, 0, (size_t)(48 * nstep + 64 - 8 * m)); /* coordinates past 4 nb */
+    const __m512i i0 = t3_pat(VN_T3_I0), i1 = t3_pat(VN_T3_I1), i2 = t3_pat(VN_T3_I2);
+    for (ptrdiff_t g = 0; g < 4 * nstep; g++) {
+        const __m512i X = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(P + 12 * g)));
+        const __m512i T = _mm512_add_epi8(
+            _mm512_add_epi8(_mm512_permutexvar_epi8(i0, X), _mm512_permutexvar_epi8(i1, X)),
+            _mm512_permutexvar_epi8(i2, X));
+        _mm512_storeu_si512((void *)(out + 64 * g), T);
+    }
+    return 0;
+}
+
+/* The kernel's indices of a unit: blocks blks[0 .. nblk) (NULL or past nblk: codes 0),
+ * nb byte columns each. Step s, block b: register 2b (triples 4s, 4s + 1) at (8 s + 2 b)
+ * x 64 bytes of out and register 2b + 1 (triples 4s + 2, 4s + 3) after it; byte 2r + h of a
+ * register: row r's triple (c0 + 4 c1 + 16 c2) | 64 h. Step s reads columns 3s .. 3s + 2
+ * (sub-codes 6s .. 6s + 5 of a row, A .. F, whose 24 bits are the four triples in order:
+ * bits 0..5 A | (B & 3) << 4, 6..11 B >> 2 | C << 2, ...); rows r < 16 have them in low
+ * nibbles, rows 16 + r in high ones. */
+__attribute__((target(VN_TARGET_AVX512_DOT))) static void t3_expand(const uint8_t *const *blks,
+                                                                    int nblk, ptrdiff_t nb,
+                                                                    ptrdiff_t nstep,
+                                                                    uint8_t *out) {
+    const __m512i e1 = t3_pat(VN_T3_EX1), e2 = t3_pat(VN_T3_EX2), e3 = t3_pat(VN_T3_EX3);
+    const __m512i ms = t3_pat(VN_T3_MS);
+    /* per 16-bit word r: shift right 4 for rows 16.. (high nibbles), left 4 for rows < 16 */
+    const __m512i sr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    const __m512i sl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_setzero_si256(), 1);
+    const __m512i lo = _mm512_set1_epi16(0x0f0f), keep = _mm512_set1_epi16(0x3f3f);
+    const __m512i hbit = _mm512_set1_epi16(0x4000);
+    const ptrdiff_t bytes = 32 * nb;
+    for (int b = 0; b < 4; b++) {
+        const uint8_t *blk = b < nblk ? blks[b] : NULL;
+        for (ptrdiff_t s = 0; s < nstep; s++) {
+            const ptrdiff_t off = 96 * s, left = blk ? bytes - off : 0;
+            const __m512i Z = _mm512_maskz_loadu_epi8(
+                left >= 64 ? ~(__mmask64)0 : left > 0 ? ((__mmask64)1 << left) - 1 : 0,
+                blk ? blk + off : NULL);
+            const ptrdiff_t left2 = left - 32;
+            const __m512i Z2 = _mm512_maskz_loadu_epi8(
+                left2 >= 64 ? ~(__mmask64)0 : left2 > 0 ? ((__mmask64)1 << left2) - 1 : 0,
+                blk ? blk + off + 32 : NULL);
+            /* words (A, C), (B, D) from Z; (D, F), (E, E) from Z2 */
+            const __m512i P1 = _mm512_permutexvar_epi8(e1, Z), P2 = _mm512_permutexvar_epi8(e2, Z);
+            const __m512i P3 = _mm512_permutexvar_epi8(e2, Z2), P4 = _mm512_permutexvar_epi8(e3, Z2);
+            /* lo ? x : y: a row's four nibbles A | B << 4 | C << 8 | D << 12 (D | E << 4 |
+             * F << 8 | junk) */
+            const __m512i Nab = _mm512_ternarylogic_epi32(lo, _mm512_srlv_epi16(P1, sr),
+                                                          _mm512_sllv_epi16(P2, sl), 0xca);
+            const __m512i Ncd = _mm512_ternarylogic_epi32(lo, _mm512_srlv_epi16(P3, sr),
+                                                          _mm512_sllv_epi16(P4, sl), 0xca);
+            /* (x & keep) | hbit */
+            const __m512i ab = _mm512_ternarylogic_epi32(_mm512_multishift_epi64_epi8(ms, Nab),
+                                                         keep, hbit, 0xea);
+            const __m512i cd = _mm512_ternarylogic_epi32(_mm512_multishift_epi64_epi8(ms, Ncd),
+                                                         keep, hbit, 0xea);
+            _mm512_store_si512((void *)(out + (8 * s + 2 * b) * 64), ab);
+            _mm512_store_si512((void *)(out + (8 * s + 2 * b + 1) * 64), cd);
+        }
+    }
+}
+
+/* A unit's output (t3_sums): per block b and query q of the pass, the 32 16-bit sums
+ * (s16[b][q]) and rows[b][q]: bit r for a sum above the query's cut (t3_cut: no other row
+ * can pass; cut -1: every row). The float scores are computed later, only for blocks with
+ * such rows (t3_take): a branch on the kernel's last results waits for them to drain (dev
+ * 2-bit, 500 queries: 29.2 us a query with the scores tested in the kernel, ... without). */
+typedef struct {
+    uint16_t s16[4][2][32];
+    uint32_t rows[4][2];
+    ptrdiff_t u0, nu; /* the unit's first row and rows */
+} vn_t3_out;
+
+/* one step of query q (tables t_): the two vpermi2b of each block, added in bytes, pairs
+ * summed by vpmaddubsw into the block's 16-bit accumulator. Native: one asm block, so that
+ * the four table registers are loaded once (GCC reloaded them for every lookup: 1.6x
+ * slower) and the indices copied rather than the tables. */
+#ifdef VN_EMULATE_AVX512
+#define VN_T3_BLOCK(b)                                                                    \
+    a##b##_##q = _mm512_add_epi16(                                                       \
+        a##b##_##q,                                                                      \
+        _mm512_maddubs_epi16(_mm512_add_epi8(_mm512_permutex2var_epi8(T0, i##b##ab, T1), \
+                                             _mm512_permutex2var_epi8(T2, i##b##cd, T3)), \
+                             ones));
+#define VN_T3_STEP(q)                                                                     \
+    if (NQ > q) {                                                                         \
+        const uint8_t *t_ = tabs[q] + 256 * s;                                            \
+        const __m512i T0 = _mm512_loadu_si512((const void *)t_);                          \
+        const __m512i T1 = _mm512_loadu_si512((const void *)(t_ + 64));                   \
+        const __m512i T2 = _mm512_loadu_si512((const void *)(t_ + 128));                  \
+        const __m512i T3 = _mm512_loadu_si512((const void *)(t_ + 192));                  \
+        VN_T3_BLOCK(0) VN_T3_BLOCK(1) VN_T3_BLOCK(2) VN_T3_BLOCK(3)                       \
+    }
+#else
+#define VN_T3_ASM_BLOCK(b)                                                                \
+    "vmovdqa64 %[i" #b "ab], %[X]\n\tvpermi2b %[T1], %[T0], %[X]\n\t"                      \
+    "vmovdqa64 %[i" #b "cd], %[Y]\n\tvpermi2b %[T3], %[T2], %[Y]\n\t"                      \
+    "vpaddb %[Y], %[X], %[X]\n\tvpmaddubsw %[ones], %[X], %[X]\n\t"                       \
+    "vpaddw %[X], %[A" #b "], %[A" #b "]\n\t"
+#define VN_T3_STEP(q)                                                                     \
+    if (NQ > q) {                                                                         \
+        const uint8_t *t_ = tabs[q] + 256 * s;                                            \
+        __m512i T0, T1, T2, T3, X, Y;                                                     \
+        __asm__("vmovdqu64 (%[t]), %[T0]\n\tvmovdqu64 64(%[t]), %[T1]\n\t"                \
+                "vmovdqu64 128(%[t]), %[T2]\n\tvmovdqu64 192(%[t]), %[T3]\n\t"            \
+                VN_T3_ASM_BLOCK(0) VN_T3_ASM_BLOCK(1) VN_T3_ASM_BLOCK(2)                  \
+                VN_T3_ASM_BLOCK(3)                                                        \
+                : [A0] "+v"(a0_##q), [A1] "+v"(a1_##q), [A2] "+v"(a2_##q),               \
+                  [A3] "+v"(a3_##q), [T0] "=&v"(T0), [T1] "=&v"(T1), [T2] "=&v"(T2),      \
+                  [T3] "=&v"(T3), [X] "=&v"(X), [Y] "=&v"(Y)                               \
+                : [t] "r"(t_), [i0ab] "v"(i0ab), [i0cd] "v"(i0cd), [i1ab] "v"(i1ab),      \
+                  [i1cd] "v"(i1cd), [i2ab] "v"(i2ab), [i2cd] "v"(i2cd), [i3ab] "v"(i3ab), \
+                  [i3cd] "v"(i3cd), [ones] "v"(ones)                                      \
+                : "memory");                                                              \
+    }
+#endif
+#define VN_T3_DECL(q) __m512i a0_##q = _mm512_setzero_si512(), a1_##q = a0_##q,           \
+                              a2_##q = a0_##q, a3_##q = a0_##q;
+/* block b's sums of query q, and its rows above cut[q] */
+#define VN_T3_BLOCK_OUT(b, q)                                                             \
+    do {                                                                                  \
+        _mm512_storeu_si512((void *)o->s16[b][q], a##b##_##q);                            \
+        o->rows[b][q] = cut[q] < 0 ? 0xffffffffu                                          \
+                                   : (uint32_t)_mm512_cmpgt_epu16_mask(                   \
+                                         a##b##_##q, _mm512_set1_epi16((short)cut[q]));   \
+    } while (0)
+#define VN_T3_OUT(q)                                                                      \
+    if (NQ > q) {                                                                         \
+        VN_T3_BLOCK_OUT(0, q);                                                            \
+        VN_T3_BLOCK_OUT(1, q);                                                            \
+        VN_T3_BLOCK_OUT(2, q);                                                            \
+        VN_T3_BLOCK_OUT(3, q);                                                            \
+    }
+
+/* A unit's sums for NQ (1 or 2) queries: xb its indices (t3_expand), tabs[q] the triple
+ * tables, cut[q] (t3_cut); into o. */
+__attribute__((target(VN_TARGET_AVX512_DOT), always_inline)) static inline void
+t3_sums_impl(const uint8_t *xb, const uint8_t *const *tabs, ptrdiff_t nstep,
+             const int32_t *cut, vn_t3_out *o, const int NQ) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    VN_T3_DECL(0)
+    VN_T3_DECL(1)
+    for (ptrdiff_t s = 0; s < nstep; s++) {
+        const uint8_t *p = xb + 512 * s;
+        const __m512i i0ab = _mm512_load_si512((const void *)p);
+        const __m512i i0cd = _mm512_load_si512((const void *)(p + 64));
+        const __m512i i1ab = _mm512_load_si512((const void *)(p + 128));
+        const __m512i i1cd = _mm512_load_si512((const void *)(p + 192));
+        const __m512i i2ab = _mm512_load_si512((const void *)(p + 256));
+        const __m512i i2cd = _mm512_load_si512((const void *)(p + 320));
+        const __m512i i3ab = _mm512_load_si512((const void *)(p + 384));
+        const __m512i i3cd = _mm512_load_si512((const void *)(p + 448));
+        VN_T3_STEP(0)
+        VN_T3_STEP(1)
+    }
+    VN_T3_OUT(0)
+    VN_T3_OUT(1)
+}
+
+__attribute__((target(VN_TARGET_AVX512_DOT))) static void t3_sums_1(
+    const uint8_t *xb, const uint8_t *const *tabs, ptrdiff_t nstep, const int32_t *cut,
+    vn_t3_out *o) {
+    t3_sums_impl(xb, tabs, nstep, cut, o, 1);
+}
+__attribute__((target(VN_TARGET_AVX512_DOT))) static void t3_sums_2(
+    const uint8_t *xb, const uint8_t *const *tabs, ptrdiff_t nstep, const int32_t *cut,
+    vn_t3_out *o) {
+    t3_sums_impl(xb, tabs, nstep, cut, o, 2);
+}
+
+/* The float32 scores of a block's 16-bit sums s16 of one query (S = sum + corr): score_fn's
+ * scale * (bias + delta * S) into out (32); returns the rows scoring above thr. */
+__attribute__((target(VN_TARGET_AVX512_DOT))) static uint32_t t3_score(
+    const uint16_t *s16, int32_t corr, float bias, float delta, const float *scale, float thr,
+    float *out) {
+    uint32_t r = 0;
+    for (int h = 0; h < 2; h++) {
+        const __m512i S = _mm512_add_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(s16 + 16 * h))),
+            _mm512_set1_epi32(corr));
+        __m512 v = _mm512_add_ps(_mm512_set1_ps(bias),
+                                 _mm512_mul_ps(_mm512_set1_ps(delta), _mm512_cvtepi32_ps(S)));
+        if (scale) v = _mm512_mul_ps(_mm512_loadu_ps(scale + 16 * h), v);
+        _mm512_storeu_ps(out + 16 * h, v);
+        r |= (uint32_t)_mm512_cmp_ps_mask(v, _mm512_set1_ps(thr), _CMP_GT_OQ) << (16 * h);
+    }
+    return r;
+}
+#endif
+
 /* ---------------------------------------------------------------- rescore */
 /* The float estimate of a query's shortlist and its top kf: the native twin of
  * fastscan._rescore followed by topk._select (fastscan.rescore_shortlist), step for step.
@@ -1002,6 +1352,21 @@ static void vn_rescore(const vn_lut_args *a, ptrdiff_t q, const int64_t *cand, d
     int64_t real = 0;
     for (ptrdiff_t j = 0; j < held; j++) real += sl[j] >= 0;
     a->fin_n[q] = real;
+}
+
+/* Prefetch the code lines of query q's candidates (a->out_i + q k) for its vn_rescore: a
+ * row's codes are spread over its block (a byte of each column, 32 nb / 64 lines), which
+ * after a batch's scan sit in L3, so a query rescored cold waited ~2.5 us on them (dev 2-bit,
+ * 500 queries, 20 rows: the rescore 5.1 -> 2.6 us a query, prefetched one query ahead). */
+static void rs_prefetch(const vn_lut_args *a, ptrdiff_t q) {
+    const int64_t *cand = a->out_i + q * a->k;
+    for (ptrdiff_t c = 0; c < a->k; c++) {
+        const int64_t s = cand[c];
+        if (s < 0) continue;
+        const uint8_t *blk = (a->tail && s / 32 == a->n / 32) ? a->tail
+                                                              : a->codes + (s / 32) * a->nb * 32;
+        for (ptrdiff_t o = (s & 15); o < 32 * a->nb; o += 64) __builtin_prefetch(blk + o, 0, 1);
+    }
 }
 
 /* ---------------------------------------------------------------- drivers */
@@ -1282,8 +1647,210 @@ static void fs_res_start(vn_fres *r, vn_fcand *buf, ptrdiff_t cap, ptrdiff_t k,
     r->added = 0;
 }
 
+#if VN_X86
+/* Fewest queries of a call for the triple route (its indices cost a tile's expansion per
+ * group of queries, ~40 us over the dev set's 20,000 rows, and each query's tables ~0.3 us;
+ * below it the pair route). */
+#define VN_T3_MIN_NQ 16
+/* Queries whose triple tables and reservoirs are live together: the indices are expanded
+ * once a tile for all of them. */
+#define VN_T3_GROUP 256
+/* Bytes of expanded indices a tile (128 bytes a row at 384 dimensions). */
+#define VN_T3_TILE_BYTES (256 * 1024)
+
+static ptrdiff_t t3_nstep(ptrdiff_t nb) { return (nb + 2) / 3; }
+
+/* p rounded up to 64 bytes (NULL stays NULL) */
+static void *t3_align64(void *p) {
+    return p ? (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63) : NULL;
+}
+
+/* The triple route serves the VNNI + VBMI path's inner-product table scans of at least
+ * VN_T3_MIN_NQ queries (no seed, no forced pass size), whose tables are additive (checked
+ * per query by t3_tables). */
+static int t3_usable(const vn_lut_args *a, ptrdiff_t nq, int isa) {
+    return isa == VN_AVX512 && g_cpu.avx512vnni && g_cpu.avx512vbmi && !a->levels &&
+           !a->xn && !a->seed && a->nqsub == 0 && nq >= VN_T3_MIN_NQ && a->nb > 0 &&
+           t3_nstep(a->nb) <= VN_T3_MAX_STEPS;
+}
+
+/* t3_sums' cut of a query (vn_t3_gate): fs_cut's bound less corr, in 16-bit sums. */
+static int32_t t3_cut(const vn_lut_args *a, const vn_fres *r, ptrdiff_t q, int32_t corr) {
+    const vn_fsq c = {a->bias[q], a->delta[q], 0.0f, 0.0f, 0};
+    const int32_t cut = fs_cut(&c, r, a->scale ? a->scale_max : 1.0f,
+                               (double)(2 * a->nb) * VN_FS_LUTMAX, 0);
+    if (cut == INT32_MIN || (int64_t)cut - corr < 0) return -1;
+    return (int64_t)cut - corr > 65535 ? 65535 : cut - corr;
+}
+
+/* The state of a pass of t3_scan (m queries, res[ix[i]]). */
+typedef struct {
+    int m, ix[2];
+    float bias[2], delta[2], at[2]; /* at: the threshold of the cut */
+    int32_t corr[2], cut[2];
+    ptrdiff_t qx[2];
+} vn_t3_pass;
+
+/* Take a unit's rows (t3_sums' output o), query by query: a block with rows above the
+ * query's cut, or any block while its reservoir takes every row, is scored (t3_score) and
+ * its rows above the threshold offered in order (fs_block_take); then the cut of a raised
+ * threshold. */
+static void t3_take(const vn_lut_args *a, vn_fres *res, vn_t3_pass *p, const vn_t3_out *o,
+                    ptrdiff_t r1) {
+    float sc[32], pad[32];
+    ptrdiff_t bad = 0;
+    for (int i = 0; i < p->m; i++) {
+        vn_fres *r = &res[p->ix[i]];
+        for (ptrdiff_t j0 = o->u0, b = 0; j0 < o->u0 + o->nu; j0 += 32, b++) {
+            if (!o->rows[b][i] && r->primed) continue;
+            const int nv = (int)(r1 - j0 < 32 ? r1 - j0 : 32);
+            const float *scale = a->scale ? a->scale + j0 : NULL;
+            if (scale && nv < 32) { /* never read past the last row */
+                memset(pad, 0, sizeof pad);
+                memcpy(pad, a->scale + j0, sizeof(float) * (size_t)nv);
+                scale = pad;
+            }
+            const float thr = r->primed ? r->thr : -INFINITY;
+            const uint32_t all = nv == 32 ? 0xffffffffu : ((1u << nv) - 1u);
+            const uint32_t f = t3_score(o->s16[b][i], p->corr[i], p->bias[i], p->delta[i],
+                                        scale, thr, sc);
+            (void)fs_block_take(NULL, r, (const vn_f32a *)sc, r->primed ? f & all : all, j0,
+                                NULL, a->mask, a->n, &bad); /* no slots: never fails */
+        }
+        if (r->primed && r->thr != p->at[i]) { /* a compaction raised the threshold */
+            p->at[i] = r->thr;
+            p->cut[i] = t3_cut(a, r, p->qx[i], p->corr[i]);
+        }
+    }
+}
+
+/* Queries res[0 .. nq) (global indices qx[i], triple tables tt + i tb, corrections corr)
+ * over rows [r0, r1): per tile of units, the indices expanded once into xbuf, then passes
+ * of two queries over its units; a unit's rows are taken after the next unit's kernel call
+ * (t3_take). */
+static void t3_scan(const vn_lut_args *a, vn_fres *res, const ptrdiff_t *qx,
+                    const int32_t *corr, const uint8_t *tt, ptrdiff_t tb, int nq,
+                    ptrdiff_t nstep, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t tile,
+                    uint8_t *xbuf) {
+    const ptrdiff_t nb = a->nb, ub = 512 * nstep;
+    vn_t3_out out[2];
+    for (ptrdiff_t t0 = r0; t0 < r1; t0 += tile) {
+        const ptrdiff_t t1 = t0 + tile < r1 ? t0 + tile : r1;
+        for (ptrdiff_t u0 = t0; u0 < t1; u0 += VN_T3_UNIT) {
+            const uint8_t *blks[4];
+            int nblk = 0;
+            for (ptrdiff_t j0 = u0; j0 < t1 && j0 < u0 + VN_T3_UNIT; j0 += 32)
+                blks[nblk++] = (a->tail && j0 / 32 == a->n / 32)
+                                   ? a->tail : a->codes + (j0 / 32) * nb * 32;
+            t3_expand(blks, nblk, nb, nstep, xbuf + (u0 - t0) / VN_T3_UNIT * ub);
+        }
+        for (int q = 0; q < nq; q += 2) {
+            vn_t3_pass p;
+            p.m = nq - q < 2 ? nq - q : 2;
+            const uint8_t *tabs[2] = {tt + q * tb, tt + (q + p.m - 1) * tb};
+            for (int i = 0; i < p.m; i++) {
+                const vn_fres *r = &res[q + i];
+                p.ix[i] = q + i;
+                p.qx[i] = qx[q + i];
+                p.bias[i] = a->bias[qx[q + i]];
+                p.delta[i] = a->delta[qx[q + i]];
+                p.corr[i] = corr[q + i];
+                p.at[i] = r->thr;
+                p.cut[i] = t3_cut(a, r, qx[q + i], corr[q + i]);
+            }
+            int cur = 0, pend = 0;
+            for (ptrdiff_t u0 = t0; u0 < t1; u0 += VN_T3_UNIT) {
+                const uint8_t *xb = xbuf + (u0 - t0) / VN_T3_UNIT * ub;
+                out[cur].u0 = u0;
+                out[cur].nu = t1 - u0 < VN_T3_UNIT ? t1 - u0 : VN_T3_UNIT;
+                if (p.m == 2) t3_sums_2(xb, tabs, nstep, p.cut, &out[cur]);
+                else t3_sums_1(xb, tabs, nstep, p.cut, &out[cur]);
+                if (pend) t3_take(a, res, &p, &out[cur ^ 1], r1);
+                pend = 1;
+                cur ^= 1;
+            }
+            if (pend) t3_take(a, res, &p, &out[cur ^ 1], r1);
+        }
+    }
+}
+
+static int fs_pair_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0,
+                        ptrdiff_t r1, int isa);
+
+/* vn_lut_topk's triple route (t3_usable): groups of VN_T3_GROUP queries; a query whose
+ * tables are not additive takes the pair route on its own. */
+static int t3_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0,
+                   ptrdiff_t r1, int isa) {
+    const ptrdiff_t nb = a->nb, k = a->k, nstep = t3_nstep(nb);
+    const ptrdiff_t tb = 256 * nstep, ub = 512 * nstep;
+    const ptrdiff_t units = VN_T3_TILE_BYTES / ub > 0 ? VN_T3_TILE_BYTES / ub : 1;
+    const ptrdiff_t rows = r1 > r0 ? r1 - r0 : 0;
+    const ptrdiff_t cap = fs_res_cap(k, rows);
+    const ptrdiff_t G = q1 - q0 < VN_T3_GROUP ? q1 - q0 : VN_T3_GROUP;
+    int rc = -1;
+    void *tbase = malloc((size_t)(G * tb + 64)), *xbase = malloc((size_t)(units * ub + 64));
+    uint8_t *tt = (uint8_t *)t3_align64(tbase), *xbuf = (uint8_t *)t3_align64(xbase);
+    uint8_t *P = (uint8_t *)malloc((size_t)(48 * nstep + 64));
+    vn_fres *res = (vn_fres *)malloc(sizeof(vn_fres) * (size_t)G);
+    ptrdiff_t *qx = (ptrdiff_t *)malloc(sizeof(ptrdiff_t) * (size_t)G);
+    int32_t *corr = (int32_t *)malloc(sizeof(int32_t) * (size_t)G);
+    double *td = a->rtables && nb <= 1024 ? (double *)malloc(sizeof(double) * 32 * (size_t)nb)
+                                          : NULL;
+    vn_fscratch x;
+    vn_fcand *buf = cap > 0 ? fs_res_alloc(G, cap, isa, &x) : NULL;
+    if (!tt || !xbuf || !P || !res || !qx || !corr || (a->rtables && nb <= 1024 && !td) ||
+        (cap > 0 && !buf))
+        goto done;
+    for (ptrdiff_t g0 = q0; g0 < q1; g0 += G) {
+        const ptrdiff_t ng = q1 - g0 < G ? q1 - g0 : G;
+        int nok = 0;
+        for (ptrdiff_t g = g0; g < g0 + ng; g++) {
+            if (t3_tables(a->luts + g * 32 * nb, nb, nstep, P, tt + nok * tb, &corr[nok]) < 0)
+                continue; /* the pair route below */
+            fs_res_start(&res[nok], buf + nok * cap, cap, k, NULL, &x);
+            qx[nok++] = g;
+        }
+        if (cap > 0 && nok)
+            t3_scan(a, res, qx, corr, tt, tb, nok, nstep, r0, r1, VN_T3_UNIT * units, xbuf);
+        for (int i = 0; i < nok; i++)
+            fs_res_finish(&res[i], k, a->out_s + qx[i] * k, a->out_i + qx[i] * k, !a->unsorted);
+        for (int i = 0; i < nok && (a->rtables || a->rqs); i++) {
+            if (i + 1 < nok) rs_prefetch(a, qx[i + 1]);
+            vn_rescore(a, qx[i], a->out_i + qx[i] * k, td);
+        }
+        for (ptrdiff_t g = g0, i = 0; g < g0 + ng; g++) {
+            if (i < nok && qx[i] == g) {
+                i++;
+                continue;
+            }
+            if (fs_pair_topk(a, g, g + 1, r0, r1, isa) < 0) goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(buf);
+    free(td);
+    free(corr);
+    free(qx);
+    free(res);
+    free(P);
+    free(xbase);
+    free(tbase);
+    return rc;
+}
+#endif
+
 int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, ptrdiff_t r1,
                 int isa) {
+#if VN_X86
+    if (t3_usable(a, q1 - q0, isa)) return t3_topk(a, q0, q1, r0, r1, isa);
+#endif
+    return fs_pair_topk(a, q0, q1, r0, r1, isa);
+}
+
+/* vn_lut_topk through the pair tables (every path). */
+static int fs_pair_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0,
+                        ptrdiff_t r1, int isa) {
     vn_flat f;
     f.a = a;
     f.path = fs_path(isa);
@@ -1344,10 +1911,12 @@ int vn_lut_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0, 
                 }
             if (nre) fs_flat_scan(&f, g0, ix, nre, res, cq, dbase, r0, r1);
         }
-        for (int g = 0; g < ng; g++) {
+        for (int g = 0; g < ng; g++)
             fs_res_finish(&res[g], k, a->out_s + (g0 + g) * k, a->out_i + (g0 + g) * k,
                           !a->unsorted);
-            if (a->rtables || a->rqs) vn_rescore(a, g0 + g, a->out_i + (g0 + g) * k, td);
+        for (int g = 0; g < ng && (a->rtables || a->rqs); g++) {
+            if (g + 1 < ng) rs_prefetch(a, g0 + g + 1);
+            vn_rescore(a, g0 + g, a->out_i + (g0 + g) * k, td);
         }
     }
     free(td);

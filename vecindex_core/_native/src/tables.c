@@ -32,7 +32,10 @@
  *   coordinate; the twin of fastscan._tables followed by quantize_luts): P[j, c] =
  *   rq[j] * lv[c] in float32 (+0 past d), combined into T as pq_nibble combines S, then
  *   quantized as above; one call where the tables and their quantization took two (and,
- *   given the rotation, the query's rotation as rotate computes it, a third).
+ *   given the rotation, the query's rotation as rotate computes it, a third). With
+ *   additive (2-bit codes), the uint8 tables are quantized per coordinate instead
+ *   (fastscan._quantize_parts, see tb_parts_seq): each pair table is the exact sum of its
+ *   two coordinates' entries (at most 42 each), which lut.c's triple route relies on.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -49,6 +52,8 @@
 #endif
 
 #define VN_TB_LUTMAX 127.0f
+/* additive 2-bit tables: the largest per-coordinate entry (fastscan.PART_MAX) */
+#define VN_TB_PARTMAX 42.0f
 
 /* ---------------------------------------------------------------- quantize_luts */
 /* Range of one 16-entry table in numba's sequential order (min(a, b) = b < a ? b : a). */
@@ -63,11 +68,21 @@ static inline void tb_range_seq(const float *t, float *lo, float *hi) {
     *hi = h;
 }
 
-static inline uint8_t tb_quant1(float v, float lo, float mult, float inv) {
+static inline uint8_t tb_quant1(float v, float lo, float mult, float inv, float top) {
     float x = ((v - lo) * mult) * inv + 0.5f;
     x = 0.0f > x ? 0.0f : x;
-    x = VN_TB_LUTMAX < x ? VN_TB_LUTMAX : x;
+    x = top < x ? top : x;
     return x == x ? (uint8_t)(int32_t)x : 0; /* NaN: 0, as cvttss2si's 0x80000000 */
+}
+
+/* The step of a query's tables from their largest span (entries up to top): writes delta,
+ * sets *mult (2**100 for a span below 2**-100, else 1) and returns inv = 1 / dl. */
+static inline float tb_step(float span, float top, float *mult, float *delta) {
+    *mult = (0.0f < span && span < 0x1p-100f) ? 0x1p100f : 1.0f;
+    float dl = (span * *mult) / top;
+    if (!(dl > 0.0f)) dl = 1.0f;
+    *delta = dl / *mult;
+    return 1.0f / dl;
 }
 
 /* The scalar quantization of one query (the reference, step for step). */
@@ -81,15 +96,13 @@ static void tb_quantize_seq(const float *tq, ptrdiff_t m, uint8_t *lq, float *bi
         const float d = hi - lo;
         span = d > span ? d : span;
     }
-    const float mult = (0.0f < span && span < 0x1p-100f) ? 0x1p100f : 1.0f;
-    float dl = (span * mult) / VN_TB_LUTMAX;
-    if (!(dl > 0.0f)) dl = 1.0f;
-    *delta = dl / mult;
+    float mult;
+    const float inv = tb_step(span, VN_TB_LUTMAX, &mult, delta);
     *bias = (float)total;
-    const float inv = 1.0f / dl;
     for (ptrdiff_t t = 0; t < m; t++) {
         tb_range_seq(tq + 16 * t, &lo, &hi);
-        for (int c = 0; c < 16; c++) lq[16 * t + c] = tb_quant1(tq[16 * t + c], lo, mult, inv);
+        for (int c = 0; c < 16; c++)
+            lq[16 * t + c] = tb_quant1(tq[16 * t + c], lo, mult, inv, VN_TB_LUTMAX);
     }
 }
 
@@ -127,12 +140,9 @@ __attribute__((target("avx2"))) static int tb_quantize_avx2(const float *tq, ptr
         span = d > span ? d : span;
     }
     if (_mm256_movemask_ps(bad) || !(span - span == 0.0f)) return -1;
-    const float mult = (0.0f < span && span < 0x1p-100f) ? 0x1p100f : 1.0f;
-    float dl = (span * mult) / VN_TB_LUTMAX;
-    if (!(dl > 0.0f)) dl = 1.0f;
-    *delta = dl / mult;
+    float mult;
+    const float inv = tb_step(span, VN_TB_LUTMAX, &mult, delta);
     *bias = (float)total;
-    const float inv = 1.0f / dl;
     const __m256 vm = _mm256_set1_ps(mult), vi = _mm256_set1_ps(inv);
     const __m256 half = _mm256_set1_ps(0.5f), top = _mm256_set1_ps(VN_TB_LUTMAX);
     for (ptrdiff_t t = 0; t < m; t++) {
@@ -692,12 +702,138 @@ __attribute__((target("avx2"))) static ptrdiff_t tb_tables_avx2(const float *r, 
 }
 #endif
 
-/* Queries [q0, q1) of x (nq, d), rotated first by rot when not NULL (scratch: 3 d floats):
- * turboquant's nibble tables (nq, m, 16) of levels lv (2**bits of them, d <= m * 4 /
- * bits), then their uint8 tables, bias and delta. */
+/* ---------------------------------------------------------------- additive 2-bit tables */
+/* The twin of fastscan._quantize_parts for one query: r its 4 nb coordinates (zeros past
+ * d), lo scratch (4 nb floats). P[j, c] = r[j] * lv[c]; lo_j, hi_j their numba min / max
+ * over c; span = max_j (hi_j - lo_j); bias = float32((s0 + s1) + (s2 + s3)), s_u the double
+ * sum of lo_j over j = u mod 4 (increasing j); E[j, c] = quant(P[j, c], lo_j) <= 42; pair
+ * table t: E[2t, c & 3] + E[2t + 1, c >> 2]. */
+static void tb_parts_seq(const float *r, const float *lv, ptrdiff_t nb, uint8_t *lq,
+                         float *bias, float *delta, float *lo) {
+    float span = 0.0f;
+    double part[4] = {0.0, 0.0, 0.0, 0.0};
+    for (ptrdiff_t j = 0; j < 4 * nb; j++) {
+        float l = r[j] * lv[0], h = l;
+        for (int c = 1; c < 4; c++) {
+            const float v = r[j] * lv[c];
+            l = v < l ? v : l;
+            h = v > h ? v : h;
+        }
+        lo[j] = l;
+        part[j & 3] += (double)l;
+        const float dd = h - l;
+        span = dd > span ? dd : span;
+    }
+    float mult;
+    const float inv = tb_step(span, VN_TB_PARTMAX, &mult, delta);
+    *bias = (float)((part[0] + part[1]) + (part[2] + part[3]));
+    for (ptrdiff_t t = 0; t < 2 * nb; t++) {
+        uint8_t e0[4], e1[4];
+        for (int c = 0; c < 4; c++) {
+            e0[c] = tb_quant1(r[2 * t] * lv[c], lo[2 * t], mult, inv, VN_TB_PARTMAX);
+            e1[c] = tb_quant1(r[2 * t + 1] * lv[c], lo[2 * t + 1], mult, inv, VN_TB_PARTMAX);
+        }
+        for (int c = 0; c < 16; c++) lq[16 * t + c] = (uint8_t)(e0[c & 3] + e1[c >> 2]);
+    }
+}
+
+#if VN_X86
+/* tb_parts_seq eight coordinates a vector; 0 when done, -1 (nothing written) when a
+ * product or the span is not finite (then the scalar code runs). Over finite values the
+ * vector min / max equal numba's (up to a zero's sign, which changes no output, as in
+ * tb_quantize_avx2), and the four double sums add their coordinates in the same order. */
+__attribute__((target("avx2"))) static int tb_parts_avx2(const float *r, const float *lv,
+                                                         ptrdiff_t nb, uint8_t *lq,
+                                                         float *bias, float *delta,
+                                                         float *lo) {
+    const __m256 l0 = _mm256_set1_ps(lv[0]), l1 = _mm256_set1_ps(lv[1]);
+    const __m256 l2 = _mm256_set1_ps(lv[2]), l3 = _mm256_set1_ps(lv[3]);
+    __m256 bad = _mm256_setzero_ps(), spanv = _mm256_setzero_ps();
+    __m256d part = _mm256_setzero_pd();
+    for (ptrdiff_t j = 0; j < 4 * nb; j += 8) {
+        const __m256 x = _mm256_loadu_ps(r + j);
+        const __m256 p0 = _mm256_mul_ps(x, l0), p1 = _mm256_mul_ps(x, l1);
+        const __m256 p2 = _mm256_mul_ps(x, l2), p3 = _mm256_mul_ps(x, l3);
+        const __m256 l = _mm256_min_ps(p3, _mm256_min_ps(p2, _mm256_min_ps(p1, p0)));
+        const __m256 h = _mm256_max_ps(p3, _mm256_max_ps(p2, _mm256_max_ps(p1, p0)));
+        const __m256 dd = _mm256_sub_ps(h, l);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_sub_ps(dd, dd), _mm256_sub_ps(l, l),
+                                              _CMP_UNORD_Q));
+        spanv = _mm256_max_ps(dd, spanv);
+        _mm256_storeu_ps(lo + j, l);
+        part = _mm256_add_pd(part, _mm256_cvtps_pd(_mm256_castps256_ps128(l)));
+        part = _mm256_add_pd(part, _mm256_cvtps_pd(_mm256_extractf128_ps(l, 1)));
+    }
+    if (_mm256_movemask_ps(bad)) return -1;
+    float sp[8];
+    double pd[4];
+    _mm256_storeu_ps(sp, spanv);
+    _mm256_storeu_pd(pd, part);
+    float span = 0.0f;
+    for (int u = 0; u < 8; u++) span = sp[u] > span ? sp[u] : span;
+    float mult;
+    const float inv = tb_step(span, VN_TB_PARTMAX, &mult, delta);
+    *bias = (float)((pd[0] + pd[1]) + (pd[2] + pd[3]));
+    const __m256 vm = _mm256_set1_ps(mult), vi = _mm256_set1_ps(inv);
+    const __m256 half = _mm256_set1_ps(0.5f), top = _mm256_set1_ps(VN_TB_PARTMAX);
+    const __m256 zero = _mm256_setzero_ps();
+    /* byte 4 c + l of a lane: E[c] of the lane's coordinate l; table u of the lane (its
+     * coordinates 2u, 2u + 1) gathers E[2u][c & 3] and E[2u + 1][c >> 2] */
+    const __m256i ga0 = _mm256_setr_epi8(0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12,
+                                         0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12);
+    const __m256i gb0 = _mm256_setr_epi8(1, 1, 1, 1, 5, 5, 5, 5, 9, 9, 9, 9, 13, 13, 13, 13,
+                                         1, 1, 1, 1, 5, 5, 5, 5, 9, 9, 9, 9, 13, 13, 13, 13);
+    const __m256i two = _mm256_set1_epi8(2);
+    for (ptrdiff_t j = 0; j < 4 * nb; j += 8) {
+        const __m256 x = _mm256_loadu_ps(r + j), l = _mm256_loadu_ps(lo + j);
+#define TB_PART_Q(lc)                                                                     \
+    _mm256_cvttps_epi32(_mm256_min_ps(                                                    \
+        _mm256_max_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(                          \
+                                        _mm256_sub_ps(_mm256_mul_ps(x, lc), l), vm), vi), \
+                                    half),                                                \
+                      zero),                                                              \
+        top))
+        const __m256i e01 = _mm256_packs_epi32(TB_PART_Q(l0), TB_PART_Q(l1));
+        const __m256i e23 = _mm256_packs_epi32(TB_PART_Q(l2), TB_PART_Q(l3));
+#undef TB_PART_Q
+        const __m256i e = _mm256_packus_epi16(e01, e23);
+        const __m256i t0 = _mm256_add_epi8(_mm256_shuffle_epi8(e, ga0),
+                                           _mm256_shuffle_epi8(e, gb0));
+        const __m256i t1 = _mm256_add_epi8(_mm256_shuffle_epi8(e, _mm256_add_epi8(ga0, two)),
+                                           _mm256_shuffle_epi8(e, _mm256_add_epi8(gb0, two)));
+        uint8_t *o = lq + 16 * (j / 2);
+        _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(t0, t1, 0x20));
+        _mm256_storeu_si256((__m256i *)(o + 32), _mm256_permute2x128_si256(t0, t1, 0x31));
+    }
+    return 0;
+}
+#endif
+
+/* One query's additive 2-bit tables (tb_parts_seq) from its d coordinates r; scratch:
+ * 8 nb floats (the coordinates padded to 4 nb, then the minima). */
+static void vn_quantize_parts(const float *r, ptrdiff_t d, const float *lv, ptrdiff_t nb,
+                              uint8_t *lq, float *bias, float *delta, float *scratch,
+                              int isa) {
+    float *rp = scratch, *lo = scratch + 4 * nb;
+    memcpy(rp, r, sizeof(float) * (size_t)d);
+    for (ptrdiff_t j = d; j < 4 * nb; j++) rp[j] = 0.0f;
+#if VN_X86
+    if (isa != VN_PORTABLE && nb % 2 == 0 && tb_parts_avx2(rp, lv, nb, lq, bias, delta, lo) == 0)
+        return;
+#else
+    (void)isa;
+#endif
+    tb_parts_seq(rp, lv, nb, lq, bias, delta, lo);
+}
+
+/* Queries [q0, q1) of x (nq, d), rotated first by rot when not NULL (scratch: 3 d floats,
+ * then with additive 4 m floats): turboquant's nibble tables (nq, m, 16) of levels lv
+ * (2**bits of them, d <= m * 4 / bits), then their uint8 tables, bias and delta
+ * (quantize_luts, or with additive, 2-bit codes only, vn_quantize_parts). */
 static void vn_tq_luts(const float *x, ptrdiff_t d, const vn_rot *rot, const float *lv,
-                       int bits, ptrdiff_t m, float *tables, uint8_t *luts, float *bias,
-                       float *delta, ptrdiff_t q0, ptrdiff_t q1, float *scratch, int isa) {
+                       int bits, int additive, ptrdiff_t m, float *tables, uint8_t *luts,
+                       float *bias, float *delta, ptrdiff_t q0, ptrdiff_t q1, float *scratch,
+                       int isa) {
     const int per = 4 / bits, width = 1 << bits;
     for (ptrdiff_t q = q0; q < q1; q++) {
         const float *r = x + q * d;
@@ -719,32 +855,41 @@ static void vn_tq_luts(const float *x, ptrdiff_t d, const vn_rot *rot, const flo
             }
             tb_combine(p, width, per, o + 16 * t);
         }
-        vn_quantize_luts(tables, m, luts, bias, delta, q, q + 1, isa);
+        if (additive)
+            vn_quantize_parts(r, d, lv, m / 2, luts + q * m * 16, bias + q, delta + q,
+                              scratch + 3 * d, isa);
+        else
+            vn_quantize_luts(tables, m, luts, bias, delta, q, q + 1, isa);
     }
 }
 
 PyDoc_STRVAR(tq_luts_doc,
-"tq_luts(x, levels, bits, tables, luts, bias, delta, q0, q1, isa, signs=None, perms=None,\n"
-"        p=0, norm=0)\n--\n\n"
+"tq_luts(x, levels, bits, additive, tables, luts, bias, delta, q0, q1, isa, signs=None,\n"
+"        perms=None, p=0, norm=0)\n--\n\n"
 "turboquant's nibble tables of queries q0:q1 and their uint8 quantization in one call (the\n"
 "native fastscan._tables, then quantize_luts): x float32 (nq, d), the rotated queries, or\n"
 "with signs, perms, p and norm (as rotate takes them) the queries, rotated first; levels\n"
 "float32 (2**bits,); bits 1, 2 or 4; tables float32 (nq, m, 16), m even, d <= m * 4 /\n"
-"bits; luts uint8 (nq, m // 2, 32), bias and delta float32 (nq,) are written. Runs\n"
+"bits; luts uint8 (nq, m // 2, 32), bias and delta float32 (nq,) are written (with\n"
+"additive, 2-bit codes only, quantized per coordinate: fastscan._quantize_parts). Runs\n"
 "without the GIL; see vecindex_core._native.tables.");
 
 static PyObject *py_tq_luts(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *orq, *olv, *ot, *ol, *ob, *od, *osg = Py_None, *opm = Py_None;
     Py_ssize_t q0, q1, p = 0;
-    int bits, isa;
+    int bits, additive, isa;
     float norm = 0.0f;
-    if (!PyArg_ParseTuple(args, "OOiOOOOnni|OOnf:tq_luts", &orq, &olv, &bits, &ot, &ol, &ob,
-                          &od, &q0, &q1, &isa, &osg, &opm, &p, &norm))
+    if (!PyArg_ParseTuple(args, "OOipOOOOnni|OOnf:tq_luts", &orq, &olv, &bits, &additive, &ot,
+                          &ol, &ob, &od, &q0, &q1, &isa, &osg, &opm, &p, &norm))
         return NULL;
     if (vn_check_isa(isa) < 0) return NULL;
     if (bits != 1 && bits != 2 && bits != 4) {
         PyErr_Format(g_err_arg, "bits must be 1, 2 or 4, got %d", bits);
+        return NULL;
+    }
+    if (additive && bits != 2) {
+        PyErr_Format(g_err_arg, "additive tables need 2-bit codes, got bits=%d", bits);
         return NULL;
     }
     if ((osg == Py_None) != (opm == Py_None)) {
@@ -786,8 +931,8 @@ static PyObject *py_tq_luts(PyObject *self, PyObject *args) {
             rot.rounds = b[BS].shape[0];
         }
         float *scratch = NULL;
-        if (have[BS] && q1 > q0) {
-            scratch = (float *)malloc(sizeof(float) * 3 * (size_t)d);
+        if ((have[BS] || additive) && q1 > q0) {
+            scratch = (float *)malloc(sizeof(float) * (3 * (size_t)d + 4 * (size_t)m));
             if (!scratch) {
                 PyErr_NoMemory();
                 goto done;
@@ -795,7 +940,8 @@ static PyObject *py_tq_luts(PyObject *self, PyObject *args) {
         }
         Py_BEGIN_ALLOW_THREADS
         vn_tq_luts((const float *)b[BR].buf, d, have[BS] ? &rot : NULL,
-                   (const float *)b[BV].buf, bits, m, (float *)b[BT].buf, (uint8_t *)b[BL].buf,
+                   (const float *)b[BV].buf, bits, additive, m, (float *)b[BT].buf,
+                   (uint8_t *)b[BL].buf,
                    (float *)b[BB].buf, (float *)b[BD].buf, q0, q1, scratch, isa);
         Py_END_ALLOW_THREADS
         free(scratch);
