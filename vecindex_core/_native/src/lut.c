@@ -1296,7 +1296,7 @@ __attribute__((target(VN_TARGET_AVX512_DOT))) static uint32_t t3_score(
  * (score desc, NaN last, row asc, -1 last), inserted in candidate order, padded with -inf
  * / -1; fin_n: the real rows kept. Fused into the scan call, it saves a single query the
  * Python round trip of a second kernel (~6 us). */
-static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s, const double *td) {
+static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s) {
     if (s < 0) return -INFINITY;
     const ptrdiff_t nb = a->nb;
     const uint8_t *blk = (a->tail && s / 32 == a->n / 32) ? a->tail : a->codes + (s / 32) * nb * 32;
@@ -1305,24 +1305,6 @@ static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s, const dou
     if (i >= 16) i -= 16;
     const vn_rs_tabs tb = {a->rtables, a->rqs, a->rlv, nb};
     float v;
-    if (td) { /* VN_RS_SUM over the tables as double (the same values, no conversions). Its
-               * own loop: through VN_RS_SUM's macros the same sums took 3.5 against 2.4 us
-               * for 20 rows (the offsets are no longer constants a step) */
-        double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
-        const uint8_t *b = blk + i;
-        for (ptrdiff_t t = 0; t < nb >> 1; t++, b += 64, td += 64) {
-            a0 += td[(b[0] >> shift) & 15u];
-            a1 += td[16 + ((b[16] >> shift) & 15u)];
-            a2 += td[32 + ((b[32] >> shift) & 15u)];
-            a3 += td[48 + ((b[48] >> shift) & 15u)];
-        }
-        if (nb & 1) {
-            a0 += td[(b[0] >> shift) & 15u];
-            a1 += td[16 + ((b[16] >> shift) & 15u)];
-        }
-        v = (float)((a0 + a1) + (a2 + a3));
-        return vn_rs_score(v, a->scale, a->xn, a->qn, q, s);
-    }
     /* sub-code x of the row: column x / 2, half x % 2 of it, nibble `shift` of its byte */
 #define RS_NIB(x) ((blk[i + 32 * ((x) >> 1) + 16 * ((x) & 1)] >> shift) & 15u)
     VN_RS_SUM(&tb, q, RS_NIB, v);
@@ -1330,16 +1312,58 @@ static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s, const dou
     return vn_rs_score(v, a->scale, a->xn, a->qn, q, s);
 }
 
-/* Query q's shortlist cand (k rows) rescored into its kf final entries; td: scratch for its
- * float tables as double (2 nb x 16), or NULL. */
-static void vn_rescore(const vn_lut_args *a, ptrdiff_t q, const int64_t *cand, double *td) {
-    const ptrdiff_t kf = a->kf;
-    if (td && a->rtables) { /* 20 rows of 96 bytes: 3.1 -> 2.4 us */
-        const float *tq = a->rtables + q * 2 * a->nb * 16;
-        for (ptrdiff_t j = 0; j < 2 * a->nb * 16; j++) td[j] = (double)tq[j];
-    } else {
-        td = NULL;
+/* rs_estimate over float tables (rtables) of up to four rows s[0 .. nr) at once into out
+ * (-inf for s < 0): the rows' sums interleaved, each row's four partial sums in
+ * rs_estimate's order (the same values). A row at a time waited on its four chains of
+ * dependent double adds, and the tables converted to double first cost a pass over all
+ * their entries (dev 2-bit, 500 queries, 20 rows: 4.1 -> ... us a query). */
+static void rs_estimate4(const vn_lut_args *a, ptrdiff_t q, const int64_t *s, int nr,
+                         float *out) {
+    const ptrdiff_t nb = a->nb;
+    const uint8_t *b[4];
+    int sh[4], ok[4], any = -1;
+    for (int r = 0; r < 4; r++) {
+        ok[r] = r < nr && s[r] >= 0;
+        if (ok[r] && any < 0) any = r;
     }
+    if (any < 0) {
+        for (int r = 0; r < nr; r++) out[r] = -INFINITY;
+        return;
+    }
+    for (int r = 0; r < 4; r++) { /* a missing row sums a real row's codes, unused */
+        const int64_t j = s[ok[r] ? r : any];
+        const uint8_t *blk = (a->tail && j / 32 == a->n / 32) ? a->tail
+                                                              : a->codes + (j / 32) * nb * 32;
+        sh[r] = (j & 31) >= 16 ? 4 : 0;
+        b[r] = blk + (j & 15);
+    }
+    double acc[4][4] = {{0.0}};
+    const float *t = a->rtables + q * 2 * nb * 16;
+    for (ptrdiff_t p = 0; p < nb >> 1; p++, t += 64) {
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *c = b[r] + 64 * p;
+            acc[r][0] += t[(c[0] >> sh[r]) & 15u];
+            acc[r][1] += t[16 + ((c[16] >> sh[r]) & 15u)];
+            acc[r][2] += t[32 + ((c[32] >> sh[r]) & 15u)];
+            acc[r][3] += t[48 + ((c[48] >> sh[r]) & 15u)];
+        }
+    }
+    if (nb & 1) {
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *c = b[r] + 64 * (nb >> 1);
+            acc[r][0] += t[(c[0] >> sh[r]) & 15u];
+            acc[r][1] += t[16 + ((c[16] >> sh[r]) & 15u)];
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        out[r] = ok[r] ? vn_rs_score((float)((acc[r][0] + acc[r][1]) + (acc[r][2] + acc[r][3])),
+                                     a->scale, a->xn, a->qn, q, s[r])
+                       : -INFINITY;
+}
+
+/* Query q's shortlist cand (k rows) rescored into its kf final entries. */
+static void vn_rescore(const vn_lut_args *a, ptrdiff_t q, const int64_t *cand) {
+    const ptrdiff_t kf = a->kf;
     float *sc = a->fin_s + q * kf;
     int64_t *sl = a->fin_i + q * kf;
     for (ptrdiff_t j = 0; j < kf; j++) {
@@ -1347,8 +1371,13 @@ static void vn_rescore(const vn_lut_args *a, ptrdiff_t q, const int64_t *cand, d
         sl[j] = -1;
     }
     ptrdiff_t held = 0;
-    for (ptrdiff_t c = 0; c < a->k && kf > 0; c++)
-        vn_rs_insert(sc, sl, kf, &held, rs_estimate(a, q, cand[c], td), cand[c]);
+    for (ptrdiff_t c = 0; c < a->k && kf > 0; c += 4) {
+        const int nr = a->k - c < 4 ? (int)(a->k - c) : 4;
+        float est[4];
+        if (a->rtables) rs_estimate4(a, q, cand + c, nr, est);
+        else for (int r = 0; r < nr; r++) est[r] = rs_estimate(a, q, cand[c + r]);
+        for (int r = 0; r < nr; r++) vn_rs_insert(sc, sl, kf, &held, est[r], cand[c + r]);
+    }
     int64_t real = 0;
     for (ptrdiff_t j = 0; j < held; j++) real += sl[j] >= 0;
     a->fin_n[q] = real;
@@ -1360,6 +1389,9 @@ static void vn_rescore(const vn_lut_args *a, ptrdiff_t q, const int64_t *cand, d
  * 500 queries, 20 rows: the rescore 5.1 -> 2.6 us a query, prefetched one query ahead). */
 static void rs_prefetch(const vn_lut_args *a, ptrdiff_t q) {
     const int64_t *cand = a->out_i + q * a->k;
+    if (a->rtables) /* and its float tables, read at the rows' codes */
+        for (ptrdiff_t o = 0; o < 2 * a->nb * 16; o += 16)
+            __builtin_prefetch(a->rtables + q * 2 * a->nb * 16 + o, 0, 1);
     for (ptrdiff_t c = 0; c < a->k; c++) {
         const int64_t s = cand[c];
         if (s < 0) continue;
@@ -1794,12 +1826,9 @@ static int t3_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r
     vn_fres *res = (vn_fres *)malloc(sizeof(vn_fres) * (size_t)G);
     ptrdiff_t *qx = (ptrdiff_t *)malloc(sizeof(ptrdiff_t) * (size_t)G);
     int32_t *corr = (int32_t *)malloc(sizeof(int32_t) * (size_t)G);
-    double *td = a->rtables && nb <= 1024 ? (double *)malloc(sizeof(double) * 32 * (size_t)nb)
-                                          : NULL;
     vn_fscratch x;
     vn_fcand *buf = cap > 0 ? fs_res_alloc(G, cap, isa, &x) : NULL;
-    if (!tt || !xbuf || !P || !res || !qx || !corr || (a->rtables && nb <= 1024 && !td) ||
-        (cap > 0 && !buf))
+    if (!tt || !xbuf || !P || !res || !qx || !corr || (cap > 0 && !buf))
         goto done;
     for (ptrdiff_t g0 = q0; g0 < q1; g0 += G) {
         const ptrdiff_t ng = q1 - g0 < G ? q1 - g0 : G;
@@ -1816,7 +1845,7 @@ static int t3_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r
             fs_res_finish(&res[i], k, a->out_s + qx[i] * k, a->out_i + qx[i] * k, !a->unsorted);
         for (int i = 0; i < nok && (a->rtables || a->rqs); i++) {
             if (i + 1 < nok) rs_prefetch(a, qx[i + 1]);
-            vn_rescore(a, qx[i], a->out_i + qx[i] * k, td);
+            vn_rescore(a, qx[i], a->out_i + qx[i] * k);
         }
         for (ptrdiff_t g = g0, i = 0; g < g0 + ng; g++) {
             if (i < nok && qx[i] == g) {
@@ -1829,7 +1858,6 @@ static int t3_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r
     rc = 0;
 done:
     free(buf);
-    free(td);
     free(corr);
     free(qx);
     free(res);
@@ -1873,9 +1901,6 @@ static int fs_pair_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdif
         buf = fs_res_alloc(group, cap, isa, &x);
         if (!buf) return -1;
     }
-    /* the rescore's tables as double, up to 1024 byte columns (256 KiB) */
-    double *td = a->rtables && nb <= 1024 ? (double *)malloc(sizeof(double) * 32 * (size_t)nb)
-                                          : NULL;
     vn_fres res[VN_FS_QGROUP];
     vn_fsq cq[VN_FS_QGROUP];
     int32_t dbase[VN_FS_QGROUP];
@@ -1916,10 +1941,9 @@ static int fs_pair_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdif
                           !a->unsorted);
         for (int g = 0; g < ng && (a->rtables || a->rqs); g++) {
             if (g + 1 < ng) rs_prefetch(a, g0 + g + 1);
-            vn_rescore(a, g0 + g, a->out_i + (g0 + g) * k, td);
+            vn_rescore(a, g0 + g, a->out_i + (g0 + g) * k);
         }
     }
-    free(td);
     free(buf);
     return 0;
 }
