@@ -34,6 +34,11 @@ The top-k is by ``(s desc, slot asc)``. :func:`fastscan_topk_ref` (numba) and th
 paths (:func:`vecindex_core._native.lut.lut_topk`) compute exactly this, so they agree bit
 for bit; :func:`fastscan_topk` picks the native path when one is active.
 
+2-bit turboquant tables may instead be quantized coordinate by coordinate
+(:func:`quantize_parts`, ``additive=True``): entries of at most :data:`PART_MAX` per
+coordinate, a pair table the exact sum of its two coordinates' entries, so that the VBMI
+kernel can regroup the coordinates by three and get the same integer sums ``S``.
+
 Because the tables are rounded, the scan score is an approximation of the float estimate
 ``scale * sum_j tables[j, code_j]``: callers take a shortlist of ``k' > k`` rows and rescore
 it with :func:`rescore_shortlist` (float, per coordinate) before the final top-k.
@@ -55,8 +60,8 @@ from .._native.lut import (
     BLOCK,
     LUT_MAX,
     MAX_COLUMNS,
-    PART_MAX,
     MIN_WORK_PER_THREAD,
+    PART_MAX,
     check_ivf_args,
     check_scan_args,
     ivf_work,
@@ -316,6 +321,28 @@ def _pq_nibble(q: np.ndarray, books_t: np.ndarray, l2: bool, bits: int, out: np.
         _combine(prod, per, out[i])
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _step(span: float, top: float) -> tuple[float, float, float]:
+    # (mult, inv, delta) of a query's tables from their largest span, entries up to top. A
+    # span below 2**-100 (delta subnormal, 1 / delta overflowing to inf: every entry but the
+    # minimum would round to top) is quantized as if scaled by 2**100, an exact power of
+    # two: the entries are those of the scaled tables
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    mult = np.float32(2.0**100) if zero < span < np.float32(2.0**-100) else one
+    dl = (span * mult) / top
+    if not dl > zero:
+        dl = one
+    return mult, one / dl, dl / mult
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _quant1(v: float, lo: float, mult: float, inv: float, top: float) -> np.uint8:
+    # round half up; x >= -0.5 up to float rounding, clipped to [0, top]
+    x = min(max(((v - lo) * mult) * inv + np.float32(0.5), np.float32(0.0)), top)
+    return np.uint8(np.int32(x))  # truncation of x >= 0: floor
+
+
 @numba.njit(nogil=True, cache=True)
 def _quantize(tables: np.ndarray, lut_max: int, luts: np.ndarray, bias: np.ndarray,
               delta: np.ndarray) -> None:
@@ -323,11 +350,6 @@ def _quantize(tables: np.ndarray, lut_max: int, luts: np.ndarray, bias: np.ndarr
     nq, m, _ = tables.shape
     mins = np.empty(m, dtype=np.float32)
     top = np.float32(lut_max)
-    half = np.float32(0.5)
-    zero = np.float32(0.0)
-    one = np.float32(1.0)
-    tiny = np.float32(2.0**-100)
-    big = np.float32(2.0**100)
     for q in range(nq):
         tq = tables[q].ravel()
         lq = luts[q].ravel()
@@ -343,22 +365,11 @@ def _quantize(tables: np.ndarray, lut_max: int, luts: np.ndarray, bias: np.ndarr
             mins[t] = lo
             total += np.float64(lo)
             span = max(span, hi - lo)
-        # a span below 2**-100 (delta subnormal, 1 / delta overflowing to inf: every entry
-        # but the minimum would round to lut_max) is quantized as if scaled by 2**100, an
-        # exact power of two: the entries are those of the scaled tables
-        mult = big if zero < span < tiny else one
-        dl = (span * mult) / top
-        if not dl > zero:
-            dl = one
-        delta[q] = dl / mult
+        mult, inv, delta[q] = _step(span, top)
         bias[q] = np.float32(total)
-        inv = one / dl
         for t in range(m):
-            lo = mins[t]
             for c in range(16):
-                # round half up; v >= -0.5 up to float rounding, clipped to [0, lut_max]
-                v = min(max(((tq[16 * t + c] - lo) * mult) * inv + half, zero), top)
-                lq[16 * t + c] = np.uint8(np.int32(v))  # truncation of v >= 0: floor
+                lq[16 * t + c] = _quant1(tq[16 * t + c], mins[t], mult, inv, top)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -371,11 +382,7 @@ def _quantize_parts(rq: np.ndarray, levels: np.ndarray, nb: int, part_max: int,
     ncoord = 4 * nb
     lo = np.empty(ncoord, dtype=np.float32)
     top = np.float32(part_max)
-    half = np.float32(0.5)
     zero = np.float32(0.0)
-    one = np.float32(1.0)
-    tiny = np.float32(2.0**-100)
-    big = np.float32(2.0**100)
     e = np.empty((ncoord, 4), dtype=np.uint8)
     for q in range(nq):
         span = np.float32(0.0)
@@ -391,18 +398,12 @@ def _quantize_parts(rq: np.ndarray, levels: np.ndarray, nb: int, part_max: int,
             lo[j] = low
             part[j & 3] += np.float64(low)
             span = max(span, high - low)
-        mult = big if zero < span < tiny else one
-        dl = (span * mult) / top
-        if not dl > zero:
-            dl = one
-        delta[q] = dl / mult
+        mult, inv, delta[q] = _step(span, top)
         bias[q] = np.float32((part[0] + part[1]) + (part[2] + part[3]))
-        inv = one / dl
         for j in range(ncoord):
             r = rq[q, j] if j < d else zero
             for c in range(4):
-                v = min(max(((r * levels[c] - lo[j]) * mult) * inv + half, zero), top)
-                e[j, c] = np.uint8(np.int32(v))  # truncation of v >= 0: floor
+                e[j, c] = _quant1(r * levels[c], lo[j], mult, inv, top)
         lq = luts[q].ravel()
         for t in range(2 * nb):
             for c in range(16):

@@ -28,7 +28,9 @@
  * block's kernel call (fs_flat_take).
  *
  * Paths: portable C (no intrinsics), AVX2, AVX-512 (AVX512BW; two byte columns a step;
- * with VNNI and VBMI the vpermb + vpdpbusd kernel of the dot-mode section).
+ * with VNNI and VBMI the vpermb + vpdpbusd kernel of the dot-mode section, and for batches
+ * over additive 2-bit tables the triple route: the same integer sums from 64-entry tables
+ * of three coordinates, see its section).
  *
  * Dot mode (vn_lut_args.levels set; turboquant's 4-bit codes, one codebook for every
  * coordinate): S = sum over sub-codes t of lv[code_t] * w_t, lv the int8 levels (levels[c]
@@ -1161,8 +1163,10 @@ __attribute__((target(VN_TARGET_AVX512_DOT))) static void t3_expand(const uint8_
 /* A unit's output (t3_sums): per block b and query q of the pass, the 32 16-bit sums
  * (s16[b][q]) and rows[b][q]: bit r for a sum above the query's cut (t3_cut: no other row
  * can pass; cut -1: every row). The float scores are computed later, only for blocks with
- * such rows (t3_take): a branch on the kernel's last results waits for them to drain (dev
- * 2-bit, 500 queries: 29.2 us a query with the scores tested in the kernel, ... without). */
+ * such rows (t3_take, one unit late): a branch on the kernel's last results waits for them
+ * to drain. Dev 2-bit, 500 queries, us a query: the kernel 23.4 -> 19.6 with the float
+ * scores and their test moved out, the takes 4.8 -> 6.9 (the scan as a whole about even;
+ * the takes then went query by query, and the batched search 35.1-36.1 -> 34-35.4). */
 typedef struct {
     uint16_t s16[4][2][32];
     uint32_t rows[4][2];
@@ -1316,7 +1320,7 @@ static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s) {
  * (-inf for s < 0): the rows' sums interleaved, each row's four partial sums in
  * rs_estimate's order (the same values). A row at a time waited on its four chains of
  * dependent double adds, and the tables converted to double first cost a pass over all
- * their entries (dev 2-bit, 500 queries, 20 rows: 4.1 -> ... us a query). */
+ * their entries, 1.4 us of a batched dev 2-bit query's 4.1 us rescore. */
 static void rs_estimate4(const vn_lut_args *a, ptrdiff_t q, const int64_t *s, int nr,
                          float *out) {
     const ptrdiff_t nb = a->nb;
@@ -1385,8 +1389,9 @@ static void vn_rescore(const vn_lut_args *a, ptrdiff_t q, const int64_t *cand) {
 
 /* Prefetch the code lines of query q's candidates (a->out_i + q k) for its vn_rescore: a
  * row's codes are spread over its block (a byte of each column, 32 nb / 64 lines), which
- * after a batch's scan sit in L3, so a query rescored cold waited ~2.5 us on them (dev 2-bit,
- * 500 queries, 20 rows: the rescore 5.1 -> 2.6 us a query, prefetched one query ahead). */
+ * after a batch's scan sit in L3 (dev 2-bit, 500 queries, 20 rows: the rescore 5.1 -> 4.2
+ * us a query with the codes prefetched one query ahead, 2.75 with the tables too and
+ * rs_estimate4). */
 static void rs_prefetch(const vn_lut_args *a, ptrdiff_t q) {
     const int64_t *cand = a->out_i + q * a->k;
     if (a->rtables) /* and its float tables, read at the rows' codes */
@@ -1680,9 +1685,10 @@ static void fs_res_start(vn_fres *r, vn_fcand *buf, ptrdiff_t cap, ptrdiff_t k,
 }
 
 #if VN_X86
-/* Fewest queries of a call for the triple route (its indices cost a tile's expansion per
- * group of queries, ~40 us over the dev set's 20,000 rows, and each query's tables ~0.3 us;
- * below it the pair route). */
+/* Fewest queries of a call for the triple route: its indices cost an expansion of the
+ * codes per call (~30 us over the dev set's 20,000 rows) and each query's tables ~0.4 us.
+ * Dev 2-bit, one thread, us a query, triple / pair route: 4 queries 42.7 / 33.8, 8 33.4 /
+ * 30.9, 12 30.3 / 31.1, 16 28.8 / 30.4, 32 26.6 / 30.3. */
 #define VN_T3_MIN_NQ 16
 /* Queries whose triple tables and reservoirs are live together: the indices are expanded
  * once a tile for all of them. */
