@@ -1178,7 +1178,7 @@ typedef struct {
  * the four table registers are loaded once (GCC reloaded them for every lookup: 1.6x
  * slower) and the indices copied rather than the tables. */
 #ifdef VN_EMULATE_AVX512
-#define VN_T3_BLOCK(b)                                                                    \
+#define VN_T3_BLOCK(b, q)                                                                 \
     a##b##_##q = _mm512_add_epi16(                                                       \
         a##b##_##q,                                                                      \
         _mm512_maddubs_epi16(_mm512_add_epi8(_mm512_permutex2var_epi8(T0, i##b##ab, T1), \
@@ -1191,7 +1191,7 @@ typedef struct {
         const __m512i T1 = _mm512_loadu_si512((const void *)(t_ + 64));                   \
         const __m512i T2 = _mm512_loadu_si512((const void *)(t_ + 128));                  \
         const __m512i T3 = _mm512_loadu_si512((const void *)(t_ + 192));                  \
-        VN_T3_BLOCK(0) VN_T3_BLOCK(1) VN_T3_BLOCK(2) VN_T3_BLOCK(3)                       \
+        VN_T3_BLOCK(0, q) VN_T3_BLOCK(1, q) VN_T3_BLOCK(2, q) VN_T3_BLOCK(3, q)           \
     }
 #else
 #define VN_T3_ASM_BLOCK(b)                                                                \
@@ -1815,8 +1815,10 @@ static void t3_scan(const vn_lut_args *a, vn_fres *res, const ptrdiff_t *qx,
 static int fs_pair_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0,
                         ptrdiff_t r1, int isa);
 
-/* vn_lut_topk's triple route (t3_usable): groups of VN_T3_GROUP queries; a query whose
- * tables are not additive takes the pair route on its own. */
+/* vn_lut_topk's triple route (t3_usable): groups of VN_T3_GROUP queries. Queries whose
+ * tables are not additive take the pair route, each run of consecutive ones in one call
+ * (the whole group when fewer than VN_T3_MIN_NQ are additive: 64 queries of product-
+ * quantizer tables one at a time took 1.5-1.8x as long). */
 static int t3_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r0,
                    ptrdiff_t r1, int isa) {
     const ptrdiff_t nb = a->nb, k = a->k, nstep = t3_nstep(nb);
@@ -1845,7 +1847,11 @@ static int t3_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r
             fs_res_start(&res[nok], buf + nok * cap, cap, k, NULL, &x);
             qx[nok++] = g;
         }
-        if (cap > 0 && nok)
+        if (nok < VN_T3_MIN_NQ) {
+            if (fs_pair_topk(a, g0, g0 + ng, r0, r1, isa) < 0) goto done;
+            continue;
+        }
+        if (cap > 0)
             t3_scan(a, res, qx, corr, tt, tb, nok, nstep, r0, r1, VN_T3_UNIT * units, xbuf);
         for (int i = 0; i < nok; i++)
             fs_res_finish(&res[i], k, a->out_s + qx[i] * k, a->out_i + qx[i] * k, !a->unsorted);
@@ -1853,12 +1859,14 @@ static int t3_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r
             if (i + 1 < nok) rs_prefetch(a, qx[i + 1]);
             vn_rescore(a, qx[i], a->out_i + qx[i] * k);
         }
-        for (ptrdiff_t g = g0, i = 0; g < g0 + ng; g++) {
+        for (ptrdiff_t g = g0, i = 0; g < g0 + ng;) { /* runs of queries not taken */
             if (i < nok && qx[i] == g) {
-                i++;
+                i++, g++;
                 continue;
             }
-            if (fs_pair_topk(a, g, g + 1, r0, r1, isa) < 0) goto done;
+            const ptrdiff_t e = i < nok ? qx[i] : g0 + ng;
+            if (fs_pair_topk(a, g, e, r0, r1, isa) < 0) goto done;
+            g = e;
         }
     }
     rc = 0;
