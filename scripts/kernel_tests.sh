@@ -5,5 +5,5 @@ KERNEL_TESTS=(
     tests/test_native.py tests/test_native_topk.py tests/test_flat.py tests/test_hashing.py
     tests/test_fastscan.py tests/test_fastscan_ivf.py tests/test_fastscan_reservoir.py
     tests/test_ivf_fastscan.py tests/test_pq_fastscan.py tests/test_turboquant.py
-    tests/test_planes.py
+    tests/test_planes.py tests/test_fastscan_triple.py
 )

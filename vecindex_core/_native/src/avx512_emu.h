@@ -19,6 +19,8 @@
 #endif
 #define SIMDE_NO_NATIVE /* SIMDe's portable code only, whatever the flags */
 #include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <simde/x86/avx512.h>
 
@@ -67,6 +69,26 @@
 #define _mm512_reduce_add_epi32 vn_emu_reduce_add_epi32
 #define _mm512_castsi128_si512 vn_emu_castsi128_si512
 #define _mm512_castps512_ps128 vn_emu_castps512_ps128
+/* the triple route (lut.c) */
+#define _mm512_sub_epi8 simde_mm512_sub_epi8
+#define _mm512_set1_epi16 simde_mm512_set1_epi16
+#define _mm512_min_epu8 simde_mm512_min_epu8
+#define _mm512_max_epu8 simde_mm512_max_epu8
+#define _mm512_maddubs_epi16 simde_mm512_maddubs_epi16
+#define _mm512_sad_epu8 simde_mm512_sad_epu8
+#define _mm512_sllv_epi16 simde_mm512_sllv_epi16
+#define _mm512_srlv_epi16 simde_mm512_srlv_epi16
+#define _mm512_ternarylogic_epi32 simde_mm512_ternarylogic_epi32
+#define _mm512_permutex2var_epi8 simde_mm512_permutex2var_epi8
+#define _mm512_movepi8_mask simde_mm512_movepi8_mask
+#define _mm512_cmpeq_epi8_mask simde_mm512_cmpeq_epi8_mask
+#define _mm512_cmpgt_epu8_mask simde_mm512_cmpgt_epu8_mask
+#define _mm512_cmpgt_epu16_mask(a, b) ((simde__mmask32)~simde_mm512_cmple_epu16_mask((a), (b)))
+#define _mm512_multishift_epi64_epi8 vn_emu_multishift_epi64_epi8
+#define _mm512_load_si512 vn_emu_load_si512
+#define _mm512_store_si512 vn_emu_store_si512
+#define _mm512_broadcast_i32x4 vn_emu_broadcast_i32x4
+#define _mm512_inserti64x4(a, b, imm) vn_emu_inserti64x4((a), (b), (imm) & 1)
 
 /* the sum of the 16 int32 lanes (wrapping) */
 static inline int vn_emu_reduce_add_epi32(simde__m512i a) {
@@ -103,6 +125,50 @@ static inline simde__m512i vn_emu_maskz_loadu_epi8(simde__mmask64 k, const void 
     for (int j = 0; j < 64; j++) b[j] = ((k >> j) & 1) ? ((const uint8_t *)p)[j] : 0;
     simde__m512i r;
     memcpy(&r, b, sizeof r);
+    return r;
+}
+
+/* The aligned load and store: a pointer off a 64-byte boundary faults on hardware, so it
+ * aborts here too (SIMDe's copies would hide it). */
+static inline simde__m512i vn_emu_load_si512(const void *p) {
+    if ((uintptr_t)p % 64) abort();
+    simde__m512i r;
+    memcpy(&r, p, sizeof r);
+    return r;
+}
+static inline void vn_emu_store_si512(void *p, simde__m512i a) {
+    if ((uintptr_t)p % 64) abort();
+    memcpy(p, &a, sizeof a);
+}
+
+/* GCC's own 128-bit vector in each of the four lanes */
+static inline simde__m512i vn_emu_broadcast_i32x4(__m128i a) {
+    simde__m512i r;
+    for (int j = 0; j < 4; j++) memcpy((char *)&r + 16 * j, &a, sizeof a);
+    return r;
+}
+
+/* a with its 256-bit half hi (0 or 1) replaced by GCC's own b */
+static inline simde__m512i vn_emu_inserti64x4(simde__m512i a, __m256i b, int hi) {
+    memcpy((char *)&a + 32 * hi, &b, sizeof b);
+    return a;
+}
+
+/* dst.u8[8 i + j] = the 8 bits of b.u64[i] from bit a.u8[8 i + j] & 63 on, wrapping
+ * around (Intel's pseudo-code; SIMDe's version shifts a 64-bit value by 64 for a 0 control,
+ * undefined in C) */
+static inline simde__m512i vn_emu_multishift_epi64_epi8(simde__m512i a, simde__m512i b) {
+    uint8_t c[64], o[64];
+    uint64_t x[8];
+    memcpy(c, &a, sizeof c);
+    memcpy(x, &b, sizeof x);
+    for (int j = 0; j < 64; j++) {
+        const unsigned s = c[j] & 63u;
+        const uint64_t v = x[j / 8];
+        o[j] = (uint8_t)(s ? (v >> s) | (v << (64 - s)) : v);
+    }
+    simde__m512i r;
+    memcpy(&r, o, sizeof r);
     return r;
 }
 
