@@ -104,6 +104,27 @@ def reference():
     return numpy_search
 
 
+def run_in_threads(fn, threads=2):
+    """Run ``fn()`` on ``threads`` threads at once; re-raise the first error any raised."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            fn()
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=work) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
 def ground_truth_f64(x, q, k, metric):
     """Exact top-k in float64 (used as recall ground truth, not for bit-exact checks)."""
     x = np.asarray(x, np.float64)

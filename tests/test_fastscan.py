@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,8 @@ from vecindex_core.errors import (
     InvalidDtypeError,
 )
 from vecindex_core.turboquant import TurboQuantIndex
+
+from .conftest import run_in_threads
 
 ISAS = list(_native._usable())
 ROOT = Path(__file__).resolve().parents[1]
@@ -572,21 +573,12 @@ def test_two_threads_at_once(isa):
     n, nb = 3000, 48
     blocked, luts, bias, delta = _case(rng, n, nb, 6)
     want = fs.fastscan_topk_ref(luts, bias, delta, blocked, n, 10)
-    errors: list[BaseException] = []
 
     def work() -> None:
-        try:
-            for _ in range(5):
-                _assert_same(want, lut_topk(luts, bias, delta, blocked, n, 10, isa=isa))
-        except BaseException as e:  # reported below
-            errors.append(e)
+        for _ in range(5):
+            _assert_same(want, lut_topk(luts, bias, delta, blocked, n, 10, isa=isa))
 
-    ts = [threading.Thread(target=work) for _ in range(2)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert not errors
+    run_in_threads(work)
 
 
 # --------------------------------------------------------------------------- errors

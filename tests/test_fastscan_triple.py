@@ -7,8 +7,6 @@ the pair route on their own."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
@@ -22,6 +20,8 @@ from vecindex_core._native.tables import tq_luts
 from vecindex_core._threads import get_num_threads, set_num_threads
 from vecindex_core.errors import InvalidArgumentError
 from vecindex_core.turboquant import TurboQuantIndex
+
+from .conftest import run_in_threads
 
 ISAS = list(_native._usable())
 #: the route runs on the avx512 path of a CPU with VNNI and VBMI (dot_cpu's test); elsewhere
@@ -465,21 +465,12 @@ def test_threads_give_the_serial_results(monkeypatch):
                 got = lut_topk(luts[:nq], bias[:nq], delta[:nq], blocked, n, k, isa=T3, **kw)
                 _same((want[k][0][:nq], want[k][1][:nq]), got)
         set_num_threads(2)
-        errors: list[BaseException] = []
 
         def work() -> None:
-            try:
-                for _ in range(3):
-                    _same(want[10], lut_topk(luts, bias, delta, blocked, n, 10, isa=T3, **kw))
-            except BaseException as e:  # reported below
-                errors.append(e)
+            for _ in range(3):
+                _same(want[10], lut_topk(luts, bias, delta, blocked, n, 10, isa=T3, **kw))
 
-        ts = [threading.Thread(target=work) for _ in range(2)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        assert not errors
+        run_in_threads(work)
     finally:
         set_num_threads(old)
 

@@ -322,7 +322,7 @@ def _pq_nibble(q: np.ndarray, books_t: np.ndarray, l2: bool, bits: int, out: np.
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _step(span: float, top: float) -> tuple[float, float, float]:
+def _step(span: np.float32, top: np.float32) -> tuple[np.float32, np.float32, np.float32]:
     # (mult, inv, delta) of a query's tables from their largest span, entries up to top. A
     # span below 2**-100 (delta subnormal, 1 / delta overflowing to inf: every entry but the
     # minimum would round to top) is quantized as if scaled by 2**100, an exact power of
@@ -337,9 +337,10 @@ def _step(span: float, top: float) -> tuple[float, float, float]:
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _quant1(v: float, lo: float, mult: float, inv: float, top: float) -> np.uint8:
+def _quant1(v: np.float32, lo: np.float32, mult: np.float32, inv: np.float32,
+            top: np.float32) -> np.uint8:
     # round half up; x >= -0.5 up to float rounding, clipped to [0, top]
-    x = min(max(((v - lo) * mult) * inv + np.float32(0.5), np.float32(0.0)), top)
+    x: np.float32 = min(max(((v - lo) * mult) * inv + np.float32(0.5), np.float32(0.0)), top)
     return np.uint8(np.int32(x))  # truncation of x >= 0: floor
 
 
