@@ -1049,7 +1049,10 @@ static const uint8_t vn_t3_pat[][64] = {
      0, 6, 16, 22, 32, 38, 48, 54, 0, 6, 16, 22, 32, 38, 48, 54,
      0, 6, 16, 22, 32, 38, 48, 54, 0, 6, 16, 22, 32, 38, 48, 54}
 };
-enum { VN_T3_PC0, VN_T3_PC1, VN_T3_P00, VN_T3_X1, VN_T3_X2, VN_T3_X4, VN_T3_X8, VN_T3_GAT, VN_T3_I0, VN_T3_I1, VN_T3_I2, VN_T3_EX1, VN_T3_EX2, VN_T3_EX3, VN_T3_MS };
+enum {
+    VN_T3_PC0, VN_T3_PC1, VN_T3_P00, VN_T3_X1, VN_T3_X2, VN_T3_X4, VN_T3_X8, VN_T3_GAT,
+    VN_T3_I0, VN_T3_I1, VN_T3_I2, VN_T3_EX1, VN_T3_EX2, VN_T3_EX3, VN_T3_MS
+};
 
 #define t3_pat(i) _mm512_loadu_si512((const void *)vn_t3_pat[i])
 
@@ -1141,8 +1144,10 @@ __attribute__((target(VN_TARGET_AVX512_DOT))) static void t3_expand(const uint8_
                 left2 >= 64 ? ~(__mmask64)0 : left2 > 0 ? ((__mmask64)1 << left2) - 1 : 0,
                 blk ? blk + off + 32 : NULL);
             /* words (A, C), (B, D) from Z; (D, F), (E, E) from Z2 */
-            const __m512i P1 = _mm512_permutexvar_epi8(e1, Z), P2 = _mm512_permutexvar_epi8(e2, Z);
-            const __m512i P3 = _mm512_permutexvar_epi8(e2, Z2), P4 = _mm512_permutexvar_epi8(e3, Z2);
+            const __m512i P1 = _mm512_permutexvar_epi8(e1, Z);
+            const __m512i P2 = _mm512_permutexvar_epi8(e2, Z);
+            const __m512i P3 = _mm512_permutexvar_epi8(e2, Z2);
+            const __m512i P4 = _mm512_permutexvar_epi8(e3, Z2);
             /* lo ? x : y: a row's four nibbles A | B << 4 | C << 8 | D << 12 (D | E << 4 |
              * F << 8 | junk) */
             const __m512i Nab = _mm512_ternarylogic_epi32(lo, _mm512_srlv_epi16(P1, sr),
@@ -1712,7 +1717,7 @@ static int t3_usable(const vn_lut_args *a, ptrdiff_t nq, int isa) {
            t3_nstep(a->nb) <= VN_T3_MAX_STEPS;
 }
 
-/* t3_sums' cut of a query (vn_t3_gate): fs_cut's bound less corr, in 16-bit sums. */
+/* A query's cut for t3_sums: fs_cut's bound less corr, in 16-bit sums (-1: none). */
 static int32_t t3_cut(const vn_lut_args *a, const vn_fres *r, ptrdiff_t q, int32_t corr) {
     const vn_fsq c = {a->bias[q], a->delta[q], 0.0f, 0.0f, 0};
     const int32_t cut = fs_cut(&c, r, a->scale ? a->scale_max : 1.0f,
@@ -1836,8 +1841,10 @@ static int t3_topk(const vn_lut_args *a, ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t r
     int32_t *corr = (int32_t *)malloc(sizeof(int32_t) * (size_t)G);
     vn_fscratch x;
     vn_fcand *buf = cap > 0 ? fs_res_alloc(G, cap, isa, &x) : NULL;
-    if (!tt || !xbuf || !P || !res || !qx || !corr || (cap > 0 && !buf))
+    if (!tt || !xbuf || !P || !res || !qx || !corr || (cap > 0 && !buf)) {
+        rc = 1; /* the pair route, which needs less memory */
         goto done;
+    }
     for (ptrdiff_t g0 = q0; g0 < q1; g0 += G) {
         const ptrdiff_t ng = q1 - g0 < G ? q1 - g0 : G;
         int nok = 0;
@@ -1878,7 +1885,7 @@ done:
     free(P);
     free(xbase);
     free(tbase);
-    return rc;
+    return rc == 1 ? fs_pair_topk(a, q0, q1, r0, r1, isa) : rc;
 }
 #endif
 
