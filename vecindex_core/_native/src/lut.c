@@ -1295,6 +1295,11 @@ __attribute__((target(VN_TARGET_AVX512_DOT))) static uint32_t t3_score(
 }
 #endif
 
+/* The block holding row j: the separate tail block when given and j is in it. */
+static inline const uint8_t *fs_block(const vn_lut_args *a, int64_t j) {
+    return (a->tail && j / 32 == a->n / 32) ? a->tail : a->codes + (j / 32) * a->nb * 32;
+}
+
 /* ---------------------------------------------------------------- rescore */
 /* The float estimate of a query's shortlist and its top kf: the native twin of
  * fastscan._rescore followed by topk._select (fastscan.rescore_shortlist), step for step.
@@ -1308,7 +1313,7 @@ __attribute__((target(VN_TARGET_AVX512_DOT))) static uint32_t t3_score(
 static float rs_estimate(const vn_lut_args *a, ptrdiff_t q, int64_t s) {
     if (s < 0) return -INFINITY;
     const ptrdiff_t nb = a->nb;
-    const uint8_t *blk = (a->tail && s / 32 == a->n / 32) ? a->tail : a->codes + (s / 32) * nb * 32;
+    const uint8_t *blk = fs_block(a, s);
     ptrdiff_t i = s & 31;
     const int shift = i >= 16 ? 4 : 0;
     if (i >= 16) i -= 16;
@@ -1341,8 +1346,7 @@ static void rs_estimate4(const vn_lut_args *a, ptrdiff_t q, const int64_t *s, in
     }
     for (int r = 0; r < 4; r++) { /* a missing row sums a real row's codes, unused */
         const int64_t j = s[ok[r] ? r : any];
-        const uint8_t *blk = (a->tail && j / 32 == a->n / 32) ? a->tail
-                                                              : a->codes + (j / 32) * nb * 32;
+        const uint8_t *blk = fs_block(a, j);
         sh[r] = (j & 31) >= 16 ? 4 : 0;
         b[r] = blk + (j & 15);
     }
@@ -1405,8 +1409,7 @@ static void rs_prefetch(const vn_lut_args *a, ptrdiff_t q) {
     for (ptrdiff_t c = 0; c < a->k; c++) {
         const int64_t s = cand[c];
         if (s < 0) continue;
-        const uint8_t *blk = (a->tail && s / 32 == a->n / 32) ? a->tail
-                                                              : a->codes + (s / 32) * a->nb * 32;
+        const uint8_t *blk = fs_block(a, s);
         for (ptrdiff_t o = (s & 15); o < 32 * a->nb; o += 64) __builtin_prefetch(blk + o, 0, 1);
     }
 }
@@ -1618,8 +1621,7 @@ __attribute__((always_inline)) static inline void fs_flat_scan(const vn_flat *f,
             /* kscore: the kernel's scores; else block pruning from passes of a few queries */
             vn_gate gate = {kscore || m < VN_PRUNE_MIN_PASS ? NULL : cut, kb, kd, kt, NULL, NULL};
             for (ptrdiff_t j0 = t0; j0 < t1; j0 += 32) {
-                const uint8_t *blk = (a->tail && j0 / 32 == a->n / 32)
-                                         ? a->tail : a->codes + (j0 / 32) * nb * 32;
+                const uint8_t *blk = fs_block(a, j0);
                 const int nv = (int)((r1 - j0) < 32 ? (r1 - j0) : 32);
                 if (kscore && a->scale) {
                     gate.scale = a->scale + j0;
@@ -1783,8 +1785,7 @@ static void t3_scan(const vn_lut_args *a, vn_fres *res, const ptrdiff_t *qx,
             const uint8_t *blks[4];
             int nblk = 0;
             for (ptrdiff_t j0 = u0; j0 < t1 && j0 < u0 + VN_T3_UNIT; j0 += 32)
-                blks[nblk++] = (a->tail && j0 / 32 == a->n / 32)
-                                   ? a->tail : a->codes + (j0 / 32) * nb * 32;
+                blks[nblk++] = fs_block(a, j0);
             t3_expand(blks, nblk, nb, nstep, xbuf + (u0 - t0) / VN_T3_UNIT * ub);
         }
         for (int q = 0; q < nq; q += 2) {
